@@ -1,0 +1,288 @@
+//! `Article`: the one type every stage passes along, from ingest to template.
+
+use chrono::NaiveDate;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::ingest::clean;
+use crate::text;
+
+/// The longest headline derived from a lead sentence, in characters.
+const HEADLINE_CHARS: usize = 90;
+
+/// One news article, cleaned.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Article {
+    /// Stable across runs: the given id, else a hash of source and URL, else
+    /// of the text.
+    pub id: String,
+    pub date: Option<NaiveDate>,
+    pub title: String,
+    /// True when the source had no title and `title` was derived from the lead.
+    pub title_derived: bool,
+    pub source: Option<String>,
+    pub url: Option<String>,
+    /// Clean text, one string per paragraph.
+    pub paragraphs: Vec<String>,
+    /// Where it came from: a path, `path:line`, or `<stdin>`.
+    pub origin: String,
+}
+
+/// What a parser found before cleaning: every field optional but the text.
+#[derive(Debug, Default, Clone)]
+pub struct RawArticle {
+    pub id: Option<String>,
+    pub title: Option<String>,
+    pub date: Option<String>,
+    pub source: Option<String>,
+    pub url: Option<String>,
+    pub text: String,
+}
+
+/// Why a raw article could not become an `Article`.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ArticleError {
+    #[error("no article text (empty after cleaning)")]
+    Empty,
+    #[error("bad date {0:?} (expected YYYY-MM-DD or an RFC 3339 / RFC 2822 date)")]
+    BadDate(String),
+}
+
+impl Article {
+    /// Cleans a raw article and fills in what the source left out.
+    pub fn from_raw(raw: RawArticle, origin: impl Into<String>) -> Result<Article, ArticleError> {
+        let date = match raw.date.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(d) => Some(parse_date(d).ok_or_else(|| ArticleError::BadDate(d.to_owned()))?),
+        };
+        let paragraphs = clean::paragraphs(&raw.text);
+        if paragraphs.is_empty() {
+            return Err(ArticleError::Empty);
+        }
+        let clean_opt = |s: Option<String>| s.map(|s| clean::inline(&s)).filter(|s| !s.is_empty());
+        let url = clean_opt(raw.url);
+        let source = clean_opt(raw.source).or_else(|| url.as_deref().and_then(host_of));
+        let (title, title_derived) = match clean_opt(raw.title) {
+            Some(t) => (t, false),
+            None => (derive_headline(&paragraphs), true),
+        };
+        let id = match clean_opt(raw.id) {
+            Some(id) => id,
+            None => match &url {
+                Some(url) => short_hash(&[source.as_deref().unwrap_or(""), url]),
+                None => short_hash(&[&paragraphs.join("\n\n")]),
+            },
+        };
+        Ok(Article {
+            id,
+            date,
+            title,
+            title_derived,
+            source,
+            url,
+            paragraphs,
+            origin: origin.into(),
+        })
+    }
+
+    /// The clean text, paragraphs separated by a blank line.
+    pub fn text(&self) -> String {
+        self.paragraphs.join("\n\n")
+    }
+
+    /// Words in the clean text.
+    pub fn word_count(&self) -> usize {
+        self.paragraphs.iter().map(|p| text::word_count(p)).sum()
+    }
+}
+
+/// 16 hex digits of SHA-256 over the parts (separated so that ("ab","c") and
+/// ("a","bc") differ).
+pub fn short_hash(parts: &[&str]) -> String {
+    let mut h = Sha256::new();
+    for p in parts {
+        h.update((p.len() as u64).to_le_bytes());
+        h.update(p.as_bytes());
+    }
+    h.finalize()[..8]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Parses the dates news sources use: `2022-03-14`, RFC 3339 and RFC 2822
+/// timestamps (the calendar date as written, without time-zone shifting).
+pub fn parse_date(s: &str) -> Option<NaiveDate> {
+    let s = s.trim();
+    if let Ok(d) = NaiveDate::parse_from_str(s, "%Y-%m-%d") {
+        return Some(d);
+    }
+    if let Ok(dt) = chrono::DateTime::parse_from_rfc3339(s) {
+        return Some(dt.date_naive());
+    }
+    if let Ok(dt) = chrono::DateTime::parse_from_rfc2822(s) {
+        return Some(dt.date_naive());
+    }
+    if let Ok(dt) = chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S") {
+        return Some(dt.date());
+    }
+    if let Ok(dt) = chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S") {
+        return Some(dt.date());
+    }
+    None
+}
+
+fn host_of(url: &str) -> Option<String> {
+    let rest = url.split_once("://")?.1;
+    let host = rest.split(['/', '?', '#', ':']).next()?;
+    let host = host.strip_prefix("www.").unwrap_or(host);
+    (!host.is_empty()).then(|| host.to_owned())
+}
+
+/// A short headline from the lead sentence: the whole sentence when it is
+/// short, else its first clause, else cut at a word boundary with an ellipsis.
+pub fn derive_headline(paragraphs: &[String]) -> String {
+    let lead = paragraphs
+        .iter()
+        .flat_map(|p| text::split_sentences(p))
+        .find(|s| text::word_count(s) >= 3)
+        .or_else(|| paragraphs.first().map(String::as_str))
+        .unwrap_or("");
+    let lead = lead.split_whitespace().collect::<Vec<_>>().join(" ");
+    let bare = trim_debris(&lead);
+    if bare.chars().count() <= HEADLINE_CHARS {
+        return bare.to_owned();
+    }
+    // The first clause that reads as a headline on its own.
+    let mut from = 0;
+    while let Some(pos) = lead[from..].find([',', ';', ':', '—', '–']) {
+        let end = from + pos;
+        let clause = trim_debris(&lead[..end]);
+        let chars = clause.chars().count();
+        if chars > HEADLINE_CHARS {
+            break;
+        }
+        if chars >= 25 && text::word_count(clause) >= 5 && !has_open_quote(clause) {
+            return clause.to_owned();
+        }
+        from = end + lead[end..].chars().next().map_or(1, char::len_utf8);
+    }
+    // Cut at the last word boundary that fits, without a dangling stop word.
+    let mut words: Vec<&str> = Vec::new();
+    let mut len = 0;
+    for w in lead.split_whitespace() {
+        if len + w.chars().count() + 1 > HEADLINE_CHARS - 1 {
+            break;
+        }
+        len += w.chars().count() + 1;
+        words.push(w);
+    }
+    while words.len() > 3 {
+        let last = words[words.len() - 1]
+            .trim_matches(|c: char| !c.is_alphanumeric())
+            .to_lowercase();
+        if text::is_stop_word(&last) || last.is_empty() {
+            words.pop();
+        } else {
+            break;
+        }
+    }
+    format!("{}…", trim_debris(&words.join(" ")))
+}
+
+fn has_open_quote(s: &str) -> bool {
+    let opens = s.matches(['“', '‘']).count();
+    let closes = s.matches(['”']).count();
+    opens > closes || s.matches('"').count() % 2 == 1
+}
+
+/// Strips punctuation that makes no sense at the end of a headline.
+fn trim_debris(s: &str) -> &str {
+    let s = s.trim();
+    let s = s.trim_end_matches(|c: char| {
+        c.is_whitespace() || matches!(c, '.' | ',' | ';' | ':' | '-' | '–' | '—' | '…' | '(' | '[')
+    });
+    // A trailing quote is kept only when it closes one that opened.
+    if (s.ends_with('“') || s.ends_with('‘'))
+        || (s.ends_with('"') && s.matches('"').count() % 2 == 1)
+    {
+        return trim_debris(&s[..s.len() - s.chars().last().map_or(0, char::len_utf8)]);
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn raw(text: &str) -> RawArticle {
+        RawArticle {
+            text: text.into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn ids_are_stable_and_depend_on_content_or_url() {
+        let a = Article::from_raw(raw("Talks resumed on Monday."), "a.txt").unwrap();
+        let b = Article::from_raw(raw("Talks resumed on Monday."), "b.txt").unwrap();
+        assert_eq!(a.id, b.id, "same content, same id");
+        assert_eq!(a.id.len(), 16);
+        let c = Article::from_raw(raw("Talks resumed on Tuesday."), "a.txt").unwrap();
+        assert_ne!(a.id, c.id);
+        let with_url = |text: &str| {
+            let mut r = raw(text);
+            r.url = Some("https://www.example.com/news/1".into());
+            Article::from_raw(r, "x").unwrap()
+        };
+        assert_eq!(
+            with_url("one text").id,
+            with_url("an edited text").id,
+            "URL wins over text"
+        );
+        assert_eq!(with_url("x").source.as_deref(), Some("example.com"));
+    }
+
+    #[test]
+    fn dates() {
+        assert_eq!(
+            parse_date("2022-03-14"),
+            NaiveDate::from_ymd_opt(2022, 3, 14)
+        );
+        assert_eq!(
+            parse_date("2022-03-14T23:30:00-05:00"),
+            NaiveDate::from_ymd_opt(2022, 3, 14)
+        );
+        assert_eq!(
+            parse_date("Mon, 14 Mar 2022 08:20:00 GMT"),
+            NaiveDate::from_ymd_opt(2022, 3, 14)
+        );
+        assert_eq!(parse_date("2022-02-30"), None);
+        let mut r = raw("Body text here.");
+        r.date = Some("14/03/2022".into());
+        assert_eq!(
+            Article::from_raw(r, "x"),
+            Err(ArticleError::BadDate("14/03/2022".into()))
+        );
+    }
+
+    #[test]
+    fn headline_from_a_short_lead_is_the_whole_sentence() {
+        let h = derive_headline(&["Talks resume in Minsk today. More follows.".into()]);
+        assert_eq!(h, "Talks resume in Minsk today");
+    }
+
+    #[test]
+    fn headline_from_a_long_lead_is_its_first_clause() {
+        let h = derive_headline(&["As Russia and Ukraine resume talks, Ukrainian presidential adviser and negotiator, Mykhailo Podolyak, said on Twitter communication is ongoing yet hard, Al Jazeera is reporting.".into()]);
+        assert_eq!(h, "As Russia and Ukraine resume talks");
+    }
+
+    #[test]
+    fn headline_without_clauses_is_cut_at_a_word() {
+        let h = derive_headline(&["The quick brown fox jumped over the lazy dog again and again while the farmer watched from a distance with growing alarm and then went home.".into()]);
+        assert!(h.ends_with('…'), "{h}");
+        assert!(h.chars().count() <= HEADLINE_CHARS, "{h}");
+        assert!(!h.ends_with(" the…") && !h.ends_with(" and…"), "{h}");
+    }
+}

@@ -1,0 +1,299 @@
+//! `digest.toml` and its `DIGEST_*` environment overrides.
+//!
+//! Layers, last wins: built-in defaults, the TOML file, then environment
+//! variables named `DIGEST_<KEY>` for every top-level key (`DIGEST_TIMEZONE`,
+//! `DIGEST_SUMMARY_WORDS`, `DIGEST_EXTRACTIVE='{ redundancy = 0.6 }'`).
+//! Unknown keys are errors that name the key and the file.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::summarize::extractive::{Params, Preset};
+use crate::summarize::Budget;
+
+/// The file read when `--config` is not given, if it exists.
+pub const DEFAULT_CONFIG_FILE: &str = "digest.toml";
+
+/// All settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// IANA time zone of the edition dates (`Europe/London`).
+    pub timezone: String,
+    /// Article files and folders read when a command is given none.
+    pub inputs: Vec<PathBuf>,
+    /// Summary budget: at most this many sentences...
+    pub summary_sentences: usize,
+    /// ...and about this many words (0: no word limit).
+    pub summary_words: usize,
+    /// Weights of the extractive summarizer.
+    pub extractive: Params,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            timezone: "UTC".into(),
+            inputs: vec![PathBuf::from("examples")],
+            summary_sentences: Budget::default().sentences,
+            summary_words: Budget::default().words,
+            extractive: Params::default(),
+        }
+    }
+}
+
+/// A configuration that cannot be used. Exit status 2.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("invalid config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("invalid environment variable {var}: {message}")]
+    Env { var: String, message: String },
+    #[error("invalid setting {key}: {message}")]
+    Invalid { key: &'static str, message: String },
+}
+
+impl Config {
+    /// Parses a TOML document (no file, no environment).
+    pub fn parse(toml_text: &str) -> Result<Config, String> {
+        let table: toml::Table = toml::from_str(toml_text).map_err(|e| describe(&e))?;
+        Self::from_table(table)
+    }
+
+    fn from_table(mut table: toml::Table) -> Result<Config, String> {
+        // `[extractive]` keys apply on top of the preset it names.
+        if let Some(toml::Value::Table(ext)) = table.get_mut("extractive") {
+            if let Some(preset) = ext.get("preset").cloned() {
+                let preset: Preset = preset
+                    .try_into()
+                    .map_err(|e: toml::de::Error| format!("extractive.preset: {}", e.message()))?;
+                let mut merged =
+                    toml::Table::try_from(Params::preset(preset)).expect("params serialize");
+                merged.extend(std::mem::take(ext));
+                *ext = merged;
+            }
+        }
+        let config: Config = serde_path_to_error::deserialize(table).map_err(|e| {
+            let path = e.path().to_string();
+            let inner = e.into_inner();
+            let msg = inner.message().trim().to_owned();
+            if path == "." {
+                msg
+            } else {
+                format!("{path}: {msg}")
+            }
+        })?;
+        config.validate().map_err(|e| e.to_string())?;
+        Ok(config)
+    }
+
+    /// Loads the configuration: `path` if given (it must exist), else
+    /// `./digest.toml` if present, else defaults; then the `DIGEST_*`
+    /// variables from `env`.
+    pub fn load(
+        path: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let (file, text) = match path {
+            Some(p) => (Some(p.to_path_buf()), Some(read(p)?)),
+            None if Path::new(DEFAULT_CONFIG_FILE).is_file() => {
+                let p = PathBuf::from(DEFAULT_CONFIG_FILE);
+                let text = read(&p)?;
+                (Some(p), Some(text))
+            }
+            None => (None, None),
+        };
+        let file_name = file.clone().unwrap_or_else(|| PathBuf::from("(defaults)"));
+        let mut table: toml::Table = match &text {
+            Some(t) => toml::from_str(t).map_err(|e| ConfigError::Parse {
+                path: file_name.clone(),
+                message: describe(&e),
+            })?,
+            None => toml::Table::new(),
+        };
+        overlay_env(&mut table, env)?;
+        Self::from_table(table).map_err(|message| ConfigError::Parse {
+            path: file_name,
+            message,
+        })
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.summary_sentences == 0 {
+            return Err(ConfigError::Invalid {
+                key: "summary_sentences",
+                message: "must be at least 1".into(),
+            });
+        }
+        Ok(())
+    }
+
+    /// The summary budget these settings give.
+    pub fn budget(&self) -> Budget {
+        Budget {
+            sentences: self.summary_sentences,
+            words: self.summary_words,
+        }
+    }
+}
+
+fn read(path: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// A TOML error as one line with its position.
+fn describe(e: &toml::de::Error) -> String {
+    let msg = e.message().trim().to_owned();
+    match e.span() {
+        Some(span) if span.start > 0 || span.end > 0 => format!("{msg} (at byte {})", span.start),
+        _ => msg,
+    }
+}
+
+/// Applies `DIGEST_<KEY>` variables to the top-level keys. The value is read
+/// in the type of the key's default: lists are comma-separated, tables are
+/// inline TOML tables, numbers and booleans are TOML scalars, strings are
+/// taken as they are.
+fn overlay_env(
+    table: &mut toml::Table,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<(), ConfigError> {
+    let defaults = toml::Table::try_from(Config::default()).expect("defaults serialize");
+    let mut vars: Vec<(String, String)> = env
+        .into_iter()
+        .filter(|(k, _)| k.starts_with("DIGEST_"))
+        .collect();
+    vars.sort();
+    for (var, raw) in vars {
+        let key = var["DIGEST_".len()..].to_ascii_lowercase();
+        let Some(default) = defaults.get(&key) else {
+            continue;
+        };
+        let bad = |message: String| ConfigError::Env {
+            var: var.clone(),
+            message,
+        };
+        let value = match default {
+            toml::Value::String(_) => toml::Value::String(raw),
+            toml::Value::Array(_) => toml::Value::Array(
+                raw.split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(|s| toml::Value::String(s.into()))
+                    .collect(),
+            ),
+            _ => {
+                let doc: toml::Table =
+                    toml::from_str(&format!("v = {raw}")).map_err(|e| bad(describe(&e)))?;
+                doc["v"].clone()
+            }
+        };
+        match (table.get_mut(&key), value) {
+            // A partial table (`{ redundancy = 0.6 }`) updates the file's table.
+            (Some(toml::Value::Table(existing)), toml::Value::Table(update)) => {
+                existing.extend(update)
+            }
+            (_, value) => {
+                table.insert(key, value);
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_parse_from_empty() {
+        assert_eq!(Config::parse("").unwrap(), Config::default());
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let err = Config::parse("sumary_words = 10").unwrap_err();
+        assert!(err.contains("sumary_words"), "{err}");
+        let err = Config::parse("[extractive]\nredundnacy = 1.0").unwrap_err();
+        assert!(err.contains("redundnacy"), "{err}");
+    }
+
+    #[test]
+    fn environment_overrides_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("digest.toml");
+        std::fs::write(
+            &path,
+            "summary_words = 50\ntimezone = \"Europe/Paris\"\n[extractive]\nredundancy = 0.9\n",
+        )
+        .unwrap();
+        let c = Config::load(
+            Some(&path),
+            env(&[
+                ("DIGEST_SUMMARY_WORDS", "60"),
+                ("DIGEST_INPUTS", "a, b"),
+                ("DIGEST_EXTRACTIVE", "{ min_words = 3 }"),
+                ("DIGEST_SMTP_PASSWORD", "not a config key"),
+                ("HOME", "/root"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.summary_words, 60);
+        assert_eq!(c.timezone, "Europe/Paris");
+        assert_eq!(c.inputs, [PathBuf::from("a"), PathBuf::from("b")]);
+        assert_eq!(c.extractive.min_words, 3);
+        assert_eq!(
+            c.extractive.redundancy, 0.9,
+            "a partial table keeps the file's other keys"
+        );
+    }
+
+    #[test]
+    fn presets_are_overridden_key_by_key() {
+        let c = Config::parse("[extractive]\npreset = \"coverage\"\nredundancy = 0.2").unwrap();
+        let coverage = Params::preset(Preset::Coverage);
+        assert_eq!(c.extractive.idf_power, coverage.idf_power);
+        assert_eq!(c.extractive.position_weight, coverage.position_weight);
+        assert_eq!(c.extractive.redundancy, 0.2);
+        assert!(Config::parse("[extractive]\npreset = \"fast\"")
+            .unwrap_err()
+            .contains("preset"));
+    }
+
+    #[test]
+    fn bad_values_name_the_variable_or_file() {
+        let err = Config::load(None, env(&[("DIGEST_SUMMARY_WORDS", "many")])).unwrap_err();
+        assert!(err.to_string().contains("DIGEST_SUMMARY_WORDS"), "{err}");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.toml");
+        std::fs::write(&path, "summary_words = \"ten\"").unwrap();
+        let err = Config::load(Some(&path), vec![]).unwrap_err().to_string();
+        assert!(
+            err.contains("x.toml") && err.contains("summary_words"),
+            "{err}"
+        );
+        let err = Config::load(Some(&dir.path().join("missing.toml")), vec![])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("missing.toml"), "{err}");
+        assert!(Config::parse("summary_sentences = 0")
+            .unwrap_err()
+            .contains("summary_sentences"));
+    }
+}

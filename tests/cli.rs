@@ -1,0 +1,360 @@
+//! Integration tests: run the real `digest` binary on fixtures.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn fixture(p: &str) -> PathBuf {
+    root().join("tests/fixtures").join(p)
+}
+
+/// The binary, run in `dir` with no user config or DIGEST_* variables.
+fn digest(dir: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_digest"));
+    cmd.current_dir(dir);
+    for (k, _) in std::env::vars() {
+        if k.starts_with("DIGEST_") || k == "RUST_LOG" {
+            cmd.env_remove(k);
+        }
+    }
+    cmd
+}
+
+fn run_with_stdin(cmd: &mut Command, stdin: &[u8]) -> Output {
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+#[test]
+fn seed_article_gets_a_headline_and_a_short_summary() {
+    let out = digest(&root())
+        .args([
+            "summarize",
+            "examples/2022-03-14-ukraine-talks-aljazeera.txt",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines[0], "As Russia and Ukraine resume talks");
+    assert!(lines[1].starts_with("2022-03-14"));
+    let summary: Vec<&str> = lines[3..]
+        .iter()
+        .filter(|l| !l.trim().is_empty())
+        .copied()
+        .collect();
+    assert!((2..=4).contains(&summary.len()), "{stdout}");
+    assert!(
+        summary[0].contains("As Russia and Ukraine resume talks"),
+        "the lead is in the summary: {stdout}"
+    );
+    assert!(!stdout.contains("READ ALSO"));
+    assert!(
+        text(&out.stderr).contains("extractive"),
+        "says which summarizer runs"
+    );
+}
+
+#[test]
+fn every_format_in_a_folder_in_stable_order() {
+    let out = digest(&root())
+        .args([
+            "summarize",
+            "--format",
+            "json",
+            "examples",
+            "tests/fixtures/articles",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let items = v.as_array().unwrap();
+    let headlines: Vec<&str> = items
+        .iter()
+        .map(|i| i["headline"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        headlines,
+        [
+            "Manchester City moved back to the top of the Premier League table on Monday night…",
+            "Heatwaves now 30 times more likely, scientists say",
+            "Oil prices fall as traders watch peace talks",
+            "As Russia and Ukraine resume talks",
+            "Russia and Ukraine hold fresh talks by video link",
+            "First",
+            "The second article reports that the storm moved inland on Monday",
+            "Council approves new cycle lanes",
+        ]
+    );
+    let wire = &items[4];
+    assert_eq!(wire["source"], "World Wire");
+    assert_eq!(wire["date"], "2022-03-14");
+    assert_eq!(items[1]["source"], "Science Desk", "HTML site name");
+    assert_eq!(items[7]["date"], "2024-05-02", "TOML front matter date");
+    assert_eq!(items[5]["id"], "a1", "given ids are kept");
+    for item in items {
+        assert!(!item["id"].as_str().unwrap().is_empty());
+        let summary = item["summary"].as_str().unwrap();
+        assert!(!summary.is_empty());
+        assert!(
+            !summary.contains("Advertisement") && !summary.contains("READ MORE"),
+            "{summary}"
+        );
+        assert!(
+            !summary.contains("analytics") && !summary.contains("Share this"),
+            "{summary}"
+        );
+    }
+    // Same ids on a second run.
+    let again = digest(&root())
+        .args([
+            "summarize",
+            "--format",
+            "json",
+            "examples",
+            "tests/fixtures/articles",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.stdout, again.stdout, "deterministic output, stable ids");
+}
+
+#[test]
+fn jsonl_batch_mode_is_the_rouge_harness_interface() {
+    let input = std::fs::read(fixture("articles/batch.jsonl")).unwrap();
+    let out = run_with_stdin(digest(&root()).args(["summarize", "--jsonl"]), &input);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let lines: Vec<serde_json::Value> = text(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2);
+    assert_eq!(lines[0]["id"], "a1");
+    assert_eq!(lines[1]["id"], "a2");
+    assert_eq!(lines[0]["summary"], "The first article is about a storm that hit the coast on Sunday night.\nThousands of homes lost power.");
+}
+
+#[test]
+fn stdin_dash_reads_one_article() {
+    let seed =
+        std::fs::read(root().join("examples/2022-03-14-ukraine-talks-aljazeera.txt")).unwrap();
+    let out = run_with_stdin(
+        digest(&root()).args(["summarize", "-", "--sentences", "1"]),
+        &seed,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("<stdin>") && stdout.contains("2022-03-14"),
+        "{stdout}"
+    );
+    assert_eq!(stdout.lines().filter(|l| l.starts_with("  ")).count(), 1);
+}
+
+#[test]
+fn word_and_sentence_budgets() {
+    for (args, max_sentences, max_words) in [
+        (vec!["--sentences", "1"], 1, 60),
+        (vec!["--words", "30"], 3, 30),
+    ] {
+        let out = digest(&root())
+            .args([
+                "summarize",
+                "--format",
+                "json",
+                "examples/2022-03-14-ukraine-talks-wire.md",
+            ])
+            .args(&args)
+            .output()
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let summary = v[0]["summary"].as_str().unwrap();
+        assert!(
+            summary.lines().count() <= max_sentences,
+            "{args:?}: {summary}"
+        );
+        assert!(
+            summary.split_whitespace().count() <= max_words,
+            "{args:?}: {summary}"
+        );
+    }
+}
+
+#[test]
+fn broken_inputs_are_named_skipped_and_exit_1() {
+    let out = digest(&root())
+        .args([
+            "summarize",
+            "--format",
+            "json",
+            "tests/fixtures/broken",
+            "no/such/file.txt",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let stderr = text(&out.stderr);
+    for expected in [
+        "binary.txt: binary file",
+        "empty.txt: empty file",
+        "latin1.txt: not valid UTF-8",
+        "bad-date.txt: bad date \"2024-13-45\"",
+        "lines.jsonl:2: invalid JSON",
+        "only-debris.txt: no article text",
+        "no/such/file.txt: no such file or directory",
+    ] {
+        assert!(
+            stderr.contains(expected),
+            "missing {expected:?} in:\n{stderr}"
+        );
+    }
+    // The good lines around the broken one are still summarized.
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let ids: Vec<&str> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["ok", "ok2"]);
+}
+
+#[test]
+fn oversized_file_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let big = dir.path().join("big.txt");
+    let mut f = std::fs::File::create(&big).unwrap();
+    let para = "A sentence about the news of the day that repeats. ".repeat(200);
+    while f.metadata().unwrap().len() <= 8 * 1024 * 1024 {
+        writeln!(f, "{para}\n").unwrap();
+    }
+    let out = digest(dir.path())
+        .args(["summarize", "big.txt"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("big.txt: file too large"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn config_file_and_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("digest.toml"),
+        "summary_sentences = 1\ninputs = [\"in\"]\n",
+    )
+    .unwrap();
+    std::fs::create_dir(dir.path().join("in")).unwrap();
+    std::fs::copy(
+        root().join("examples/2022-03-14-markets.json"),
+        dir.path().join("in/m.json"),
+    )
+    .unwrap();
+    let out = digest(dir.path()).args(["summarize"]).output().unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout)
+            .lines()
+            .filter(|l| l.starts_with("  "))
+            .count(),
+        1,
+        "digest.toml read by default"
+    );
+    let out = digest(dir.path())
+        .env("DIGEST_SUMMARY_SENTENCES", "2")
+        .env("DIGEST_SUMMARY_WORDS", "0")
+        .args(["summarize"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        text(&out.stdout)
+            .lines()
+            .filter(|l| l.starts_with("  "))
+            .count(),
+        2,
+        "environment beats the file"
+    );
+    std::fs::write(dir.path().join("typo.toml"), "sumary_words = 3\n").unwrap();
+    let out = digest(dir.path())
+        .args(["--config", "typo.toml", "summarize"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("typo.toml") && stderr.contains("sumary_words"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn usage_errors_exit_2_and_help_is_there() {
+    let out = digest(&root())
+        .args(["summarize", "--sentences", "0"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let out = digest(&root())
+        .args(["summarize", "--help"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let help = text(&out.stdout);
+    assert!(
+        help.contains("--jsonl") && help.contains("--words") && help.contains("--format"),
+        "{help}"
+    );
+}
+
+#[test]
+fn quiet_silences_info_and_verbose_adds_debug() {
+    let out = digest(&root())
+        .args(["-q", "summarize", "examples/2022-03-14-football.txt"])
+        .output()
+        .unwrap();
+    assert!(text(&out.stderr).is_empty(), "{}", text(&out.stderr));
+    let out = digest(&root())
+        .args(["-v", "summarize", "examples/2022-03-14-football.txt"])
+        .output()
+        .unwrap();
+    assert!(text(&out.stderr).contains("DEBUG"), "{}", text(&out.stderr));
+}
+
+#[test]
+fn closed_pipe_is_not_an_error() {
+    let mut child = digest(&root())
+        .args(["summarize", "examples", "examples", "examples", "examples"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{:?} {}",
+        out.status,
+        text(&out.stderr)
+    );
+    assert!(!text(&out.stderr).contains("panicked"));
+}
