@@ -42,7 +42,9 @@ static BYLINE: LazyLock<Regex> = LazyLock::new(|| {
 /// `LONDON, England (Reuters) --`, `NEW YORK (AP) —`.
 static DATELINE: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(
-        r"^(?:[\p{Lu}][\p{Lu} .'/-]{0,40}(?:,\s*[\p{Lu}][\p{L} .'-]{0,30})?\s*)?\((?:CNN|CNN\s+\w+|AP|Reuters|AFP|UPI|Bloomberg|EW\.com|Mashable|CNNMoney)\)\s*(?:--|—|–|-|:)?\s*",
+        // ASCII classes on purpose: Unicode letter classes make this regex
+        // cost more to compile than summarizing a hundred articles.
+        r"^(?:[A-Z][A-Z .'/-]{0,40}(?:,\s*[A-Z][A-Za-z .'-]{0,30})?\s*)?\((?:CNN|CNN\s+\w+|AP|Reuters|AFP|UPI|Bloomberg|EW\.com|Mashable|CNNMoney)\)\s*(?:--|—|–|-|:)?\s*",
     )
     .expect("dateline regex")
 });
@@ -77,14 +79,21 @@ pub fn paragraphs(text: &str) -> Vec<String> {
             flush(&mut current, &mut out);
             continue;
         }
-        let line = INLINE_CREDIT.replace_all(&line, "");
+        let line = if line.contains('(') {
+            INLINE_CREDIT.replace_all(&line, "").into_owned()
+        } else {
+            line
+        };
         let line = line.trim();
         if !line.is_empty() {
             current.push(line.to_owned());
         }
     }
     flush(&mut current, &mut out);
-    if let Some(first) = out.first_mut() {
+    if let Some(first) = out
+        .first_mut()
+        .filter(|p| p.chars().take(80).any(|c| c == '('))
+    {
         let stripped = DATELINE.replace(first, "");
         if stripped.len() != first.len() {
             *first = stripped.trim().to_owned();

@@ -15,7 +15,7 @@
 //! penalty (maximal marginal relevance), and returned in article order.
 //! Everything is deterministic: ties break by position.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap;
 
 use serde::{Deserialize, Serialize};
 
@@ -177,8 +177,8 @@ impl Extractive {
 
     /// The article's sentences as candidates, with the vocabulary and IDF
     /// weights their vectors were built with.
-    fn candidates(&self, article: &Article) -> (Vec<Candidate>, HashMap<String, u32>, Vec<f32>) {
-        let mut vocab: HashMap<String, u32> = HashMap::new();
+    fn candidates(&self, article: &Article) -> (Vec<Candidate>, FxHashMap<String, u32>, Vec<f32>) {
+        let mut vocab: FxHashMap<String, u32> = FxHashMap::default();
         let mut bags: Vec<Vec<(u32, f32)>> = Vec::new();
         let mut cands = Vec::new();
         'outer: for paragraph in &article.paragraphs {
@@ -187,10 +187,16 @@ impl Extractive {
                     break 'outer;
                 }
                 let text = normalise_space(sentence);
-                let mut bag: HashMap<u32, f32> = HashMap::new();
+                let mut bag: FxHashMap<u32, f32> = FxHashMap::default();
                 self.terms.for_each(&text, |t| {
-                    let next = vocab.len() as u32;
-                    let id = *vocab.entry(t.to_owned()).or_insert(next);
+                    let id = match vocab.get(t) {
+                        Some(&id) => id,
+                        None => {
+                            let id = vocab.len() as u32;
+                            vocab.insert(t.to_owned(), id);
+                            id
+                        }
+                    };
                     *bag.entry(id).or_insert(0.0) += 1.0;
                 });
                 let mut bag: Vec<(u32, f32)> = bag.into_iter().collect();

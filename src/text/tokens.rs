@@ -5,6 +5,11 @@
 //! from the Snowball English stemmer (`rust-stemmers`), the same family as
 //! the Porter stemmer that ROUGE uses.
 
+use std::cell::RefCell;
+use std::sync::LazyLock;
+
+use rustc_hash::{FxHashMap, FxHashSet};
+
 use rust_stemmers::{Algorithm, Stemmer};
 
 /// English stop words: function words that carry no topic.
@@ -223,7 +228,9 @@ const STOP_WORDS: &[&str] = &[
 
 /// Whether `word` (lowercase) is an English stop word.
 pub fn is_stop_word(word: &str) -> bool {
-    STOP_WORDS.binary_search(&word).is_ok()
+    static SET: LazyLock<FxHashSet<&'static str>> =
+        LazyLock::new(|| STOP_WORDS.iter().copied().collect());
+    SET.contains(word)
 }
 
 /// The words of `text`, in order, as they appear (not lowercased).
@@ -267,9 +274,16 @@ pub fn word_count(text: &str) -> usize {
 }
 
 /// Turns text into content terms: lowercase, stop words removed, stemmed.
+///
+/// Stems are cached: news reuses its words, and stemming is the costliest
+/// step of summarizing (a quarter of the time before the cache).
 pub struct Terms {
     stemmer: Stemmer,
+    cache: RefCell<FxHashMap<String, Box<str>>>,
 }
+
+/// The stem cache is cleared when it reaches this many words.
+const STEM_CACHE_WORDS: usize = 200_000;
 
 impl Default for Terms {
     fn default() -> Self {
@@ -281,6 +295,7 @@ impl Terms {
     pub fn new() -> Self {
         Self {
             stemmer: Stemmer::create(Algorithm::English),
+            cache: RefCell::new(FxHashMap::default()),
         }
     }
 
@@ -304,7 +319,17 @@ impl Terms {
                 continue;
             }
             let term = lower.strip_suffix("'s").unwrap_or(&lower);
-            f(&self.stemmer.stem(term));
+            let mut cache = self.cache.borrow_mut();
+            if let Some(stem) = cache.get(term) {
+                f(stem);
+                continue;
+            }
+            if cache.len() >= STEM_CACHE_WORDS {
+                cache.clear();
+            }
+            let stem: Box<str> = self.stemmer.stem(term).into();
+            f(&stem);
+            cache.insert(term.to_owned(), stem);
         }
     }
 
