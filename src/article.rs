@@ -8,7 +8,7 @@ use crate::ingest::clean;
 use crate::text;
 
 /// The longest headline derived from a lead sentence, in characters.
-const HEADLINE_CHARS: usize = 90;
+const HEADLINE_CHARS: usize = 72;
 
 /// One news article, cleaned.
 #[derive(Debug, Clone, PartialEq, Serialize)]

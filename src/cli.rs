@@ -15,7 +15,9 @@ use serde::Serialize;
 
 use crate::article::Article;
 use crate::config::{Config, ConfigError};
+use crate::digest::{self, Edition, EditionOptions};
 use crate::ingest::{Ingest, Input};
+use crate::render::{self, Recipient, Renderer, TemplateError};
 use crate::summarize::{Budget, Extractive, Summarizer, Summary};
 
 /// Turn each day's news articles into a short digest.
@@ -47,6 +49,73 @@ pub enum Command {
     /// Markdown with front matter, JSON, JSON Lines, saved HTML pages),
     /// folders of them (recursively), or `-` for stdin.
     Summarize(SummarizeArgs),
+
+    /// Show the day's digest exactly as a subscriber receives it.
+    ///
+    /// Reads the edition's articles, summarizes them, merges the same story
+    /// from several sources, ranks the stories and renders the templates.
+    /// Text goes to the terminal; HTML to a file (--open shows it in the
+    /// browser); JSON is the edition as data for scripts.
+    Preview(PreviewArgs),
+
+    /// Write a commented digest.toml and copy the built-in templates into
+    /// templates/ for editing. Never overwrites a file.
+    Init(InitArgs),
+
+    /// Work with the email templates.
+    #[command(subcommand)]
+    Templates(TemplatesCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TemplatesCommand {
+    /// Load every template (built-in and overrides) and render each against
+    /// a sample edition: syntax errors and unknown variables are reported
+    /// with the template, line and column.
+    Check,
+}
+
+#[derive(Debug, Args)]
+pub struct PreviewArgs {
+    /// Edition date [default: today in the configured time zone].
+    #[arg(long, value_name = "YYYY-MM-DD")]
+    pub date: Option<chrono::NaiveDate>,
+
+    /// Article files or folders, `-` for stdin [default: `inputs` from the config].
+    #[arg(long = "input", short = 'i', value_name = "PATH")]
+    pub inputs: Vec<String>,
+
+    /// What to render.
+    #[arg(long, value_enum, default_value_t = PreviewFormat::Text)]
+    pub format: PreviewFormat,
+
+    /// Write to FILE instead of stdout.
+    #[arg(long, short = 'o', value_name = "FILE")]
+    pub output: Option<PathBuf>,
+
+    /// Open the HTML rendering in the browser (written to --output, or a
+    /// temporary file).
+    #[arg(long)]
+    pub open: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PreviewFormat {
+    /// The plain-text part, after a Subject line.
+    Text,
+    /// The HTML part.
+    Html,
+    /// Markdown, for pasting elsewhere.
+    Markdown,
+    /// The edition as data: {date, stories: [{headline, summary, sources, urls, ...}], ...}.
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// Where to write digest.toml and templates/.
+    #[arg(long, default_value = ".", value_name = "DIR")]
+    pub dir: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -128,7 +197,196 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let config = Config::load(cli.config.as_deref(), std::env::vars())?;
     match cli.command {
         Command::Summarize(args) => summarize(&config, args),
+        Command::Preview(args) => preview(&config, args),
+        Command::Init(args) => init(&args.dir),
+        Command::Templates(TemplatesCommand::Check) => templates_check(&config),
     }
+}
+
+/// Loads and checks the templates: the first thing `preview` and `send` do.
+pub fn load_templates(config: &Config) -> Result<Renderer, TemplateError> {
+    let renderer = Renderer::load(Some(&config.templates), &config.title)?;
+    renderer.check()?;
+    Ok(renderer)
+}
+
+fn templates_check(config: &Config) -> anyhow::Result<ExitCode> {
+    let renderer = load_templates(config)?;
+    let mut out = io::stdout().lock();
+    for (name, origin) in renderer.origins() {
+        writeln!(out, "ok  {name}  ({origin})")?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Today in the configured time zone.
+fn today(config: &Config) -> chrono::NaiveDate {
+    chrono::Utc::now().with_timezone(&config.tz()).date_naive()
+}
+
+fn inputs_or_config(config: &Config, args: &[String]) -> Vec<Input> {
+    if args.is_empty() {
+        config
+            .inputs
+            .iter()
+            .map(|p| Input::Path(p.clone()))
+            .collect()
+    } else {
+        args.iter().map(|p| Input::parse(p)).collect()
+    }
+}
+
+/// A spinner on stderr while articles are read, only when stderr is a terminal.
+fn progress_bar() -> indicatif::ProgressBar {
+    if !io::stderr().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new_spinner();
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{spinner} {pos} articles read ({per_sec}) {wide_msg}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+    );
+    bar.enable_steady_tick(std::time::Duration::from_millis(120));
+    bar
+}
+
+/// Reads, summarizes and assembles the edition of `date`. Returns it with
+/// the number of inputs skipped.
+pub fn build_edition(
+    config: &Config,
+    date: chrono::NaiveDate,
+    inputs: Vec<Input>,
+) -> (Edition, usize) {
+    let summarizer = Extractive::new(config.extractive.clone());
+    tracing::info!("summarizing with the {} summarizer", summarizer.name());
+    let bar = progress_bar();
+    let gathered = digest::gather(inputs, date, &summarizer, config.budget(), |a| {
+        bar.inc(1);
+        bar.set_message(a.origin.clone());
+    });
+    bar.finish_and_clear();
+    if gathered.other_dates > 0 {
+        tracing::info!(
+            "{} articles dated another day left out of the edition of {date}",
+            gathered.other_dates
+        );
+    }
+    let opts = EditionOptions {
+        date,
+        max_stories: config.max_stories,
+        top_stories: config.top_stories,
+        source_weights: config.source_weights.clone(),
+        merge_threshold: config.merge_threshold,
+    };
+    let edition = digest::assemble(gathered.entries, &opts);
+    tracing::info!(
+        "edition of {date}: {} stories from {} articles",
+        edition.stories.len(),
+        edition.article_count
+    );
+    (edition, gathered.skipped)
+}
+
+fn preview(config: &Config, args: PreviewArgs) -> anyhow::Result<ExitCode> {
+    let renderer = load_templates(config)?;
+    let date = args.date.unwrap_or_else(|| today(config));
+    let (edition, skipped) = build_edition(config, date, inputs_or_config(config, &args.inputs));
+    let recipient = Recipient::preview(&config.base_url);
+    let format = if args.open {
+        PreviewFormat::Html
+    } else {
+        args.format
+    };
+    let body = match format {
+        PreviewFormat::Text => {
+            let r = renderer.render(&edition, &recipient)?;
+            format!("Subject: {}\n\n{}", r.subject, r.text)
+        }
+        PreviewFormat::Html => renderer.render(&edition, &recipient)?.html,
+        PreviewFormat::Markdown => renderer.render_one(render::MARKDOWN, &edition, &recipient)?,
+        PreviewFormat::Json => serde_json::to_string_pretty(&edition)? + "\n",
+    };
+    let target = match (&args.output, args.open) {
+        (Some(p), _) => Some(p.clone()),
+        (None, true) => Some(std::env::temp_dir().join(format!("digest-{date}.html"))),
+        (None, false) => None,
+    };
+    match &target {
+        Some(path) => {
+            std::fs::write(path, body.as_bytes())
+                .with_context(|| format!("writing {}", path.display()))?;
+            tracing::info!("wrote {}", path.display());
+        }
+        None => {
+            let mut out = io::stdout().lock();
+            out.write_all(body.as_bytes())?;
+            out.flush()?;
+        }
+    }
+    if args.open {
+        if let Some(path) = &target {
+            open_in_browser(path);
+        }
+    }
+    Ok(if skipped > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn open_in_browser(path: &std::path::Path) {
+    let opener = if cfg!(target_os = "macos") {
+        "open"
+    } else if cfg!(windows) {
+        "explorer"
+    } else {
+        "xdg-open"
+    };
+    match std::process::Command::new(opener).arg(path).spawn() {
+        Ok(_) => tracing::info!("opened {} with {opener}", path.display()),
+        Err(e) => tracing::warn!(
+            "could not open a browser ({opener}: {e}); the preview is at {}",
+            path.display()
+        ),
+    }
+}
+
+/// The commented configuration `digest init` writes.
+pub const EXAMPLE_CONFIG: &str = include_str!("digest.example.toml");
+
+fn init(dir: &std::path::Path) -> anyhow::Result<ExitCode> {
+    let mut files: Vec<(PathBuf, &str)> =
+        vec![(dir.join(crate::config::DEFAULT_CONFIG_FILE), EXAMPLE_CONFIG)];
+    for (name, text) in render::BUILT_IN {
+        files.push((dir.join("templates").join(name), text));
+    }
+    let existing: Vec<String> = files
+        .iter()
+        .filter(|(p, _)| p.exists())
+        .map(|(p, _)| p.display().to_string())
+        .collect();
+    if !existing.is_empty() {
+        anyhow::bail!(
+            "refusing to overwrite existing files: {}",
+            existing.join(", ")
+        );
+    }
+    std::fs::create_dir_all(dir.join("templates"))
+        .with_context(|| format!("creating {}", dir.join("templates").display()))?;
+    for (path, text) in &files {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(path)
+            .with_context(|| format!("creating {}", path.display()))?;
+        f.write_all(text.as_bytes())
+            .with_context(|| format!("writing {}", path.display()))?;
+        eprintln!("wrote {}", path.display());
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// What `summarize --format json` writes for each article.

@@ -5,6 +5,7 @@
 //! `DIGEST_SUMMARY_WORDS`, `DIGEST_EXTRACTIVE='{ redundancy = 0.6 }'`).
 //! Unknown keys are errors that name the key and the file.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -19,6 +20,8 @@ pub const DEFAULT_CONFIG_FILE: &str = "digest.toml";
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
+    /// The digest's name, in the subject and the heading.
+    pub title: String,
     /// IANA time zone of the edition dates (`Europe/London`).
     pub timezone: String,
     /// Article files and folders read when a command is given none.
@@ -27,6 +30,22 @@ pub struct Config {
     pub summary_sentences: usize,
     /// ...and about this many words (0: no word limit).
     pub summary_words: usize,
+    /// Full stories in an edition; the rest are listed as headlines only.
+    pub max_stories: usize,
+    /// Headlines in the "top stories" overview.
+    pub top_stories: usize,
+    /// Title-and-lead similarity (0-1) at which two articles are one story.
+    pub merge_threshold: f32,
+    /// Importance weight of each source by name (default 1.0).
+    pub source_weights: BTreeMap<String, f32>,
+    /// Folder of template overrides (`*.tera`); missing files use the built-in ones.
+    pub templates: PathBuf,
+    /// Folder of transformer checkpoints.
+    pub models: PathBuf,
+    /// SQLite database: subscribers, editions, deliveries, summary cache.
+    pub db: PathBuf,
+    /// Public base URL of `digest serve`, for unsubscribe links.
+    pub base_url: String,
     /// Weights of the extractive summarizer.
     pub extractive: Params,
 }
@@ -34,10 +53,19 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Self {
         Config {
+            title: "Daily Digest".into(),
             timezone: "UTC".into(),
             inputs: vec![PathBuf::from("examples")],
             summary_sentences: Budget::default().sentences,
             summary_words: Budget::default().words,
+            max_stories: 10,
+            top_stories: 5,
+            merge_threshold: 0.3,
+            source_weights: BTreeMap::new(),
+            templates: PathBuf::from("templates"),
+            models: PathBuf::from("models"),
+            db: PathBuf::from("dailydigest.db"),
+            base_url: "https://digest.example.com".into(),
             extractive: Params::default(),
         }
     }
@@ -125,6 +153,21 @@ impl Config {
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
+        if self.timezone.parse::<chrono_tz::Tz>().is_err() {
+            return Err(ConfigError::Invalid {
+                key: "timezone",
+                message: format!(
+                    "unknown IANA time zone {:?} (for example \"Europe/London\")",
+                    self.timezone
+                ),
+            });
+        }
+        if !(0.0..=1.0).contains(&self.merge_threshold) {
+            return Err(ConfigError::Invalid {
+                key: "merge_threshold",
+                message: "must be between 0 and 1".into(),
+            });
+        }
         if self.summary_sentences == 0 {
             return Err(ConfigError::Invalid {
                 key: "summary_sentences",
@@ -132,6 +175,11 @@ impl Config {
             });
         }
         Ok(())
+    }
+
+    /// The edition time zone (validated when the config was loaded).
+    pub fn tz(&self) -> chrono_tz::Tz {
+        self.timezone.parse().unwrap_or(chrono_tz::UTC)
     }
 
     /// The summary budget these settings give.

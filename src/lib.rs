@@ -8,7 +8,9 @@
 pub mod article;
 pub mod cli;
 pub mod config;
+pub mod digest;
 pub mod ingest;
+pub mod render;
 pub mod summarize;
 pub mod text;
 

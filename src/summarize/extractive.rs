@@ -415,7 +415,8 @@ fn overlap(a: &Candidate, b: &Candidate) -> f32 {
     shared as f32 / (la.ln() + lb.ln())
 }
 
-fn cosine(a: &[(u32, f32)], b: &[(u32, f32)]) -> f32 {
+/// Dot product of two sparse vectors sorted by term id (cosine when both are normalised).
+pub(crate) fn cosine(a: &[(u32, f32)], b: &[(u32, f32)]) -> f32 {
     let (mut i, mut j, mut dot) = (0, 0, 0f32);
     while i < a.len() && j < b.len() {
         match a[i].0.cmp(&b[j].0) {

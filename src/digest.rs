@@ -1,0 +1,511 @@
+//! An `Edition`: the day's stories, ranked, with the same story from several
+//! sources merged into one.
+//!
+//! Assembly works on summarized articles of one edition date:
+//! 1. **Merge.** Articles about the same event are found by TF-IDF cosine
+//!    similarity of their title and lead (IDF over the day's articles), and
+//!    joined transitively (union-find). A story keeps the best-written
+//!    article's headline and summary and lists the other sources as "also
+//!    reported by".
+//! 2. **Rank.** A story's importance is its source weight times the number
+//!    of distinct sources carrying it plus its centrality (how much the rest
+//!    of the day's news refers to it).
+//! 3. **Cut.** The first `max_stories` are full stories; the rest are listed
+//!    as headlines only. The first `top_stories` make the overview.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use chrono::NaiveDate;
+use rustc_hash::FxHashMap;
+use serde::Serialize;
+
+use crate::article::Article;
+use crate::ingest::{Ingest, Input};
+use crate::summarize::{Budget, Summarizer, Summary};
+use crate::text::{self, Terms};
+
+/// How an edition is put together.
+#[derive(Debug, Clone)]
+pub struct EditionOptions {
+    pub date: NaiveDate,
+    /// Full stories (headline and summary); the rest are headlines only.
+    pub max_stories: usize,
+    /// Headlines in the overview at the top.
+    pub top_stories: usize,
+    /// Weight of each source by name (default 1.0).
+    pub source_weights: BTreeMap<String, f32>,
+    /// Cosine similarity of title and lead at or above which two articles
+    /// are the same story.
+    pub merge_threshold: f32,
+}
+
+/// One source's report of a story.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Report {
+    pub source: String,
+    pub url: Option<String>,
+    pub headline: String,
+    pub article_id: String,
+}
+
+/// One story of the edition: one or more articles about the same event.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Story {
+    /// 1-based rank in the edition.
+    pub rank: usize,
+    pub headline: String,
+    /// The summary, one sentence per entry.
+    pub summary: Vec<String>,
+    /// The source of the article whose summary is shown.
+    pub source: String,
+    pub url: Option<String>,
+    pub date: Option<NaiveDate>,
+    /// Every distinct source that carried the story, the main one first.
+    pub sources: Vec<String>,
+    /// Every known URL, the main one first.
+    pub urls: Vec<String>,
+    /// The other reports of the same story.
+    pub also_reported_by: Vec<Report>,
+    pub importance: f32,
+    /// Full story (headline and summary) or headline only.
+    pub full: bool,
+    /// Ids of the articles merged into this story.
+    pub article_ids: Vec<String>,
+}
+
+/// The day's digest as data: what every template and the JSON preview see.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Edition {
+    pub date: NaiveDate,
+    /// All stories, ranked: the full ones first, then the headline-only ones.
+    pub stories: Vec<Story>,
+    /// How many stories the overview lists.
+    pub top_stories: usize,
+    /// Articles that went into the edition.
+    pub article_count: usize,
+    /// Distinct sources among them.
+    pub source_count: usize,
+}
+
+impl Edition {
+    pub fn full_stories(&self) -> impl Iterator<Item = &Story> {
+        self.stories.iter().filter(|s| s.full)
+    }
+
+    pub fn briefs(&self) -> impl Iterator<Item = &Story> {
+        self.stories.iter().filter(|s| !s.full)
+    }
+}
+
+/// A summarized article on its way into an edition.
+pub struct Entry {
+    pub article: Article,
+    pub summary: Summary,
+}
+
+/// The name a report is credited to: the source, else the URL's host, else
+/// the name of the file it came from (without extension).
+fn source_name(article: &Article) -> String {
+    article.source.clone().unwrap_or_else(|| {
+        let origin = article
+            .origin
+            .rsplit(['/', '\\'])
+            .next()
+            .unwrap_or(&article.origin);
+        let file = origin.split(':').next().unwrap_or(origin);
+        std::path::Path::new(file)
+            .file_stem()
+            .map_or_else(|| file.to_owned(), |s| s.to_string_lossy().into_owned())
+    })
+}
+
+/// Whether an article belongs to the edition of `date`: its own date, or
+/// no date at all (it belongs to the edition it is ingested for).
+pub fn belongs_to(article: &Article, date: NaiveDate) -> bool {
+    article.date.is_none_or(|d| d == date)
+}
+
+/// What `gather` collected for an edition.
+pub struct Gathered {
+    pub entries: Vec<Entry>,
+    /// Inputs that could not be read or summarized (each already warned about).
+    pub skipped: usize,
+    /// Articles dated another day, left out of this edition.
+    pub other_dates: usize,
+}
+
+/// Reads and summarizes the articles of one edition date. Broken inputs are
+/// warned about and counted, never fatal. `progress` is called after each
+/// article read.
+pub fn gather(
+    inputs: Vec<Input>,
+    date: NaiveDate,
+    summarizer: &dyn Summarizer,
+    budget: Budget,
+    mut progress: impl FnMut(&Article),
+) -> Gathered {
+    let mut out = Gathered {
+        entries: Vec::new(),
+        skipped: 0,
+        other_dates: 0,
+    };
+    for item in Ingest::new(inputs) {
+        let article = match item {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::warn!("skipped {e}");
+                out.skipped += 1;
+                continue;
+            }
+        };
+        progress(&article);
+        if !belongs_to(&article, date) {
+            tracing::debug!(
+                "{}: dated {}, not in the edition of {date}",
+                article.origin,
+                article.date.map_or_else(String::new, |d| d.to_string())
+            );
+            out.other_dates += 1;
+            continue;
+        }
+        match summarizer.summarize(&article, budget) {
+            Ok(summary) => out.entries.push(Entry { article, summary }),
+            Err(e) => {
+                tracing::warn!("skipped {}: {e}", article.origin);
+                out.skipped += 1;
+            }
+        }
+    }
+    out
+}
+
+/// Builds the edition from summarized articles (all of the edition's date).
+pub fn assemble(entries: Vec<Entry>, opts: &EditionOptions) -> Edition {
+    let n = entries.len();
+    let terms = Terms::new();
+    let (leads, bodies) = vectors(&entries, &terms);
+
+    // 1. Merge: union-find over lead similarity.
+    let mut parent: Vec<usize> = (0..n).collect();
+    fn find(parent: &mut [usize], i: usize) -> usize {
+        let mut r = i;
+        while parent[r] != r {
+            r = parent[r];
+        }
+        let mut i = i;
+        while parent[i] != r {
+            let next = parent[i];
+            parent[i] = r;
+            i = next;
+        }
+        r
+    }
+    for i in 0..n {
+        for j in i + 1..n {
+            if cosine(&leads[i], &leads[j]) >= opts.merge_threshold {
+                let (a, b) = (find(&mut parent, i), find(&mut parent, j));
+                if a != b {
+                    parent[a.max(b)] = a.min(b);
+                }
+            }
+        }
+    }
+    let mut groups: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+    for i in 0..n {
+        let root = find(&mut parent, i);
+        groups.entry(root).or_default().push(i);
+    }
+
+    // 2. Rank.
+    let mut stories: Vec<Story> = groups
+        .into_values()
+        .map(|members| {
+            let main = *members
+                .iter()
+                .max_by(|&&a, &&b| {
+                    quality(&entries[a])
+                        .total_cmp(&quality(&entries[b]))
+                        .then(b.cmp(&a))
+                })
+                .expect("a group has members");
+            let mut sources: Vec<String> = Vec::new();
+            let mut urls: Vec<String> = Vec::new();
+            let mut also = Vec::new();
+            for &i in std::iter::once(&main).chain(members.iter().filter(|&&i| i != main)) {
+                let a = &entries[i].article;
+                let name = source_name(a);
+                if !sources.contains(&name) {
+                    sources.push(name.clone());
+                }
+                if let Some(u) = &a.url {
+                    if !urls.contains(u) {
+                        urls.push(u.clone());
+                    }
+                }
+                if i != main {
+                    also.push(Report {
+                        source: name,
+                        url: a.url.clone(),
+                        headline: a.title.clone(),
+                        article_id: a.id.clone(),
+                    });
+                }
+            }
+            let weight = sources
+                .iter()
+                .map(|s| source_weight(&opts.source_weights, s))
+                .fold(0f32, f32::max);
+            let centrality: f32 = members
+                .iter()
+                .map(|&i| {
+                    (0..n)
+                        .filter(|j| !members.contains(j))
+                        .map(|j| cosine(&bodies[i], &bodies[j]))
+                        .sum::<f32>()
+                })
+                .fold(0f32, f32::max);
+            let main_article = &entries[main].article;
+            Story {
+                rank: 0,
+                headline: main_article.title.clone(),
+                summary: entries[main]
+                    .summary
+                    .sentences
+                    .iter()
+                    .map(|s| s.text.clone())
+                    .collect(),
+                source: source_name(main_article),
+                url: main_article.url.clone(),
+                date: main_article.date,
+                importance: weight * (sources.len() as f32 + centrality),
+                sources,
+                urls,
+                also_reported_by: also,
+                full: false,
+                article_ids: members
+                    .iter()
+                    .map(|&i| entries[i].article.id.clone())
+                    .collect(),
+            }
+        })
+        .collect();
+    stories.sort_by(|a, b| {
+        b.importance
+            .total_cmp(&a.importance)
+            .then_with(|| a.headline.cmp(&b.headline))
+            .then_with(|| a.article_ids.cmp(&b.article_ids))
+    });
+    for (i, s) in stories.iter_mut().enumerate() {
+        s.rank = i + 1;
+        s.full = i < opts.max_stories;
+    }
+    let source_count = entries
+        .iter()
+        .map(|e| source_name(&e.article))
+        .collect::<BTreeSet<_>>()
+        .len();
+    Edition {
+        date: opts.date,
+        top_stories: opts.top_stories.min(stories.len()),
+        stories,
+        article_count: n,
+        source_count,
+    }
+}
+
+fn source_weight(weights: &BTreeMap<String, f32>, source: &str) -> f32 {
+    weights
+        .iter()
+        .find(|(name, _)| name.eq_ignore_ascii_case(source))
+        .map_or(1.0, |(_, &w)| w)
+}
+
+/// How well-written an article's entry is, to choose the one a merged story
+/// shows: a real title beats a derived one, then the summary's mean score,
+/// then a summary of two or more sentences.
+fn quality(e: &Entry) -> f32 {
+    let title = if e.article.title_derived { 0.0 } else { 10.0 };
+    let n = e.summary.sentences.len().max(1) as f32;
+    let mean: f32 = e
+        .summary
+        .sentences
+        .iter()
+        .map(|s| s.score)
+        .filter(|s| s.is_finite())
+        .sum::<f32>()
+        / n;
+    title
+        + mean.clamp(-5.0, 5.0)
+        + if e.summary.sentences.len() >= 2 {
+            1.0
+        } else {
+            0.0
+        }
+}
+
+type Vector = Vec<(u32, f32)>;
+
+/// TF-IDF vectors (IDF over the day's articles) of each article's title and
+/// lead, and of its whole text.
+fn vectors(entries: &[Entry], terms: &Terms) -> (Vec<Vector>, Vec<Vector>) {
+    let mut vocab: FxHashMap<String, u32> = FxHashMap::default();
+    let mut bag_of = |text: &str| {
+        let mut bag: FxHashMap<u32, f32> = FxHashMap::default();
+        terms.for_each(text, |t| {
+            let next = vocab.len() as u32;
+            let id = match vocab.get(t) {
+                Some(&id) => id,
+                None => {
+                    vocab.insert(t.to_owned(), next);
+                    next
+                }
+            };
+            *bag.entry(id).or_insert(0.0) += 1.0;
+        });
+        bag
+    };
+    let mut lead_bags = Vec::new();
+    let mut body_bags = Vec::new();
+    for e in entries {
+        let a = &e.article;
+        let lead: Vec<&str> = a
+            .paragraphs
+            .iter()
+            .flat_map(|p| text::split_sentences(p))
+            .take(2)
+            .collect();
+        let title = if a.title_derived {
+            String::new()
+        } else {
+            a.title.clone()
+        };
+        lead_bags.push(bag_of(&format!("{title}\n{}", lead.join(" "))));
+        body_bags.push(bag_of(&a.text()));
+    }
+    let n = entries.len() as f32;
+    let mut df = vec![0f32; vocab.len()];
+    for bag in &body_bags {
+        for &id in bag.keys() {
+            df[id as usize] += 1.0;
+        }
+    }
+    let idf: Vec<f32> = df.iter().map(|&d| (1.0 + n / d.max(1.0)).ln()).collect();
+    let to_vec = |bag: FxHashMap<u32, f32>| -> Vector {
+        let mut v: Vector = bag
+            .into_iter()
+            .map(|(id, tf)| (id, (1.0 + tf.ln()) * idf[id as usize]))
+            .collect();
+        v.sort_unstable_by_key(|&(id, _)| id);
+        let norm = v.iter().map(|(_, w)| w * w).sum::<f32>().sqrt();
+        if norm > 0.0 {
+            v.iter_mut().for_each(|(_, w)| *w /= norm);
+        }
+        v
+    };
+    (
+        lead_bags.into_iter().map(to_vec).collect(),
+        body_bags.into_iter().map(to_vec).collect(),
+    )
+}
+
+fn cosine(a: &[(u32, f32)], b: &[(u32, f32)]) -> f32 {
+    crate::summarize::extractive::cosine(a, b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::article::RawArticle;
+    use crate::summarize::Extractive;
+
+    fn entry(title: Option<&str>, source: &str, text: &str) -> Entry {
+        let raw = RawArticle {
+            title: title.map(Into::into),
+            source: Some(source.into()),
+            date: Some("2022-03-14".into()),
+            text: text.into(),
+            ..Default::default()
+        };
+        let article = Article::from_raw(raw, format!("{source}.txt")).unwrap();
+        let summary = Extractive::default()
+            .summarize(&article, Budget::default())
+            .unwrap();
+        Entry { article, summary }
+    }
+
+    fn opts() -> EditionOptions {
+        EditionOptions {
+            date: NaiveDate::from_ymd_opt(2022, 3, 14).unwrap(),
+            max_stories: 2,
+            top_stories: 5,
+            source_weights: BTreeMap::new(),
+            merge_threshold: 0.3,
+        }
+    }
+
+    fn day() -> Vec<Entry> {
+        vec![
+            entry(None, "Al Jazeera", "As Russia and Ukraine resume talks, Ukrainian negotiator Mykhailo Podolyak said communication is ongoing yet hard. The talks are held by video conference."),
+            entry(Some("Oil prices fall"), "Markets Daily", "Oil prices fell 5% on Monday as traders watched the Russia Ukraine talks and lockdowns in China. Brent crude dropped to $106."),
+            entry(Some("Russia and Ukraine hold fresh talks by video"), "World Wire", "Russian and Ukrainian negotiators resumed talks by video conference on Monday, Ukrainian negotiator Mykhailo Podolyak said. Communication was hard."),
+            entry(Some("City beat Palace"), "Sports Desk", "Manchester City beat Crystal Palace 4-0 on Monday night. Kevin De Bruyne scored twice at the Etihad Stadium."),
+        ]
+    }
+
+    #[test]
+    fn same_story_from_two_sources_is_merged() {
+        let e = assemble(day(), &opts());
+        assert_eq!(
+            e.stories.len(),
+            3,
+            "{:#?}",
+            e.stories.iter().map(|s| &s.headline).collect::<Vec<_>>()
+        );
+        let talks = &e.stories[0];
+        assert_eq!(talks.sources.len(), 2, "{talks:#?}");
+        assert_eq!(
+            talks.headline, "Russia and Ukraine hold fresh talks by video",
+            "the titled article is the better-written one"
+        );
+        assert_eq!(talks.also_reported_by[0].source, "Al Jazeera");
+        assert_eq!(e.article_count, 4);
+        assert_eq!(e.source_count, 4);
+    }
+
+    #[test]
+    fn ranking_counts_sources_and_weights_and_cuts_to_full_stories() {
+        let e = assemble(day(), &opts());
+        assert_eq!(
+            e.stories.iter().map(|s| s.rank).collect::<Vec<_>>(),
+            [1, 2, 3]
+        );
+        assert!(e.stories[0].full && e.stories[1].full && !e.stories[2].full);
+        assert_eq!(
+            e.stories[2].headline, "City beat Palace",
+            "unrelated single-source story ranks last"
+        );
+        let mut o = opts();
+        o.source_weights.insert("sports desk".into(), 10.0);
+        let e = assemble(day(), &o);
+        assert_eq!(
+            e.stories[0].headline, "City beat Palace",
+            "source weights count"
+        );
+    }
+
+    #[test]
+    fn articles_belong_to_their_date_or_to_the_edition_when_undated() {
+        let d = NaiveDate::from_ymd_opt(2022, 3, 14).unwrap();
+        let mut a = day().remove(0).article;
+        assert!(belongs_to(&a, d));
+        a.date = None;
+        assert!(belongs_to(&a, d));
+        a.date = NaiveDate::from_ymd_opt(2022, 3, 13);
+        assert!(!belongs_to(&a, d));
+    }
+
+    #[test]
+    fn deterministic() {
+        assert_eq!(assemble(day(), &opts()), assemble(day(), &opts()));
+    }
+}
