@@ -182,10 +182,9 @@ pub fn report_error(err: &anyhow::Error) -> ExitCode {
         return ExitCode::SUCCESS;
     }
     eprintln!("digest: error: {err:#}");
-    if err
-        .chain()
-        .any(|e| e.downcast_ref::<ConfigError>().is_some())
-    {
+    if err.chain().any(|e| {
+        e.downcast_ref::<ConfigError>().is_some() || e.downcast_ref::<TemplateError>().is_some()
+    }) {
         ExitCode::from(2)
     } else {
         ExitCode::from(1)

@@ -216,7 +216,19 @@ pub fn assemble(entries: Vec<Entry>, opts: &EditionOptions) -> Edition {
         groups.entry(root).or_default().push(i);
     }
 
-    // 2. Rank.
+    // 2. Rank. Each article's total similarity to all others, computed once.
+    let mut sims = vec![0f32; n * n];
+    for i in 0..n {
+        for j in i + 1..n {
+            let c = cosine(&bodies[i], &bodies[j]);
+            sims[i * n + j] = c;
+            sims[j * n + i] = c;
+        }
+    }
+    let body_sim = |i: usize, j: usize| sims[i * n + j];
+    let related: Vec<f32> = (0..n)
+        .map(|i| sims[i * n..(i + 1) * n].iter().sum())
+        .collect();
     let mut stories: Vec<Story> = groups
         .into_values()
         .map(|members| {
@@ -255,13 +267,18 @@ pub fn assemble(entries: Vec<Entry>, opts: &EditionOptions) -> Edition {
                 .iter()
                 .map(|s| source_weight(&opts.source_weights, s))
                 .fold(0f32, f32::max);
+            // Centrality: how much the rest of the day's news refers to the
+            // story (similarity of its best-connected article to articles
+            // outside the story).
             let centrality: f32 = members
                 .iter()
                 .map(|&i| {
-                    (0..n)
-                        .filter(|j| !members.contains(j))
-                        .map(|j| cosine(&bodies[i], &bodies[j]))
-                        .sum::<f32>()
+                    related[i]
+                        - members
+                            .iter()
+                            .filter(|&&j| j != i)
+                            .map(|&j| body_sim(i, j))
+                            .sum::<f32>()
                 })
                 .fold(0f32, f32::max);
             let main_article = &entries[main].article;

@@ -356,7 +356,8 @@ fn register_filters(tera: &mut Tera) {
         let opts = textwrap::Options::new(width.max(20))
             .initial_indent(if first { indent } else { "" })
             .subsequent_indent(indent)
-            .break_words(false);
+            .break_words(false)
+            .word_splitter(textwrap::WordSplitter::NoHyphenation);
         let wrapped = textwrap::fill(&text, opts);
         Ok(Value::String(wrapped))
     });

@@ -92,7 +92,7 @@ fn every_format_in_a_folder_in_stable_order() {
     assert_eq!(
         headlines,
         [
-            "Manchester City moved back to the top of the Premier League table on Monday night…",
+            "Manchester City moved back to the top of the Premier League table…",
             "Heatwaves now 30 times more likely, scientists say",
             "Oil prices fall as traders watch peace talks",
             "As Russia and Ukraine resume talks",
@@ -357,4 +357,208 @@ fn closed_pipe_is_not_an_error() {
         text(&out.stderr)
     );
     assert!(!text(&out.stderr).contains("panicked"));
+}
+
+#[test]
+fn preview_renders_text_by_default_and_every_format() {
+    let out = digest(&root())
+        .args(["preview", "--date", "2022-03-14"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout
+            .starts_with("Subject: Daily Digest, 14 Mar 2022: Russia and Ukraine hold fresh talks"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("Also reported by: 2022-03-14-ukraine-talks-aljazeera"));
+
+    let out = digest(&root())
+        .args(["preview", "--date", "2022-03-14", "--format", "json"])
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["date"], "2022-03-14");
+    let stories = v["stories"].as_array().unwrap();
+    assert_eq!(stories.len(), 4);
+    for key in [
+        "headline",
+        "summary",
+        "sources",
+        "urls",
+        "rank",
+        "also_reported_by",
+    ] {
+        assert!(stories[0].get(key).is_some(), "story has {key}");
+    }
+
+    let out = digest(&root())
+        .args(["preview", "--date", "2022-03-14", "--format", "markdown"])
+        .output()
+        .unwrap();
+    let md = text(&out.stdout);
+    assert!(
+        md.starts_with("# Daily Digest — Monday 14 March 2022"),
+        "{md}"
+    );
+    assert!(
+        md.contains(
+            "## 1. [Russia and Ukraine hold fresh talks by video link](https://news.example.com/"
+        ),
+        "{md}"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("out.html");
+    let out = digest(&root())
+        .args([
+            "preview",
+            "--date",
+            "2022-03-14",
+            "--format",
+            "html",
+            "--output",
+        ])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(out.stdout.is_empty(), "nothing on stdout with --output");
+    let html = std::fs::read_to_string(&file).unwrap();
+    assert!(html.starts_with("<!DOCTYPE html>") && html.contains("World Wire"));
+}
+
+#[test]
+fn preview_of_another_day_leaves_other_dates_out() {
+    let out = digest(&root())
+        .args([
+            "preview",
+            "--date",
+            "2022-03-15",
+            "--format",
+            "json",
+            "-i",
+            "examples",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        v["stories"].as_array().unwrap().len(),
+        0,
+        "every example is dated 2022-03-14"
+    );
+    let stdin = b"An undated article belongs to the edition it is read for. It has two sentences.";
+    let out = run_with_stdin(
+        digest(&root()).args([
+            "preview",
+            "--date",
+            "2022-03-15",
+            "--format",
+            "json",
+            "-i",
+            "-",
+        ]),
+        stdin,
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["stories"].as_array().unwrap().len(), 1);
+}
+
+#[test]
+fn preview_piped_into_head_is_not_an_error() {
+    let out = Command::new("sh")
+        .current_dir(root())
+        .arg("-c")
+        .arg(format!(
+            "'{}' preview --date 2022-03-14 | head -n 1; exit ${{PIPESTATUS:-0}}",
+            env!("CARGO_BIN_EXE_digest")
+        ))
+        .output()
+        .unwrap();
+    assert!(text(&out.stdout).starts_with("Subject:"));
+    assert!(
+        !text(&out.stderr).contains("error"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn init_writes_config_and_templates_and_refuses_to_overwrite() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = digest(dir.path()).args(["init"]).output().unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    for f in [
+        "digest.toml",
+        "templates/digest.html.tera",
+        "templates/digest.txt.tera",
+        "templates/subject.tera",
+    ] {
+        assert!(dir.path().join(f).is_file(), "{f}");
+    }
+    // The written config is valid and the copied templates pass the check.
+    let out = digest(dir.path())
+        .args(["templates", "check"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("templates/subject.tera"),
+        "overrides are loaded: {}",
+        text(&out.stdout)
+    );
+    std::fs::write(dir.path().join("templates/subject.tera"), "mine").unwrap();
+    let out = digest(dir.path()).args(["init"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("refusing to overwrite"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("templates/subject.tera")).unwrap(),
+        "mine"
+    );
+}
+
+#[test]
+fn a_broken_template_fails_before_anything_is_rendered() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("templates")).unwrap();
+    std::fs::write(
+        dir.path().join("templates/digest.html.tera"),
+        "<p>\n{{ stories | lenght }}</p>",
+    )
+    .unwrap();
+    for args in [
+        vec!["templates", "check"],
+        vec!["preview", "--date", "2022-03-14", "-i", "nothing-here"],
+    ] {
+        let out = digest(dir.path()).args(&args).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let stderr = text(&out.stderr);
+        assert!(
+            stderr.contains("digest.html.tera") && stderr.contains("lenght"),
+            "{stderr}"
+        );
+        assert!(out.stdout.is_empty());
+    }
+    std::fs::write(
+        dir.path().join("templates/digest.html.tera"),
+        "<p>\n  {{ edition.weather }}</p>",
+    )
+    .unwrap();
+    let out = digest(dir.path())
+        .args(["templates", "check"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("line 2, column 6"),
+        "{}",
+        text(&out.stderr)
+    );
 }
