@@ -46,6 +46,37 @@ pub struct Config {
     pub db: PathBuf,
     /// Public base URL of `digest serve`, for unsubscribe links.
     pub base_url: String,
+    /// Sender address of the digest, `Name <address>`.
+    pub from: String,
+    /// SMTP server as a URL: `smtp://127.0.0.1:2525` (plain, loopback only),
+    /// `smtp://user@host:587?tls=required` (STARTTLS), `smtps://user@host:465`.
+    /// Unset: messages go to the `outbox` folder. The password comes from
+    /// DIGEST_SMTP_PASSWORD or `smtp_password_file`, never from here.
+    pub smtp_url: Option<String>,
+    /// File holding the SMTP password (its first line).
+    pub smtp_password_file: Option<PathBuf>,
+    /// Extra trusted root certificate (PEM) for the SMTP server.
+    pub smtp_ca_file: Option<PathBuf>,
+    /// Seconds before an SMTP command times out.
+    pub smtp_timeout_secs: u64,
+    /// Send through this local sendmail command instead of SMTP.
+    pub sendmail: Option<String>,
+    /// Folder of `.eml` files, used when no SMTP server or sendmail is set.
+    pub outbox: PathBuf,
+    /// Messages in flight at once (pooled SMTP connections).
+    pub concurrency: usize,
+    /// Messages per second at most; 0 for no limit.
+    pub rate_limit: f64,
+    /// Attempts per subscriber within one run for transient failures.
+    pub max_attempts: u32,
+    /// First retry delay in milliseconds, doubled at each attempt.
+    pub retry_base_ms: u64,
+    /// An edition older than this many days is not sent without --force.
+    pub max_edition_age_days: i64,
+    /// `List-Id` header; default `<title> <list.<sender domain>>`.
+    pub list_id: Option<String>,
+    /// Address for unsubscribing by email (`List-Unsubscribe: <mailto:...>`).
+    pub unsubscribe_mailto: Option<String>,
     /// Weights of the extractive summarizer.
     pub extractive: Params,
 }
@@ -66,6 +97,20 @@ impl Default for Config {
             models: PathBuf::from("models"),
             db: PathBuf::from("dailydigest.db"),
             base_url: "https://digest.example.com".into(),
+            from: "Daily Digest <digest@example.com>".into(),
+            smtp_url: None,
+            smtp_password_file: None,
+            smtp_ca_file: None,
+            smtp_timeout_secs: 30,
+            sendmail: None,
+            outbox: PathBuf::from("outbox"),
+            concurrency: 4,
+            rate_limit: 0.0,
+            max_attempts: 3,
+            retry_base_ms: 1000,
+            max_edition_age_days: 2,
+            list_id: None,
+            unsubscribe_mailto: None,
             extractive: Params::default(),
         }
     }
@@ -168,6 +213,18 @@ impl Config {
                 message: "must be between 0 and 1".into(),
             });
         }
+        if let Err(e) = self.from.parse::<lettre::message::Mailbox>() {
+            return Err(ConfigError::Invalid {
+                key: "from",
+                message: format!("{:?} is not an address: {e}", self.from),
+            });
+        }
+        if self.concurrency == 0 {
+            return Err(ConfigError::Invalid {
+                key: "concurrency",
+                message: "must be at least 1".into(),
+            });
+        }
         if self.summary_sentences == 0 {
             return Err(ConfigError::Invalid {
                 key: "summary_sentences",
@@ -207,6 +264,17 @@ fn describe(e: &toml::de::Error) -> String {
     }
 }
 
+/// Keys whose default is unset (so absent from the serialized defaults);
+/// all strings or paths.
+const OPTIONAL_KEYS: &[&str] = &[
+    "smtp_url",
+    "smtp_password_file",
+    "smtp_ca_file",
+    "sendmail",
+    "list_id",
+    "unsubscribe_mailto",
+];
+
 /// Applies `DIGEST_<KEY>` variables to the top-level keys. The value is read
 /// in the type of the key's default: lists are comma-separated, tables are
 /// inline TOML tables, numbers and booleans are TOML scalars, strings are
@@ -223,8 +291,11 @@ fn overlay_env(
     vars.sort();
     for (var, raw) in vars {
         let key = var["DIGEST_".len()..].to_ascii_lowercase();
-        let Some(default) = defaults.get(&key) else {
-            continue;
+        let string = toml::Value::String(String::new());
+        let default = match defaults.get(&key) {
+            Some(d) => d,
+            None if OPTIONAL_KEYS.contains(&key.as_str()) => &string,
+            None => continue,
         };
         let bad = |message: String| ConfigError::Env {
             var: var.clone(),
@@ -298,6 +369,7 @@ mod tests {
                 ("DIGEST_INPUTS", "a, b"),
                 ("DIGEST_EXTRACTIVE", "{ min_words = 3 }"),
                 ("DIGEST_SMTP_PASSWORD", "not a config key"),
+                ("DIGEST_SMTP_URL", "smtp://127.0.0.1:2525"),
                 ("HOME", "/root"),
             ]),
         )
@@ -306,6 +378,11 @@ mod tests {
         assert_eq!(c.timezone, "Europe/Paris");
         assert_eq!(c.inputs, [PathBuf::from("a"), PathBuf::from("b")]);
         assert_eq!(c.extractive.min_words, 3);
+        assert_eq!(
+            c.smtp_url.as_deref(),
+            Some("smtp://127.0.0.1:2525"),
+            "optional keys from the environment"
+        );
         assert_eq!(
             c.extractive.redundancy, 0.9,
             "a partial table keeps the file's other keys"

@@ -17,7 +17,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::NaiveDate;
 use rustc_hash::FxHashMap;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::article::Article;
 use crate::ingest::{Ingest, Input};
@@ -40,7 +40,7 @@ pub struct EditionOptions {
 }
 
 /// One source's report of a story.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Report {
     pub source: String,
     pub url: Option<String>,
@@ -49,7 +49,7 @@ pub struct Report {
 }
 
 /// One story of the edition: one or more articles about the same event.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Story {
     /// 1-based rank in the edition.
     pub rank: usize,
@@ -74,7 +74,7 @@ pub struct Story {
 }
 
 /// The day's digest as data: what every template and the JSON preview see.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Edition {
     pub date: NaiveDate,
     /// All stories, ranked: the full ones first, then the headline-only ones.

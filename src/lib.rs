@@ -10,7 +10,9 @@ pub mod cli;
 pub mod config;
 pub mod digest;
 pub mod ingest;
+pub mod mail;
 pub mod render;
+pub mod store;
 pub mod summarize;
 pub mod text;
 

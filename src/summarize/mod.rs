@@ -7,7 +7,7 @@
 
 pub mod extractive;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::article::Article;
 
@@ -34,7 +34,7 @@ impl Default for Budget {
 }
 
 /// One sentence of a summary.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SummarySentence {
     pub text: String,
     /// Index of the sentence in the article (0-based, over all paragraphs).
@@ -44,7 +44,7 @@ pub struct SummarySentence {
 }
 
 /// A summary: sentences in article order.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Summary {
     pub sentences: Vec<SummarySentence>,
 }
@@ -83,4 +83,62 @@ pub trait Summarizer {
 
     /// Summarizes one article within the budget.
     fn summarize(&self, article: &Article, budget: Budget) -> Result<Summary, SummarizeError>;
+}
+
+/// A summarizer whose summaries are cached in the database, keyed by the
+/// article's content and the summarizer's settings: re-running a day costs
+/// nothing, and a send summarizes each article once.
+pub struct Cached<'a, S: Summarizer> {
+    inner: &'a S,
+    store: &'a crate::store::Store,
+    settings: String,
+}
+
+impl<'a> Cached<'a, Extractive> {
+    pub fn new(inner: &'a Extractive, store: &'a crate::store::Store, budget: Budget) -> Self {
+        let settings = format!(
+            "{}:{}:{}",
+            inner.name(),
+            serde_json::to_string(inner.params()).expect("params serialize"),
+            serde_json::to_string(&budget).expect("budget serializes")
+        );
+        Cached {
+            inner,
+            store,
+            settings,
+        }
+    }
+}
+
+impl<S: Summarizer> Summarizer for Cached<'_, S> {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+
+    fn summarize(&self, article: &Article, budget: Budget) -> Result<Summary, SummarizeError> {
+        let key = crate::article::short_hash(&[&article.id, &article.title, &article.text()]);
+        let settings = format!(
+            "{}:{}",
+            self.settings,
+            serde_json::to_string(&budget).expect("budget serializes")
+        );
+        match self.store.cached_summary(&key, &settings) {
+            Ok(Some(json)) => {
+                if let Ok(summary) = serde_json::from_str(&json) {
+                    return Ok(summary);
+                }
+            }
+            Ok(None) => {}
+            Err(e) => tracing::warn!("summary cache: {e}"),
+        }
+        let summary = self.inner.summarize(article, budget)?;
+        let json = serde_json::to_string(&summary).expect("summaries serialize");
+        if let Err(e) = self
+            .store
+            .cache_summary(&key, &settings, &json, chrono::Utc::now())
+        {
+            tracing::warn!("summary cache: {e}");
+        }
+        Ok(summary)
+    }
 }

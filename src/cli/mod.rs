@@ -29,6 +29,10 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "FILE", env = "DIGEST_CONFIG")]
     pub config: Option<PathBuf>,
 
+    /// SQLite database file [default: `db` from the config, ./dailydigest.db].
+    #[arg(long, global = true, value_name = "PATH", env = "DIGEST_DB")]
+    pub db: Option<PathBuf>,
+
     /// More log output on stderr (-v debug, -vv trace).
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
@@ -65,6 +69,88 @@ pub enum Command {
     /// Work with the email templates.
     #[command(subcommand)]
     Templates(TemplatesCommand),
+
+    /// Send the day's digest to every active subscriber, exactly once.
+    ///
+    /// Renders the edition once (stored in the database: a re-run sends the
+    /// same edition) and delivers it to each subscriber who has not had it.
+    /// Re-running sends only what is not yet sent. Exit status: 0 all sent,
+    /// 1 something failed or remains, 2 usage or configuration error.
+    Send(SendArgs),
+
+    /// Manage subscribers.
+    #[command(subcommand)]
+    Subscribers(SubscribersCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct SendArgs {
+    /// Edition date [default: today in the configured time zone].
+    #[arg(long, value_name = "YYYY-MM-DD")]
+    pub date: Option<chrono::NaiveDate>,
+
+    /// Article files or folders, `-` for stdin [default: `inputs` from the config].
+    #[arg(long = "input", short = 'i', value_name = "PATH")]
+    pub inputs: Vec<String>,
+
+    /// SMTP server URL [default: `smtp_url` from the config; unset: the outbox folder].
+    #[arg(long, value_name = "URL")]
+    pub smtp: Option<String>,
+
+    /// Render and count, send nothing, record nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Send at most N messages this run.
+    #[arg(long, value_name = "N")]
+    pub limit: Option<usize>,
+
+    /// Send an edition older than `max_edition_age_days`.
+    #[arg(long)]
+    pub force: bool,
+
+    /// Print the run summary as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SubscribersCommand {
+    /// Add a subscriber (or reactivate one who unsubscribed).
+    Add {
+        email: String,
+        #[arg(long)]
+        name: Option<String>,
+        /// Comma-separated topics.
+        #[arg(long, default_value = "")]
+        topics: String,
+    },
+    /// Unsubscribe an address (keeps its history); --purge deletes it.
+    Remove {
+        email: String,
+        #[arg(long)]
+        purge: bool,
+    },
+    /// List subscribers.
+    List {
+        #[arg(long, value_enum, default_value_t = ListFormat::Table)]
+        format: ListFormat,
+    },
+    /// Import `email,name[,topics]` rows from a CSV file (header optional):
+    /// the good rows in one transaction, each bad row reported by line.
+    Import { file: PathBuf },
+    /// Export every subscriber (CSV by default) to stdout.
+    Export {
+        #[arg(long, value_enum, default_value_t = ListFormat::Csv)]
+        format: ListFormat,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ListFormat {
+    Table,
+    Csv,
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -193,12 +279,17 @@ pub fn report_error(err: &anyhow::Error) -> ExitCode {
 
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    let config = Config::load(cli.config.as_deref(), std::env::vars())?;
+    let mut config = Config::load(cli.config.as_deref(), std::env::vars())?;
+    if let Some(db) = cli.db {
+        config.db = db;
+    }
     match cli.command {
         Command::Summarize(args) => summarize(&config, args),
         Command::Preview(args) => preview(&config, args),
         Command::Init(args) => init(&args.dir),
         Command::Templates(TemplatesCommand::Check) => templates_check(&config),
+        Command::Send(args) => send(&config, args),
+        Command::Subscribers(cmd) => subscribers(&config, cmd),
     }
 }
 
@@ -219,11 +310,11 @@ fn templates_check(config: &Config) -> anyhow::Result<ExitCode> {
 }
 
 /// Today in the configured time zone.
-fn today(config: &Config) -> chrono::NaiveDate {
+pub(crate) fn today(config: &Config) -> chrono::NaiveDate {
     chrono::Utc::now().with_timezone(&config.tz()).date_naive()
 }
 
-fn inputs_or_config(config: &Config, args: &[String]) -> Vec<Input> {
+pub(crate) fn inputs_or_config(config: &Config, args: &[String]) -> Vec<Input> {
     if args.is_empty() {
         config
             .inputs
@@ -258,10 +349,28 @@ pub fn build_edition(
     date: chrono::NaiveDate,
     inputs: Vec<Input>,
 ) -> (Edition, usize) {
-    let summarizer = Extractive::new(config.extractive.clone());
-    tracing::info!("summarizing with the {} summarizer", summarizer.name());
+    build_edition_cached(config, date, inputs, None)
+}
+
+/// `build_edition`, with summaries cached in the database when one is given.
+pub fn build_edition_cached(
+    config: &Config,
+    date: chrono::NaiveDate,
+    inputs: Vec<Input>,
+    store: Option<&crate::store::Store>,
+) -> (Edition, usize) {
+    let extractive = Extractive::new(config.extractive.clone());
+    tracing::info!("summarizing with the {} summarizer", extractive.name());
+    let cached;
+    let summarizer: &dyn Summarizer = match store {
+        Some(store) => {
+            cached = crate::summarize::Cached::new(&extractive, store, config.budget());
+            &cached
+        }
+        None => &extractive,
+    };
     let bar = progress_bar();
-    let gathered = digest::gather(inputs, date, &summarizer, config.budget(), |a| {
+    let gathered = digest::gather(inputs, date, summarizer, config.budget(), |a| {
         bar.inc(1);
         bar.set_message(a.origin.clone());
     });
@@ -354,7 +463,7 @@ fn open_in_browser(path: &std::path::Path) {
 }
 
 /// The commented configuration `digest init` writes.
-pub const EXAMPLE_CONFIG: &str = include_str!("digest.example.toml");
+pub const EXAMPLE_CONFIG: &str = include_str!("../digest.example.toml");
 
 fn init(dir: &std::path::Path) -> anyhow::Result<ExitCode> {
     let mut files: Vec<(PathBuf, &str)> =
@@ -504,3 +613,9 @@ fn write_text(
     }
     Ok(())
 }
+
+mod send;
+mod subscribers;
+
+use send::send;
+use subscribers::subscribers;

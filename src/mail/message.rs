@@ -1,0 +1,225 @@
+//! One message per subscriber: multipart/alternative (plain text, then
+//! HTML), UTF-8 subject and names encoded by lettre, a `Message-ID` stable
+//! per (edition, subscriber), and the list headers mail clients use for
+//! one-click unsubscribe (RFC 2369, RFC 8058).
+
+use std::str::FromStr;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use lettre::message::header::{HeaderName, HeaderValue};
+use lettre::message::{Mailbox, MultiPart};
+use lettre::{Address, Message};
+use sha2::{Digest, Sha256};
+
+use crate::render::Rendered;
+use crate::store::Subscriber;
+
+/// What every message of a list shares.
+#[derive(Debug, Clone)]
+pub struct MessageSettings {
+    pub from: Mailbox,
+    /// `List-Id` value, e.g. `Daily Digest <daily-digest.example.com>`.
+    pub list_id: String,
+    /// Base URL of `digest serve`, for the one-click unsubscribe link.
+    pub base_url: String,
+    /// Optional `mailto:` address for unsubscribing by email.
+    pub unsubscribe_mailto: Option<String>,
+}
+
+impl MessageSettings {
+    /// The subscriber's unsubscribe link.
+    pub fn unsubscribe_url(&self, subscriber: &Subscriber) -> String {
+        format!(
+            "{}/unsubscribe/{}",
+            self.base_url.trim_end_matches('/'),
+            subscriber.token
+        )
+    }
+
+    /// The domain of the sender address (for Message-IDs).
+    pub fn domain(&self) -> &str {
+        self.from.email.domain()
+    }
+}
+
+/// A `Message-ID` fixed per (edition, subscriber): a re-sent copy after a
+/// crash carries the same one, so mail systems and readers can recognise it.
+/// It is a hash of the subscriber's token, so it reveals nothing.
+pub fn message_id(date: NaiveDate, subscriber: &Subscriber, domain: &str) -> String {
+    let mut h = Sha256::new();
+    h.update(b"dailydigest message-id\0");
+    h.update(date.to_string().as_bytes());
+    h.update(b"\0");
+    h.update(subscriber.token.as_bytes());
+    let digest: String = h.finalize()[..12]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("<digest.{date}.{digest}@{domain}>")
+}
+
+/// Checks and normalises an email address: trimmed, a valid addr-spec
+/// (lettre's parser), domain lowercased.
+pub fn validate_address(raw: &str) -> Result<String, String> {
+    let trimmed = raw.trim();
+    let address =
+        Address::from_str(trimmed).map_err(|e| format!("invalid address {trimmed:?}: {e}"))?;
+    Ok(format!(
+        "{}@{}",
+        address.user(),
+        address.domain().to_ascii_lowercase()
+    ))
+}
+
+/// Rejects display names that could break a header: CR, LF and other
+/// control characters.
+pub fn validate_name(name: &str) -> Result<Option<String>, String> {
+    if name.chars().any(|c| c.is_control()) {
+        return Err(format!(
+            "invalid name {name:?}: control characters (line breaks) are not allowed"
+        ));
+    }
+    let name = name.trim();
+    Ok((!name.is_empty()).then(|| name.to_owned()))
+}
+
+fn header(name: &'static str, value: String) -> HeaderValue {
+    HeaderValue::new(HeaderName::new_from_ascii_str(name), value)
+}
+
+/// Builds one subscriber's message.
+pub fn build(
+    rendered: &Rendered,
+    subscriber: &Subscriber,
+    settings: &MessageSettings,
+    message_id: &str,
+    date: DateTime<Utc>,
+) -> Result<Message, String> {
+    let to_address = Address::from_str(&subscriber.email)
+        .map_err(|e| format!("invalid address {:?}: {e}", subscriber.email))?;
+    let to = Mailbox::new(subscriber.name.clone(), to_address);
+    let unsubscribe = settings.unsubscribe_url(subscriber);
+    let list_unsubscribe = match &settings.unsubscribe_mailto {
+        Some(mailto) => format!("<{unsubscribe}>, <mailto:{mailto}?subject=unsubscribe>"),
+        None => format!("<{unsubscribe}>"),
+    };
+    Message::builder()
+        .from(settings.from.clone())
+        .to(to)
+        .subject(rendered.subject.clone())
+        .date(date.into())
+        .message_id(Some(message_id.to_owned()))
+        .raw_header(header("List-Id", settings.list_id.clone()))
+        .raw_header(header("List-Unsubscribe", list_unsubscribe))
+        .raw_header(header(
+            "List-Unsubscribe-Post",
+            "List-Unsubscribe=One-Click".into(),
+        ))
+        .raw_header(header("Auto-Submitted", "auto-generated".into()))
+        .multipart(MultiPart::alternative_plain_html(
+            rendered.text.clone(),
+            rendered.html.clone(),
+        ))
+        .map_err(|e| format!("building the message: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn subscriber(name: Option<&str>) -> Subscriber {
+        Subscriber {
+            id: 7,
+            email: "zoë@example.com".into(),
+            name: name.map(Into::into),
+            status: crate::store::Status::Active,
+            topics: String::new(),
+            token: "0123456789abcdef0123456789abcdef".into(),
+            created_at: String::new(),
+            updated_at: String::new(),
+        }
+    }
+
+    fn settings() -> MessageSettings {
+        MessageSettings {
+            from: "Daily Digest <digest@example.com>".parse().unwrap(),
+            list_id: "Daily Digest <daily-digest.example.com>".into(),
+            base_url: "https://digest.example.com/".into(),
+            unsubscribe_mailto: Some("unsubscribe@example.com".into()),
+        }
+    }
+
+    #[test]
+    fn addresses_and_names() {
+        assert_eq!(
+            validate_address("  Ann@Example.COM ").unwrap(),
+            "Ann@example.com"
+        );
+        for bad in [
+            "",
+            "ann",
+            "ann@",
+            "@example.com",
+            "ann example@x.com",
+            "a@b@c",
+        ] {
+            assert!(validate_address(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(validate_name(" Ann  ").unwrap().as_deref(), Some("Ann"));
+        assert_eq!(validate_name("").unwrap(), None);
+        assert!(validate_name("Ann\r\nBcc: evil@example.com").is_err());
+        assert!(validate_name("Ann\u{0}").is_err());
+    }
+
+    #[test]
+    fn message_ids_are_stable_per_edition_and_subscriber() {
+        let d = NaiveDate::from_ymd_opt(2022, 3, 14).unwrap();
+        let a = message_id(d, &subscriber(None), "example.com");
+        assert_eq!(a, message_id(d, &subscriber(Some("Other")), "example.com"));
+        assert_ne!(
+            a,
+            message_id(d.succ_opt().unwrap(), &subscriber(None), "example.com")
+        );
+        assert!(a.starts_with("<digest.2022-03-14.") && a.ends_with("@example.com>"));
+        assert!(!a.contains("0123456789abcdef"), "the token is not revealed");
+    }
+
+    #[test]
+    fn headers_and_parts() {
+        let rendered = Rendered {
+            subject: "Résumé: talks résumé".into(),
+            text: "Plain text".into(),
+            html: "<p>HTML</p>".into(),
+        };
+        let date = DateTime::parse_from_rfc3339("2022-03-14T06:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let m = build(
+            &rendered,
+            &subscriber(Some("Zoë Ünal")),
+            &settings(),
+            "<id@example.com>",
+            date,
+        )
+        .unwrap();
+        let raw = String::from_utf8(m.formatted()).unwrap();
+        assert!(raw.contains("Message-ID: <id@example.com>"), "{raw}");
+        assert!(raw.contains("List-Unsubscribe: <https://digest.example.com/unsubscribe/0123456789abcdef0123456789abcdef>, <mailto:unsubscribe@example.com?subject=unsubscribe>"), "{raw}");
+        assert!(raw.contains("List-Unsubscribe-Post: List-Unsubscribe=One-Click"));
+        assert!(raw.contains("List-Id: Daily Digest <daily-digest.example.com>"));
+        assert!(
+            raw.contains("Subject: =?utf-8?"),
+            "UTF-8 subject is encoded: {raw}"
+        );
+        assert!(
+            raw.contains("Date: Mon, 14 Mar 2022 06:00:00 +0000"),
+            "{raw}"
+        );
+        let plain = raw.find("Content-Type: text/plain").unwrap();
+        let html = raw.find("Content-Type: text/html").unwrap();
+        assert!(
+            raw.contains("multipart/alternative") && plain < html,
+            "plain text first"
+        );
+    }
+}

@@ -1,0 +1,11 @@
+//! Email: one MIME message per subscriber (`message.rs`), the transports
+//! that carry it (`transport.rs`), and the delivery loop that sends each
+//! subscriber exactly one copy (`send.rs`).
+
+pub mod message;
+pub mod send;
+pub mod transport;
+
+pub use message::{message_id, validate_address, validate_name, MessageSettings};
+pub use send::{deliver, RunSummary, SendOptions};
+pub use transport::{SendError, Transport, TransportSettings};

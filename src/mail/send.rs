@@ -1,0 +1,376 @@
+//! The delivery loop: every active subscriber gets the edition exactly once.
+//!
+//! Each (edition, subscriber) is a row in `deliveries`, moved through
+//! pending → sending → sent | failed | retry, each change committed on its
+//! own before the next step. Workers (the send concurrency) each hold their
+//! own SQLite connection and take subscribers from a shared queue:
+//!
+//! 1. render the subscriber's message (name, unsubscribe link);
+//! 2. commit `sending` — from here a crash is visible to the next run;
+//! 3. hand the message to the transport;
+//! 4. commit `sent`, `failed` (5xx, with the server's reply) or `retry`
+//!    (4xx, dropped connection, timeout: retried with exponential backoff
+//!    within the run, and by the next run).
+//!
+//! A re-run sends only what is not `sent` or `failed`. A row left in
+//! `sending` by a crash is sent again with the same `Message-ID`. That is
+//! the one window SMTP cannot close: the server accepted the message (step
+//! 3 finished) and the process died before step 4 committed, a few
+//! microseconds later. Such a copy is a recognisable duplicate (same
+//! Message-ID), never a missing one.
+
+use std::collections::VecDeque;
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use serde::Serialize;
+
+use super::message::{self, MessageSettings};
+use super::transport::{SendError, Transport};
+use crate::render::{Recipient, Renderer};
+use crate::store::{Delivery, DeliveryState, Store, StoreError, StoredEdition};
+
+/// How a run sends.
+#[derive(Debug, Clone)]
+pub struct SendOptions {
+    /// Messages in flight at once (and SMTP connections in the pool).
+    pub concurrency: usize,
+    /// At most this many messages per second; 0 for no limit.
+    pub rate_limit: f64,
+    /// Send at most this many messages this run.
+    pub limit: Option<usize>,
+    /// Attempts per subscriber within one run (transient failures).
+    pub max_attempts: u32,
+    /// First retry delay; doubled at each further attempt.
+    pub retry_base: Duration,
+}
+
+/// A failure recorded for one subscriber.
+#[derive(Debug, Clone, Serialize)]
+pub struct Failure {
+    pub email: String,
+    pub error: String,
+}
+
+/// What a run did: printed on stderr, and on stdout with `--json`.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RunSummary {
+    pub date: String,
+    pub transport: String,
+    /// Deliveries planned for this edition (active subscribers).
+    pub subscribers: usize,
+    /// Sent by this run.
+    pub sent: usize,
+    /// Permanently failed in this run.
+    pub failed: usize,
+    /// Still waiting for a retry (the next run picks them up).
+    pub retrying: usize,
+    /// Already sent or failed by earlier runs, not touched.
+    pub skipped: usize,
+    /// Not attempted this run (`--limit`, or the run was stopped).
+    pub remaining: usize,
+    /// Deliveries a crashed run left in `sending`, sent again.
+    pub resumed: usize,
+    pub failures: Vec<Failure>,
+    /// Why the run stopped early, if it did.
+    pub stopped: Option<String>,
+}
+
+impl RunSummary {
+    /// Everything planned is sent (or failed in an earlier run).
+    pub fn complete(&self) -> bool {
+        self.failed == 0 && self.retrying == 0 && self.remaining == 0 && self.stopped.is_none()
+    }
+}
+
+/// A run that could not go on.
+#[derive(Debug, thiserror::Error)]
+pub enum DeliverError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+struct Job {
+    delivery: Delivery,
+    attempts_this_run: u32,
+}
+
+#[derive(Default)]
+struct Queue {
+    ready: VecDeque<Job>,
+    delayed: Vec<(Instant, Job)>,
+    in_flight: usize,
+    stop: Option<String>,
+}
+
+/// Spaces sends to at most `rate` per second across all workers.
+struct RateLimit {
+    interval: Option<Duration>,
+    next: Mutex<Instant>,
+}
+
+impl RateLimit {
+    fn new(rate: f64) -> RateLimit {
+        let interval = (rate > 0.0).then(|| Duration::from_secs_f64(1.0 / rate));
+        RateLimit {
+            interval,
+            next: Mutex::new(Instant::now()),
+        }
+    }
+
+    fn wait(&self) {
+        let Some(interval) = self.interval else {
+            return;
+        };
+        let wait_until = {
+            let mut next = self.next.lock().expect("rate limiter lock");
+            let now = Instant::now();
+            let slot = (*next).max(now);
+            *next = slot + interval;
+            slot
+        };
+        let now = Instant::now();
+        if wait_until > now {
+            std::thread::sleep(wait_until - now);
+        }
+    }
+}
+
+/// Sends the stored edition to every active subscriber who has not had it.
+#[allow(clippy::too_many_arguments)]
+pub fn deliver(
+    db_path: &Path,
+    transport: &Transport,
+    renderer: &Renderer,
+    stored: &StoredEdition,
+    settings: &MessageSettings,
+    opts: &SendOptions,
+    progress: &indicatif::ProgressBar,
+) -> Result<RunSummary, DeliverError> {
+    let store = Store::open(db_path)?;
+    let date = stored.edition.date;
+    let planned = store.plan_deliveries(
+        stored.id,
+        |s| message::message_id(date, s, settings.domain()),
+        Utc::now(),
+    )?;
+    if planned > 0 {
+        tracing::debug!("{planned} new deliveries planned");
+    }
+    let all = store.deliveries(
+        stored.id,
+        &[
+            DeliveryState::Pending,
+            DeliveryState::Sending,
+            DeliveryState::Retry,
+            DeliveryState::Sent,
+            DeliveryState::Failed,
+        ],
+    )?;
+    let mut summary = RunSummary {
+        date: date.to_string(),
+        transport: transport.describe(),
+        subscribers: all.len(),
+        ..Default::default()
+    };
+    let mut work: Vec<Delivery> = Vec::new();
+    for d in all {
+        match d.state {
+            DeliveryState::Sent | DeliveryState::Failed => summary.skipped += 1,
+            DeliveryState::Sending => {
+                tracing::warn!("{}: an earlier run stopped while sending; sending again with the same Message-ID", d.subscriber.email);
+                summary.resumed += 1;
+                work.push(d);
+            }
+            _ => work.push(d),
+        }
+    }
+    if let Some(limit) = opts.limit {
+        if work.len() > limit {
+            summary.remaining = work.len() - limit;
+            work.truncate(limit);
+        }
+    }
+    progress.set_length(work.len() as u64);
+
+    let queue = Mutex::new(Queue {
+        ready: work
+            .into_iter()
+            .map(|delivery| Job {
+                delivery,
+                attempts_this_run: 0,
+            })
+            .collect(),
+        ..Default::default()
+    });
+    let wake = Condvar::new();
+    let rate = RateLimit::new(opts.rate_limit);
+    let sent = AtomicUsize::new(0);
+    let failures: Mutex<Vec<Failure>> = Mutex::new(Vec::new());
+    let retrying = AtomicUsize::new(0);
+    let store_errors: Mutex<Vec<StoreError>> = Mutex::new(Vec::new());
+
+    std::thread::scope(|scope| {
+        for _ in 0..opts.concurrency.max(1) {
+            scope.spawn(|| {
+                let worker_store = match Store::open(db_path) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        store_errors.lock().expect("lock").push(e);
+                        queue.lock().expect("queue lock").stop.get_or_insert_with(|| "database error".into());
+                        wake.notify_all();
+                        return;
+                    }
+                };
+                while let Some(mut job) = next_job(&queue, &wake) {
+                    rate.wait();
+                    let outcome = send_one(&worker_store, transport, renderer, stored, settings, &job);
+                    let mut q = queue.lock().expect("queue lock");
+                    q.in_flight -= 1;
+                    job.attempts_this_run += 1;
+                    let now = Utc::now();
+                    let sub = job.delivery.subscriber.id;
+                    let recorded = match outcome {
+                        Ok(()) => {
+                            sent.fetch_add(1, Ordering::Relaxed);
+                            progress.inc(1);
+                            Ok(())
+                        }
+                        Err(Outcome::Store(e)) => {
+                            q.stop.get_or_insert_with(|| format!("database error: {e}"));
+                            store_errors.lock().expect("lock").push(e);
+                            Ok(())
+                        }
+                        Err(Outcome::Send(SendError::Permanent(reason))) => {
+                            tracing::warn!("{}: failed permanently: {reason}", job.delivery.subscriber.email);
+                            failures.lock().expect("lock").push(Failure { email: job.delivery.subscriber.email.clone(), error: reason.clone() });
+                            progress.inc(1);
+                            worker_store.mark_done(stored.id, sub, DeliveryState::Failed, Some(&reason), None, now)
+                        }
+                        Err(Outcome::Send(SendError::Transient(reason))) => {
+                            let total_attempts = job.delivery.attempts + job.attempts_this_run;
+                            let backoff = opts.retry_base * 2u32.saturating_pow(job.attempts_this_run.saturating_sub(1));
+                            let next = now + chrono::Duration::from_std(backoff).unwrap_or_default();
+                            let result = worker_store.mark_done(stored.id, sub, DeliveryState::Retry, Some(&reason), Some(next), now);
+                            if job.attempts_this_run < opts.max_attempts && q.stop.is_none() {
+                                tracing::info!("{}: will retry in {:?} (attempt {total_attempts}): {reason}", job.delivery.subscriber.email, backoff);
+                                q.delayed.push((Instant::now() + backoff, job));
+                            } else {
+                                tracing::warn!("{}: still failing after {} attempts this run; the next run retries: {reason}", job.delivery.subscriber.email, job.attempts_this_run);
+                                retrying.fetch_add(1, Ordering::Relaxed);
+                                progress.inc(1);
+                            }
+                            result
+                        }
+                        Err(Outcome::Send(SendError::Fatal(reason))) | Err(Outcome::Render(reason)) => {
+                            q.stop.get_or_insert_with(|| reason.clone());
+                            worker_store.mark_done(stored.id, sub, DeliveryState::Pending, Some(&reason), None, now)
+                        }
+                    };
+                    if let Err(e) = recorded {
+                        q.stop.get_or_insert_with(|| format!("database error: {e}"));
+                        store_errors.lock().expect("lock").push(e);
+                    }
+                    drop(q);
+                    wake.notify_all();
+                }
+            });
+        }
+    });
+
+    if let Some(e) = store_errors.into_inner().expect("lock").into_iter().next() {
+        return Err(e.into());
+    }
+    let q = queue.into_inner().expect("queue lock");
+    summary.sent = sent.into_inner();
+    summary.failures = failures.into_inner().expect("lock");
+    summary.failed = summary.failures.len();
+    summary.retrying = retrying.into_inner() + q.delayed.len();
+    summary.remaining += q.ready.len();
+    summary.stopped = q.stop;
+    Ok(summary)
+}
+
+/// The next job, waiting for delayed retries to come due; `None` when
+/// everything is done or the run was stopped.
+fn next_job(queue: &Mutex<Queue>, wake: &Condvar) -> Option<Job> {
+    let mut q = queue.lock().expect("queue lock");
+    loop {
+        if q.stop.is_some() {
+            return None;
+        }
+        let now = Instant::now();
+        let mut i = 0;
+        while i < q.delayed.len() {
+            if q.delayed[i].0 <= now {
+                let (_, job) = q.delayed.swap_remove(i);
+                q.ready.push_back(job);
+            } else {
+                i += 1;
+            }
+        }
+        if let Some(job) = q.ready.pop_front() {
+            q.in_flight += 1;
+            return Some(job);
+        }
+        if q.delayed.is_empty() && q.in_flight == 0 {
+            return None;
+        }
+        let wait = q
+            .delayed
+            .iter()
+            .map(|(t, _)| t.saturating_duration_since(now))
+            .min()
+            .unwrap_or(Duration::from_millis(200));
+        q = wake
+            .wait_timeout(q, wait.max(Duration::from_millis(1)))
+            .expect("queue lock")
+            .0;
+    }
+}
+
+enum Outcome {
+    Send(SendError),
+    Render(String),
+    Store(StoreError),
+}
+
+fn send_one(
+    store: &Store,
+    transport: &Transport,
+    renderer: &Renderer,
+    stored: &StoredEdition,
+    settings: &MessageSettings,
+    job: &Job,
+) -> Result<(), Outcome> {
+    let d = &job.delivery;
+    let sub = &d.subscriber;
+    let recipient = Recipient {
+        name: sub.name.clone(),
+        email: sub.email.clone(),
+        unsubscribe_url: settings.unsubscribe_url(sub),
+    };
+    let rendered = renderer
+        .render(&stored.edition, &recipient)
+        .map_err(|e| Outcome::Render(e.to_string()))?;
+    let message = message::build(&rendered, sub, settings, &d.message_id, Utc::now())
+        .map_err(|e| Outcome::Send(SendError::Permanent(e)))?;
+    store
+        .mark_sending(stored.id, sub.id, Utc::now())
+        .map_err(Outcome::Store)?;
+    let name = format!("{}-{:07}", stored.edition.date, sub.id);
+    transport.send(&message, &name).map_err(Outcome::Send)?;
+    store
+        .mark_done(
+            stored.id,
+            sub.id,
+            DeliveryState::Sent,
+            None,
+            None,
+            Utc::now(),
+        )
+        .map_err(Outcome::Store)
+}
