@@ -130,7 +130,7 @@ mod tests {
     fn subscriber(name: Option<&str>) -> Subscriber {
         Subscriber {
             id: 7,
-            email: "zoë@example.com".into(),
+            email: "zoe@example.com".into(),
             name: name.map(Into::into),
             status: crate::store::Status::Active,
             topics: String::new(),
@@ -202,7 +202,8 @@ mod tests {
             date,
         )
         .unwrap();
-        let raw = String::from_utf8(m.formatted()).unwrap();
+        // Unfold continuation lines (RFC 5322 folding) before matching headers.
+        let raw = String::from_utf8(m.formatted()).unwrap().replace("\r\n ", " ");
         assert!(raw.contains("Message-ID: <id@example.com>"), "{raw}");
         assert!(raw.contains("List-Unsubscribe: <https://digest.example.com/unsubscribe/0123456789abcdef0123456789abcdef>, <mailto:unsubscribe@example.com?subject=unsubscribe>"), "{raw}");
         assert!(raw.contains("List-Unsubscribe-Post: List-Unsubscribe=One-Click"));
