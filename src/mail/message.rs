@@ -203,7 +203,9 @@ mod tests {
         )
         .unwrap();
         // Unfold continuation lines (RFC 5322 folding) before matching headers.
-        let raw = String::from_utf8(m.formatted()).unwrap().replace("\r\n ", " ");
+        let raw = String::from_utf8(m.formatted())
+            .unwrap()
+            .replace("\r\n ", " ");
         assert!(raw.contains("Message-ID: <id@example.com>"), "{raw}");
         assert!(raw.contains("List-Unsubscribe: <https://digest.example.com/unsubscribe/0123456789abcdef0123456789abcdef>, <mailto:unsubscribe@example.com?subject=unsubscribe>"), "{raw}");
         assert!(raw.contains("List-Unsubscribe-Post: List-Unsubscribe=One-Click"));
