@@ -2,8 +2,10 @@
 //!
 //! Each (edition, subscriber) is a row in `deliveries`, moved through
 //! pending → sending → sent | failed | retry, each change committed on its
-//! own before the next step. Workers (the send concurrency) each hold their
-//! own SQLite connection and take subscribers from a shared queue:
+//! own before the next step. Workers (the send concurrency) take subscribers
+//! from a shared queue and record through one shared SQLite connection
+//! (commits are microseconds; separate connections would contend for the
+//! write lock and sleep in SQLite's busy handler):
 //!
 //! 1. render the subscriber's message (name, unsubscribe link);
 //! 2. commit `sending` — from here a crash is visible to the next run;
@@ -212,22 +214,14 @@ pub fn deliver(
     let failures: Mutex<Vec<Failure>> = Mutex::new(Vec::new());
     let retrying = AtomicUsize::new(0);
     let store_errors: Mutex<Vec<StoreError>> = Mutex::new(Vec::new());
+    let shared = Mutex::new(store);
 
     std::thread::scope(|scope| {
         for _ in 0..opts.concurrency.max(1) {
             scope.spawn(|| {
-                let worker_store = match Store::open(db_path) {
-                    Ok(s) => s,
-                    Err(e) => {
-                        store_errors.lock().expect("lock").push(e);
-                        queue.lock().expect("queue lock").stop.get_or_insert_with(|| "database error".into());
-                        wake.notify_all();
-                        return;
-                    }
-                };
                 while let Some(mut job) = next_job(&queue, &wake) {
                     rate.wait();
-                    let outcome = send_one(&worker_store, transport, renderer, stored, settings, &job);
+                    let outcome = send_one(&shared, transport, renderer, stored, settings, &job);
                     let mut q = queue.lock().expect("queue lock");
                     q.in_flight -= 1;
                     job.attempts_this_run += 1;
@@ -248,13 +242,13 @@ pub fn deliver(
                             tracing::warn!("{}: failed permanently: {reason}", job.delivery.subscriber.email);
                             failures.lock().expect("lock").push(Failure { email: job.delivery.subscriber.email.clone(), error: reason.clone() });
                             progress.inc(1);
-                            worker_store.mark_done(stored.id, sub, DeliveryState::Failed, Some(&reason), None, now)
+                            lock(&shared).mark_done(stored.id, sub, DeliveryState::Failed, Some(&reason), None, now)
                         }
                         Err(Outcome::Send(SendError::Transient(reason))) => {
                             let total_attempts = job.delivery.attempts + job.attempts_this_run;
                             let backoff = opts.retry_base * 2u32.saturating_pow(job.attempts_this_run.saturating_sub(1));
                             let next = now + chrono::Duration::from_std(backoff).unwrap_or_default();
-                            let result = worker_store.mark_done(stored.id, sub, DeliveryState::Retry, Some(&reason), Some(next), now);
+                            let result = lock(&shared).mark_done(stored.id, sub, DeliveryState::Retry, Some(&reason), Some(next), now);
                             if job.attempts_this_run < opts.max_attempts && q.stop.is_none() {
                                 tracing::info!("{}: will retry in {:?} (attempt {total_attempts}): {reason}", job.delivery.subscriber.email, backoff);
                                 q.delayed.push((Instant::now() + backoff, job));
@@ -267,7 +261,7 @@ pub fn deliver(
                         }
                         Err(Outcome::Send(SendError::Fatal(reason))) | Err(Outcome::Render(reason)) => {
                             q.stop.get_or_insert_with(|| reason.clone());
-                            worker_store.mark_done(stored.id, sub, DeliveryState::Pending, Some(&reason), None, now)
+                            lock(&shared).mark_done(stored.id, sub, DeliveryState::Pending, Some(&reason), None, now)
                         }
                     };
                     if let Err(e) = recorded {
@@ -338,8 +332,14 @@ enum Outcome {
     Store(StoreError),
 }
 
+fn lock(store: &Mutex<Store>) -> std::sync::MutexGuard<'_, Store> {
+    store
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 fn send_one(
-    store: &Store,
+    store: &Mutex<Store>,
     transport: &Transport,
     renderer: &Renderer,
     stored: &StoredEdition,
@@ -358,12 +358,12 @@ fn send_one(
         .map_err(|e| Outcome::Render(e.to_string()))?;
     let message = message::build(&rendered, sub, settings, &d.message_id, Utc::now())
         .map_err(|e| Outcome::Send(SendError::Permanent(e)))?;
-    store
+    lock(store)
         .mark_sending(stored.id, sub.id, Utc::now())
         .map_err(Outcome::Store)?;
     let name = format!("{}-{:07}", stored.edition.date, sub.id);
     transport.send(&message, &name).map_err(Outcome::Send)?;
-    store
+    lock(store)
         .mark_done(
             stored.id,
             sub.id,
