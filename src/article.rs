@@ -1,7 +1,7 @@
 //! `Article`: the one type every stage passes along, from ingest to template.
 
 use chrono::NaiveDate;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::ingest::clean;
@@ -11,7 +11,7 @@ use crate::text;
 const HEADLINE_CHARS: usize = 72;
 
 /// One news article, cleaned.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Article {
     /// Stable across runs: the given id, else a hash of source and URL, else
     /// of the text.

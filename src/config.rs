@@ -77,8 +77,38 @@ pub struct Config {
     pub list_id: Option<String>,
     /// Address for unsubscribing by email (`List-Unsubscribe: <mailto:...>`).
     pub unsubscribe_mailto: Option<String>,
+    /// Feeds read by `digest fetch` and `digest run`.
+    pub feeds: Vec<FeedSource>,
+    /// Seconds before a feed (or article page) download is abandoned.
+    pub fetch_timeout_secs: u64,
+    /// Consecutive failures of one feed after which each run warns about it.
+    pub feed_failure_threshold: u32,
+    /// Address `digest serve` listens on.
+    pub listen: String,
+    /// Where `digest run` writes its JSON report.
+    pub run_report: PathBuf,
     /// Weights of the extractive summarizer.
     pub extractive: Params,
+}
+
+/// One feed: RSS 2.0, Atom or JSON Feed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FeedSource {
+    /// The source name shown in the digest ("also reported by").
+    pub name: String,
+    pub url: String,
+    /// Importance weight of the source's stories.
+    #[serde(default = "one")]
+    pub weight: f32,
+    /// The feed only carries teasers: fetch each item's page and extract
+    /// the article from it.
+    #[serde(default)]
+    pub full_text: bool,
+}
+
+fn one() -> f32 {
+    1.0
 }
 
 impl Default for Config {
@@ -111,6 +141,11 @@ impl Default for Config {
             max_edition_age_days: 2,
             list_id: None,
             unsubscribe_mailto: None,
+            feeds: Vec::new(),
+            fetch_timeout_secs: 15,
+            feed_failure_threshold: 3,
+            listen: "127.0.0.1:8080".into(),
+            run_report: PathBuf::from("run-report.json"),
             extractive: Params::default(),
         }
     }
@@ -237,6 +272,15 @@ impl Config {
     /// The edition time zone (validated when the config was loaded).
     pub fn tz(&self) -> chrono_tz::Tz {
         self.timezone.parse().unwrap_or(chrono_tz::UTC)
+    }
+
+    /// Source weights: `[source_weights]`, then each feed's `weight`.
+    pub fn weights(&self) -> BTreeMap<String, f32> {
+        let mut w = self.source_weights.clone();
+        for f in &self.feeds {
+            w.entry(f.name.clone()).or_insert(f.weight);
+        }
+        w
     }
 
     /// The summary budget these settings give.

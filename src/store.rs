@@ -54,7 +54,44 @@ const MIGRATIONS: &[&str] = &[
         created_at TEXT NOT NULL,
         PRIMARY KEY (article_hash, settings)
     );",
+    // 2: feeds, fetched articles, topic-only subscribers, token lookup by hash.
+    "ALTER TABLE subscribers ADD COLUMN topics_only INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE subscribers ADD COLUMN token_hash TEXT;
+    CREATE UNIQUE INDEX subscribers_token_hash ON subscribers (token_hash);
+    CREATE TABLE feeds (
+        name TEXT PRIMARY KEY,
+        url TEXT NOT NULL,
+        etag TEXT,
+        last_modified TEXT,
+        failures INTEGER NOT NULL DEFAULT 0,
+        last_error TEXT,
+        last_fetched_at TEXT
+    );
+    CREATE TABLE articles (
+        id TEXT PRIMARY KEY,
+        feed TEXT NOT NULL,
+        guid TEXT,
+        link TEXT,
+        content_hash TEXT NOT NULL,
+        edition_date TEXT NOT NULL,
+        first_seen_at TEXT NOT NULL,
+        article_json TEXT NOT NULL
+    );
+    CREATE INDEX articles_guid ON articles (feed, guid);
+    CREATE INDEX articles_link ON articles (link);
+    CREATE INDEX articles_hash ON articles (content_hash);
+    CREATE INDEX articles_date ON articles (edition_date);",
 ];
+
+/// SHA-256 of a token, hex: what subscribers are looked up by, so that the
+/// lookup's timing says nothing about the token itself.
+pub fn token_hash(token: &str) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(token.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
 
 /// A storage failure, with what was being done.
 #[derive(Debug, thiserror::Error)]
@@ -104,11 +141,31 @@ pub struct Subscriber {
     pub status: Status,
     /// Topics, comma-separated keywords.
     pub topics: String,
+    /// Only stories matching the topics (else: matching stories first).
+    pub topics_only: bool,
     /// The unsubscribe token: 128 random bits, hex. Never logged.
     #[serde(skip)]
     pub token: String,
     pub created_at: String,
     pub updated_at: String,
+}
+
+/// A subscriber to add.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewSubscriber {
+    pub email: String,
+    pub name: Option<String>,
+    /// Comma-separated topics.
+    pub topics: String,
+    pub topics_only: bool,
+}
+
+/// A feed's fetch state.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct FeedState {
+    pub etag: Option<String>,
+    pub last_modified: Option<String>,
+    pub failures: u32,
 }
 
 /// The state of one (edition, subscriber) delivery.
@@ -260,6 +317,25 @@ impl Store {
             })?;
             tracing::debug!("database migrated to version {}", i + 1);
         }
+        let missing: Vec<(i64, String)> = {
+            let mut stmt = self
+                .conn
+                .prepare("SELECT id, token FROM subscribers WHERE token_hash IS NULL")
+                .map_err(self.err("hashing tokens"))?;
+            let rows = stmt
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+                .map_err(self.err("hashing tokens"))?;
+            rows.collect::<rusqlite::Result<_>>()
+                .map_err(self.err("hashing tokens"))?
+        };
+        for (id, token) in missing {
+            self.conn
+                .execute(
+                    "UPDATE subscribers SET token_hash = ?2 WHERE id = ?1",
+                    params![id, token_hash(&token)],
+                )
+                .map_err(self.err("hashing tokens"))?;
+        }
         Ok(())
     }
 
@@ -281,6 +357,7 @@ impl Store {
             name: r.get("name")?,
             status: Status::parse(&r.get::<_, String>("status")?),
             topics: r.get("topics")?,
+            topics_only: r.get::<_, i64>("topics_only")? != 0,
             token: r.get("token")?,
             created_at: r.get("created_at")?,
             updated_at: r.get("updated_at")?,
@@ -293,7 +370,7 @@ impl Store {
     #[tracing::instrument(skip(self, rows))]
     pub fn add_subscribers(
         &mut self,
-        rows: &[(String, Option<String>, String)],
+        rows: &[NewSubscriber],
         now: DateTime<Utc>,
         reactivate: bool,
     ) -> Result<Vec<std::result::Result<i64, String>>> {
@@ -314,12 +391,18 @@ impl Store {
                 .prepare("SELECT id, status FROM subscribers WHERE email = ?1")
                 .map_err(e("adding subscribers"))?;
             let mut insert = tx
-                .prepare("INSERT INTO subscribers (email, name, status, topics, token, created_at, updated_at) VALUES (?1, ?2, 'active', ?3, ?4, ?5, ?5)")
+                .prepare("INSERT INTO subscribers (email, name, status, topics, topics_only, token, token_hash, created_at, updated_at) VALUES (?1, ?2, 'active', ?3, ?4, ?5, ?6, ?7, ?7)")
                 .map_err(e("adding subscribers"))?;
             let mut update = tx
-                .prepare("UPDATE subscribers SET status = 'active', name = COALESCE(?2, name), topics = ?3, updated_at = ?4 WHERE id = ?1")
+                .prepare("UPDATE subscribers SET status = 'active', name = COALESCE(?2, name), topics = ?3, topics_only = ?4, updated_at = ?5 WHERE id = ?1")
                 .map_err(e("adding subscribers"))?;
-            for (email, name, topics) in rows {
+            for NewSubscriber {
+                email,
+                name,
+                topics,
+                topics_only,
+            } in rows
+            {
                 let existing: Option<(i64, String)> = find
                     .query_row([email], |r| Ok((r.get(0)?, r.get(1)?)))
                     .optional()
@@ -327,14 +410,23 @@ impl Store {
                 match existing {
                     Some((id, _)) if reactivate => {
                         update
-                            .execute(params![id, name, topics, ts(now)])
+                            .execute(params![id, name, topics, topics_only, ts(now)])
                             .map_err(e("adding subscribers"))?;
                         out.push(Ok(id));
                     }
                     Some(_) => out.push(Err(format!("duplicate: {email} is already a subscriber"))),
                     None => {
+                        let token = random_token();
                         insert
-                            .execute(params![email, name, topics, random_token(), ts(now)])
+                            .execute(params![
+                                email,
+                                name,
+                                topics,
+                                topics_only,
+                                token,
+                                token_hash(&token),
+                                ts(now)
+                            ])
                             .map_err(e("adding subscribers"))?;
                         out.push(Ok(tx.last_insert_rowid()));
                     }
@@ -379,12 +471,28 @@ impl Store {
             .map_err(self.err("listing subscribers"))
     }
 
-    /// The subscriber with this unsubscribe token.
+    /// The subscriber with this unsubscribe token. Looked up by the token's
+    /// hash, then compared in constant time.
     pub fn subscriber_by_token(&self, token: &str) -> Result<Option<Subscriber>> {
+        use subtle::ConstantTimeEq;
+        let found = self
+            .conn
+            .query_row(
+                "SELECT * FROM subscribers WHERE token_hash = ?1",
+                [token_hash(token)],
+                Self::subscriber_from_row,
+            )
+            .optional()
+            .map_err(self.err("finding a subscriber"))?;
+        Ok(found.filter(|s| bool::from(s.token.as_bytes().ct_eq(token.as_bytes()))))
+    }
+
+    /// The subscriber with this address.
+    pub fn subscriber_by_email(&self, email: &str) -> Result<Option<Subscriber>> {
         self.conn
             .query_row(
-                "SELECT * FROM subscribers WHERE token = ?1",
-                [token],
+                "SELECT * FROM subscribers WHERE email = ?1",
+                [email],
                 Self::subscriber_from_row,
             )
             .optional()
@@ -572,6 +680,120 @@ impl Store {
         Ok(())
     }
 
+    // ---------------------------------------------------------------- feeds
+
+    pub fn feed_state(&self, name: &str) -> Result<FeedState> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT etag, last_modified, failures FROM feeds WHERE name = ?1",
+                [name],
+                |r| {
+                    Ok(FeedState {
+                        etag: r.get(0)?,
+                        last_modified: r.get(1)?,
+                        failures: r.get(2)?,
+                    })
+                },
+            )
+            .optional()
+            .map_err(self.err("reading a feed"))?
+            .unwrap_or_default())
+    }
+
+    /// Records a fetch: success resets the failure count, failure adds one.
+    /// Returns the consecutive failures after this fetch.
+    pub fn record_fetch(
+        &self,
+        name: &str,
+        url: &str,
+        result: std::result::Result<(Option<String>, Option<String>), &str>,
+        now: DateTime<Utc>,
+    ) -> Result<u32> {
+        let previous = self.feed_state(name)?;
+        let (etag, last_modified, failures, error) = match result {
+            Ok((etag, lm)) => (
+                etag.or(previous.etag),
+                lm.or(previous.last_modified),
+                0,
+                None,
+            ),
+            Err(e) => (
+                previous.etag,
+                previous.last_modified,
+                previous.failures + 1,
+                Some(e.to_owned()),
+            ),
+        };
+        self.conn
+            .execute(
+                "INSERT INTO feeds (name, url, etag, last_modified, failures, last_error, last_fetched_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                 ON CONFLICT (name) DO UPDATE SET url = ?2, etag = ?3, last_modified = ?4, failures = ?5, last_error = ?6, last_fetched_at = ?7",
+                params![name, url, etag, last_modified, failures, error, ts(now)],
+            )
+            .map_err(self.err("recording a fetch"))?;
+        Ok(failures)
+    }
+
+    /// Whether an item was stored before: same GUID in the same feed, same
+    /// link, or same content.
+    pub fn article_seen(
+        &self,
+        feed: &str,
+        guid: Option<&str>,
+        link: Option<&str>,
+        content_hash: &str,
+    ) -> Result<bool> {
+        let n: i64 = self
+            .conn
+            .query_row(
+                "SELECT COUNT(*) FROM articles WHERE (feed = ?1 AND guid IS NOT NULL AND guid = ?2) OR (link IS NOT NULL AND link = ?3) OR content_hash = ?4",
+                params![feed, guid, link, content_hash],
+                |r| r.get(0),
+            )
+            .map_err(self.err("looking up an article"))?;
+        Ok(n > 0)
+    }
+
+    /// Stores a fetched article for its edition date.
+    pub fn store_article(
+        &self,
+        feed: &str,
+        guid: Option<&str>,
+        content_hash: &str,
+        article: &crate::article::Article,
+        edition_date: NaiveDate,
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
+        let json = serde_json::to_string(article).expect("articles serialize");
+        let n = self
+            .conn
+            .execute(
+                "INSERT OR IGNORE INTO articles (id, feed, guid, link, content_hash, edition_date, first_seen_at, article_json) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                params![article.id, feed, guid, article.url, content_hash, edition_date.to_string(), ts(now), json],
+            )
+            .map_err(self.err("storing an article"))?;
+        Ok(n > 0)
+    }
+
+    /// The fetched articles of an edition date, in the order first seen.
+    pub fn articles_for(&self, date: NaiveDate) -> Result<Vec<crate::article::Article>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT article_json FROM articles WHERE edition_date = ?1 ORDER BY first_seen_at, id")
+            .map_err(self.err("reading articles"))?;
+        let rows = stmt
+            .query_map([date.to_string()], |r| r.get::<_, String>(0))
+            .map_err(self.err("reading articles"))?;
+        let jsons: Vec<String> = rows
+            .collect::<rusqlite::Result<_>>()
+            .map_err(self.err("reading articles"))?;
+        Ok(jsons
+            .iter()
+            .filter_map(|j| serde_json::from_str(j).ok())
+            .collect())
+    }
+
     // ---------------------------------------------------------------- summary cache
 
     pub fn cached_summary(&self, article_hash: &str, settings: &str) -> Result<Option<String>> {
@@ -612,8 +834,13 @@ mod tests {
             .with_timezone(&Utc)
     }
 
-    fn row(email: &str) -> (String, Option<String>, String) {
-        (email.into(), Some("Name".into()), String::new())
+    fn row(email: &str) -> NewSubscriber {
+        NewSubscriber {
+            email: email.into(),
+            name: Some("Name".into()),
+            topics: String::new(),
+            topics_only: false,
+        }
     }
 
     #[test]

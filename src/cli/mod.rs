@@ -81,6 +81,44 @@ pub enum Command {
     /// Manage subscribers.
     #[command(subcommand)]
     Subscribers(SubscribersCommand),
+
+    /// Download the configured feeds and store their new articles.
+    Fetch {
+        /// Print each feed's result as JSON on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+
+    /// The cron job: fetch the feeds, assemble today's edition, send it.
+    ///
+    /// Holds a lock beside the database so that overlapping runs cannot both
+    /// send, and writes a JSON report (`run_report`). Exit status: 0 all
+    /// done, 1 something failed or remains, 2 configuration error, 75
+    /// another run is in progress.
+    Run(RunArgs),
+
+    /// Serve one-click unsubscribe links and edition previews over HTTP.
+    Serve {
+        /// Address to listen on [default: `listen`, 127.0.0.1:8080].
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<String>,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Edition date [default: today in the configured time zone].
+    #[arg(long, value_name = "YYYY-MM-DD")]
+    pub date: Option<chrono::NaiveDate>,
+    /// SMTP server URL [default: `smtp_url`].
+    #[arg(long, value_name = "URL")]
+    pub smtp: Option<String>,
+    /// Send an edition older than `max_edition_age_days`.
+    #[arg(long)]
+    pub force: bool,
+    /// Print the run report on stdout too.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -121,9 +159,13 @@ pub enum SubscribersCommand {
         email: String,
         #[arg(long)]
         name: Option<String>,
-        /// Comma-separated topics.
+        /// Comma-separated topics: matching stories come first in their copy.
         #[arg(long, default_value = "")]
         topics: String,
+        /// Their copy carries only stories matching the topics (the general
+        /// edition when none match).
+        #[arg(long, requires = "topics")]
+        only_topics: bool,
     },
     /// Unsubscribe an address (keeps its history); --purge deletes it.
     Remove {
@@ -183,6 +225,11 @@ pub struct PreviewArgs {
     /// temporary file).
     #[arg(long)]
     pub open: bool,
+
+    /// Show this subscriber's copy (their topics first, their name and
+    /// unsubscribe link).
+    #[arg(long, value_name = "EMAIL")]
+    pub subscriber: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -290,6 +337,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Templates(TemplatesCommand::Check) => templates_check(&config),
         Command::Send(args) => send(&config, args),
         Command::Subscribers(cmd) => subscribers(&config, cmd),
+        Command::Fetch { json } => run::fetch(&config, json),
+        Command::Run(args) => run::run(&config, args),
+        Command::Serve { listen } => serve::serve(&config, listen),
     }
 }
 
@@ -370,7 +420,16 @@ pub fn build_edition_cached(
         None => &extractive,
     };
     let bar = progress_bar();
-    let gathered = digest::gather(inputs, date, summarizer, config.budget(), |a| {
+    // Files and folders, then the articles fetched from feeds for this date.
+    let fetched = match store.map(|s| s.articles_for(date)).transpose() {
+        Ok(articles) => articles.unwrap_or_default(),
+        Err(e) => {
+            tracing::warn!("{e}");
+            Vec::new()
+        }
+    };
+    let items = Ingest::new(inputs).chain(fetched.into_iter().map(Ok));
+    let gathered = digest::gather(items, date, summarizer, config.budget(), |a| {
         bar.inc(1);
         bar.set_message(a.origin.clone());
     });
@@ -385,7 +444,7 @@ pub fn build_edition_cached(
         date,
         max_stories: config.max_stories,
         top_stories: config.top_stories,
-        source_weights: config.source_weights.clone(),
+        source_weights: config.weights(),
         merge_threshold: config.merge_threshold,
     };
     let edition = digest::assemble(gathered.entries, &opts);
@@ -400,8 +459,32 @@ pub fn build_edition_cached(
 fn preview(config: &Config, args: PreviewArgs) -> anyhow::Result<ExitCode> {
     let renderer = load_templates(config)?;
     let date = args.date.unwrap_or_else(|| today(config));
-    let (edition, skipped) = build_edition(config, date, inputs_or_config(config, &args.inputs));
-    let recipient = Recipient::preview(&config.base_url);
+    // The database, when there is one, adds fetched articles and subscribers.
+    let store = if config.db.is_file() || args.subscriber.is_some() {
+        Some(crate::store::Store::open(&config.db)?)
+    } else {
+        None
+    };
+    let (mut edition, skipped) = build_edition_cached(
+        config,
+        date,
+        inputs_or_config(config, &args.inputs),
+        store.as_ref(),
+    );
+    let mut recipient = Recipient::preview(&config.base_url);
+    if let (Some(email), Some(store)) = (&args.subscriber, &store) {
+        let email = crate::mail::validate_address(email).map_err(|e| anyhow::anyhow!(e))?;
+        let sub = store
+            .subscriber_by_email(&email)?
+            .ok_or_else(|| anyhow::anyhow!("no subscriber {email}"))?;
+        edition = digest::personalize(&edition, &sub.topics, sub.topics_only);
+        let settings = send::message_settings(config)?;
+        recipient = Recipient {
+            name: sub.name.clone(),
+            email: sub.email.clone(),
+            unsubscribe_url: settings.unsubscribe_url(&sub),
+        };
+    }
     let format = if args.open {
         PreviewFormat::Html
     } else {
@@ -614,7 +697,9 @@ fn write_text(
     Ok(())
 }
 
+mod run;
 mod send;
+mod serve;
 mod subscribers;
 
 use send::send;

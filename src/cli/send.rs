@@ -9,7 +9,9 @@ use chrono::Utc;
 use super::{build_edition_cached, inputs_or_config, load_templates, today, SendArgs};
 use crate::config::{Config, ConfigError};
 use crate::mail::transport::{redact_url, TransportConfigError};
-use crate::mail::{deliver, MessageSettings, SendError, SendOptions, Transport, TransportSettings};
+use crate::mail::{
+    deliver, MessageSettings, RunSummary, SendError, SendOptions, Transport, TransportSettings,
+};
 use crate::store::{DeliveryState, Store};
 
 /// The SMTP password: DIGEST_SMTP_PASSWORD, else the first line of
@@ -30,7 +32,7 @@ fn smtp_password(config: &Config) -> Result<Option<String>, ConfigError> {
     }
 }
 
-fn message_settings(config: &Config) -> Result<MessageSettings, ConfigError> {
+pub(super) fn message_settings(config: &Config) -> Result<MessageSettings, ConfigError> {
     let from: lettre::message::Mailbox = config.from.parse().map_err(|e| ConfigError::Invalid {
         key: "from",
         message: format!("{:?}: {e}", config.from),
@@ -48,6 +50,21 @@ fn message_settings(config: &Config) -> Result<MessageSettings, ConfigError> {
 }
 
 pub(super) fn send(config: &Config, args: SendArgs) -> anyhow::Result<ExitCode> {
+    let (code, summary) = send_edition(config, &args)?;
+    if let (true, Some(summary)) = (args.json, &summary) {
+        let mut out = io::stdout().lock();
+        serde_json::to_writer_pretty(&mut out, summary).context("writing the run summary")?;
+        writeln!(out)?;
+    }
+    Ok(code)
+}
+
+/// The work of `digest send` (and of `digest run` after fetching): the exit
+/// code, and the run summary when sending started.
+pub(super) fn send_edition(
+    config: &Config,
+    args: &SendArgs,
+) -> anyhow::Result<(ExitCode, Option<RunSummary>)> {
     // Everything that can be wrong with the configuration fails here,
     // before any message is sent.
     let renderer = load_templates(config)?;
@@ -106,7 +123,7 @@ pub(super) fn send(config: &Config, args: SendArgs) -> anyhow::Result<ExitCode> 
                     .filter(|s| s.status == crate::store::Status::Active)
                     .count();
                 eprintln!("dry run: the edition of {date} ({} stories) would go to {active} active subscribers via {}", edition.stories.len(), transport.describe());
-                return Ok(ExitCode::SUCCESS);
+                return Ok((ExitCode::SUCCESS, None));
             }
             store.store_edition(&edition, Utc::now())?
         }
@@ -128,7 +145,7 @@ pub(super) fn send(config: &Config, args: SendArgs) -> anyhow::Result<ExitCode> 
             .filter(|s| s.status == crate::store::Status::Active)
             .count();
         eprintln!("dry run: the stored edition of {date}; {pending} deliveries open, {active} active subscribers, via {}", transport.describe());
-        return Ok(ExitCode::SUCCESS);
+        return Ok((ExitCode::SUCCESS, None));
     }
     if stored.edition.stories.is_empty() {
         tracing::warn!("the edition of {date} has no stories");
@@ -147,7 +164,7 @@ pub(super) fn send(config: &Config, args: SendArgs) -> anyhow::Result<ExitCode> 
         Err(e) => {
             let shown = smtp_url.as_deref().map(redact_url).unwrap_or_default();
             eprintln!("digest: cannot reach the mail server {shown}: {e}; nothing was sent, run again later");
-            return Ok(ExitCode::from(1));
+            return Ok((ExitCode::from(1), None));
         }
     }
 
@@ -191,21 +208,16 @@ pub(super) fn send(config: &Config, args: SendArgs) -> anyhow::Result<ExitCode> 
     if let Some(reason) = &summary.stopped {
         eprintln!("digest: the run stopped early: {reason}");
     }
-    if args.json {
-        let mut out = io::stdout().lock();
-        serde_json::to_writer_pretty(&mut out, &summary).context("writing the run summary")?;
-        writeln!(out)?;
-    }
-    if summary
+    let code = if summary
         .stopped
         .as_deref()
         .is_some_and(|r| r.contains("refused the login") || r.contains("TLS"))
     {
-        return Ok(ExitCode::from(2));
-    }
-    Ok(if summary.complete() {
+        ExitCode::from(2)
+    } else if summary.complete() {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
-    })
+    };
+    Ok((code, Some(summary)))
 }

@@ -9,10 +9,10 @@ use chrono::Utc;
 use super::{ListFormat, SubscribersCommand};
 use crate::config::Config;
 use crate::mail::{validate_address, validate_name};
-use crate::store::{Status, Store, Subscriber};
+use crate::store::{NewSubscriber, Status, Store, Subscriber};
 
 /// A subscriber row as read from the command line or a CSV file.
-type Row = (String, Option<String>, String);
+type Row = NewSubscriber;
 
 fn check_row(email: &str, name: Option<&str>, topics: &str) -> Result<Row, String> {
     let email = validate_address(email)?;
@@ -29,7 +29,12 @@ fn check_row(email: &str, name: Option<&str>, topics: &str) -> Result<Row, Strin
     if topics.chars().any(|c| c.is_control()) {
         return Err("invalid topics: control characters".into());
     }
-    Ok((email, name, topics))
+    Ok(NewSubscriber {
+        email,
+        name,
+        topics,
+        topics_only: false,
+    })
 }
 
 pub(super) fn subscribers(config: &Config, cmd: SubscribersCommand) -> anyhow::Result<ExitCode> {
@@ -40,10 +45,12 @@ pub(super) fn subscribers(config: &Config, cmd: SubscribersCommand) -> anyhow::R
             email,
             name,
             topics,
+            only_topics,
         } => {
-            let row =
+            let mut row =
                 check_row(&email, name.as_deref(), &topics).map_err(|e| anyhow::anyhow!(e))?;
-            let shown = row.0.clone();
+            row.topics_only = only_topics;
+            let shown = row.email.clone();
             match store.add_subscribers(&[row], now, true)?.remove(0) {
                 Ok(_) => eprintln!("subscribed {shown}"),
                 Err(e) => anyhow::bail!(e),
@@ -103,10 +110,10 @@ fn import(store: &mut Store, file: &std::path::Path) -> anyhow::Result<ExitCode>
             continue;
         }
         match check_row(email, record.get(1), record.get(2).unwrap_or("")) {
-            Ok(row) if !seen.insert(row.0.to_lowercase()) => {
+            Ok(row) if !seen.insert(row.email.to_lowercase()) => {
                 eprintln!(
                     "{shown}:{line}: duplicate: {} appears earlier in the file",
-                    row.0
+                    row.email
                 );
                 bad += 1;
             }

@@ -7,6 +7,7 @@
 //! do (the CLI warns, goes on, and exits 1 at the end).
 
 pub mod clean;
+pub mod feeds;
 pub mod files;
 
 use std::collections::VecDeque;

@@ -134,6 +134,7 @@ mod tests {
             name: name.map(Into::into),
             status: crate::store::Status::Active,
             topics: String::new(),
+            topics_only: false,
             token: "0123456789abcdef0123456789abcdef".into(),
             created_at: String::new(),
             updated_at: String::new(),

@@ -353,8 +353,15 @@ fn send_one(
         email: sub.email.clone(),
         unsubscribe_url: settings.unsubscribe_url(sub),
     };
+    let personal;
+    let edition = if sub.topics.is_empty() {
+        &stored.edition
+    } else {
+        personal = crate::digest::personalize(&stored.edition, &sub.topics, sub.topics_only);
+        &personal
+    };
     let rendered = renderer
-        .render(&stored.edition, &recipient)
+        .render(edition, &recipient)
         .map_err(|e| Outcome::Render(e.to_string()))?;
     let message = message::build(&rendered, sub, settings, &d.message_id, Utc::now())
         .map_err(|e| Outcome::Send(SendError::Permanent(e)))?;
