@@ -132,8 +132,8 @@ impl Status {
     }
 }
 
-/// One subscriber.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// One subscriber. Its `Debug` leaves the token out.
+#[derive(Clone, PartialEq, Serialize)]
 pub struct Subscriber {
     pub id: i64,
     pub email: String,
@@ -148,6 +148,20 @@ pub struct Subscriber {
     pub token: String,
     pub created_at: String,
     pub updated_at: String,
+}
+
+impl std::fmt::Debug for Subscriber {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Subscriber")
+            .field("id", &self.id)
+            .field("email", &self.email)
+            .field("name", &self.name)
+            .field("status", &self.status)
+            .field("topics", &self.topics)
+            .field("topics_only", &self.topics_only)
+            .field("token", &"(hidden)")
+            .finish()
+    }
 }
 
 /// A subscriber to add.
@@ -294,11 +308,26 @@ impl Store {
     fn migrate(&mut self) -> Result<()> {
         let version = self.version()?;
         for (i, sql) in MIGRATIONS.iter().enumerate().skip(version) {
-            let tx = self.conn.transaction().map_err(|source| StoreError {
-                path: self.path.clone(),
-                context: "migrating".into(),
-                source,
-            })?;
+            // IMMEDIATE: two processes opening a new database at once take
+            // turns, and the second sees the first one's work.
+            let tx = self
+                .conn
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(|source| StoreError {
+                    path: self.path.clone(),
+                    context: "migrating".into(),
+                    source,
+                })?;
+            let current: i64 = tx
+                .query_row("PRAGMA user_version", [], |r| r.get(0))
+                .map_err(|source| StoreError {
+                    path: self.path.clone(),
+                    context: "migrating".into(),
+                    source,
+                })?;
+            if current as usize > i {
+                continue;
+            }
             tx.execute_batch(sql).map_err(|source| StoreError {
                 path: self.path.clone(),
                 context: format!("migration {}", i + 1),
@@ -648,15 +677,19 @@ impl Store {
         edition_id: i64,
         subscriber_id: i64,
         now: DateTime<Utc>,
-    ) -> Result<()> {
-        self.conn
+    ) -> Result<bool> {
+        // Only a delivery that is still open, to a subscriber who is still
+        // active: someone who unsubscribed mid-run gets nothing more.
+        let n = self
+            .conn
             .execute(
                 "UPDATE deliveries SET state = 'sending', attempts = attempts + 1, updated_at = ?3
-                 WHERE edition_id = ?1 AND subscriber_id = ?2",
+                 WHERE edition_id = ?1 AND subscriber_id = ?2 AND state IN ('pending', 'retry', 'sending')
+                 AND subscriber_id IN (SELECT id FROM subscribers WHERE status = 'active')",
                 params![edition_id, subscriber_id, ts(now)],
             )
             .map_err(self.err("recording a delivery"))?;
-        Ok(())
+        Ok(n > 0)
     }
 
     /// Records the outcome of a send attempt.
@@ -918,7 +951,7 @@ mod tests {
         let pending = s.deliveries(e.id, &[DeliveryState::Pending]).unwrap();
         assert_eq!(pending.len(), 2);
         let a = pending[0].subscriber.id;
-        s.mark_sending(e.id, a, now()).unwrap();
+        assert!(s.mark_sending(e.id, a, now()).unwrap());
         s.mark_done(e.id, a, DeliveryState::Sent, None, None, now())
             .unwrap();
         let counts = s.delivery_counts(e.id).unwrap();
@@ -929,6 +962,18 @@ mod tests {
         let sent = s.deliveries(e.id, &[DeliveryState::Sent]).unwrap();
         assert_eq!(sent[0].attempts, 1);
         assert_eq!(sent[0].message_id, format!("<{a}@x>"));
+        assert!(
+            !s.mark_sending(e.id, a, now()).unwrap(),
+            "a sent delivery is not claimed again"
+        );
+        let b = pending[1].subscriber.id;
+        s.set_status("b@example.com", Status::Unsubscribed, now())
+            .unwrap();
+        assert!(
+            !s.mark_sending(e.id, b, now()).unwrap(),
+            "nor one to a subscriber who left"
+        );
+        assert!(!format!("{:?}", pending[0].subscriber).contains(&pending[0].subscriber.token));
     }
 
     #[test]

@@ -672,6 +672,22 @@ fn configuration_errors_fail_before_anything_is_sent() {
 }
 
 #[test]
+fn a_send_beside_a_running_one_does_not_send() {
+    let server = Server::start(&[]);
+    let site = Site::new("");
+    site.subscribe(2);
+    let lock = std::fs::File::create(site.path().join("dailydigest.db.lock")).unwrap();
+    lock.try_lock().unwrap();
+    let out = site.send(&["--smtp", &server.url()]);
+    assert_eq!(out.status.code(), Some(75), "{}", text(&out.stderr));
+    assert_eq!(server.received().len(), 0);
+    drop(lock);
+    let out = site.send(&["--smtp", &server.url()]);
+    assert!(out.status.success());
+    assert_eq!(server.received().len(), 2);
+}
+
+#[test]
 fn dry_run_and_limit() {
     let server = Server::start(&[]);
     let site = Site::new("");

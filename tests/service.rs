@@ -686,6 +686,33 @@ fn one_click_unsubscribe_is_honoured_by_the_next_send_and_bad_tokens_change_noth
     let got = smtp.received();
     assert_eq!(got.len(), 3);
     assert_eq!(got[2].0, ["bob@example.com"]);
+
+    // RFC 8058's multipart/form-data POST works too.
+    let bob = got[2].1.replace("\r\n ", " ");
+    let header = bob
+        .lines()
+        .find(|l| l.starts_with("List-Unsubscribe: "))
+        .unwrap();
+    let bob_token = header
+        .split("/unsubscribe/")
+        .nth(1)
+        .unwrap()
+        .split('>')
+        .next()
+        .unwrap()
+        .to_owned();
+    let body = "--XyZ\r\nContent-Disposition: form-data; name=\"List-Unsubscribe\"\r\n\r\nOne-Click\r\n--XyZ--\r\n";
+    let resp = agent
+        .post(format!("{}/unsubscribe/{bob_token}", server.base))
+        .header("Content-Type", "multipart/form-data; boundary=XyZ")
+        .send(body)
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    let out = digest(dir.path())
+        .args(["subscribers", "list", "--format", "json"])
+        .output()
+        .unwrap();
+    assert_eq!(json(&out)[1]["status"], "unsubscribed");
 }
 
 #[test]

@@ -85,11 +85,10 @@ struct RunReport {
     error: Option<String>,
 }
 
-pub(super) fn run(config: &Config, args: RunArgs) -> anyhow::Result<ExitCode> {
-    let started_at = Utc::now();
-    let date = args.date.unwrap_or_else(|| today(config));
-    // One run at a time: an advisory lock beside the database, released by
-    // the kernel if the process dies.
+/// One sending run at a time: an advisory lock on `<db>.lock`, released by
+/// the kernel when the process ends, however it ends. `None` (after saying
+/// so) when another run holds it.
+pub(super) fn acquire_lock(config: &Config) -> anyhow::Result<Option<std::fs::File>> {
     let lock_path = {
         let mut p = config.db.clone().into_os_string();
         p.push(".lock");
@@ -102,19 +101,26 @@ pub(super) fn run(config: &Config, args: RunArgs) -> anyhow::Result<ExitCode> {
         .open(&lock_path)
         .with_context(|| format!("opening the lock file {}", lock_path.display()))?;
     match lock.try_lock() {
-        Ok(()) => {}
+        Ok(()) => Ok(Some(lock)),
         Err(std::fs::TryLockError::WouldBlock) => {
             eprintln!(
                 "digest: another run holds {}; not running",
                 lock_path.display()
             );
-            return Ok(ExitCode::from(EXIT_LOCKED));
+            Ok(None)
         }
         Err(std::fs::TryLockError::Error(e)) => {
-            return Err(e).with_context(|| format!("locking {}", lock_path.display()))
+            Err(e).with_context(|| format!("locking {}", lock_path.display()))
         }
     }
+}
 
+pub(super) fn run(config: &Config, args: RunArgs) -> anyhow::Result<ExitCode> {
+    let started_at = Utc::now();
+    let date = args.date.unwrap_or_else(|| today(config));
+    let Some(lock) = acquire_lock(config)? else {
+        return Ok(ExitCode::from(EXIT_LOCKED));
+    };
     let mut report = RunReport {
         started_at: started_at.to_rfc3339(),
         finished_at: String::new(),

@@ -50,6 +50,16 @@ pub(super) fn message_settings(config: &Config) -> Result<MessageSettings, Confi
 }
 
 pub(super) fn send(config: &Config, args: SendArgs) -> anyhow::Result<ExitCode> {
+    // Like `digest run`, a send holds the lock: a manual send beside the
+    // cron job cannot send the same edition twice.
+    let _lock = if args.dry_run {
+        None
+    } else {
+        match super::run::acquire_lock(config)? {
+            Some(lock) => Some(lock),
+            None => return Ok(ExitCode::from(super::run::EXIT_LOCKED)),
+        }
+    };
     let (code, summary) = send_edition(config, &args)?;
     if let (true, Some(summary)) = (args.json, &summary) {
         let mut out = io::stdout().lock();

@@ -7,7 +7,7 @@ use axum::extract::{Path, State};
 use axum::http::{header, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
-use axum::{Form, Router};
+use axum::Router;
 use chrono::{NaiveDate, Utc};
 
 use super::load_templates;
@@ -59,9 +59,14 @@ async fn unsubscribe_page(State(app): State<Arc<App>>, Path(token): Path<String>
 async fn unsubscribe(
     State(app): State<Arc<App>>,
     Path(token): Path<String>,
-    Form(form): Form<std::collections::HashMap<String, String>>,
+    body: axum::body::Bytes,
 ) -> Response {
-    if form.get("List-Unsubscribe").map(String::as_str) != Some("One-Click") {
+    // RFC 8058 asks senders for multipart/form-data; browsers and most mail
+    // providers send application/x-www-form-urlencoded. Accept both.
+    let body = String::from_utf8_lossy(&body);
+    let one_click = body.contains("List-Unsubscribe=One-Click")
+        || (body.contains("name=\"List-Unsubscribe\"") && body.contains("One-Click"));
+    if !one_click {
         return (
             StatusCode::BAD_REQUEST,
             page(&app.title, "<p>Expected List-Unsubscribe=One-Click.</p>"),

@@ -160,7 +160,14 @@ fn parse_feed(bytes: &[u8], source: &FeedSource) -> Result<Vec<Item>, String> {
         .entries
         .into_iter()
         .map(|e| {
-            let link = e.links.first().map(|l| l.href.clone());
+            // The article's own page: rel="alternate" (or no rel), not the
+            // "replies", "edit" or "self" links some feeds list first.
+            let link = e
+                .links
+                .iter()
+                .find(|l| l.rel.as_deref().is_none_or(|r| r == "alternate"))
+                .or(e.links.first())
+                .map(|l| l.href.clone());
             let body = e
                 .content
                 .as_ref()
@@ -199,7 +206,17 @@ fn fetch_one(source: &FeedSource, state: &FeedState, timeout: Duration) -> Resul
     }
     let mut items = parse_feed(&body, source)?;
     if source.full_text {
+        // All the pages of one feed share a deadline, so that a feed of
+        // slow pages cannot hold the run for pages × timeout.
+        let deadline = std::time::Instant::now() + timeout * 2;
         for item in &mut items {
+            if std::time::Instant::now() >= deadline {
+                tracing::warn!(
+                    "{}: out of time for article pages; keeping the remaining teasers",
+                    source.name
+                );
+                break;
+            }
             let Some(url) = item.raw.url.clone() else {
                 continue;
             };
@@ -278,7 +295,7 @@ pub fn fetch_all(
                 last_modified,
             }) => {
                 for item in items {
-                    let date = edition_date(item.date, now, tz, today);
+                    let date = open_edition(store, edition_date(item.date, now, tz, today), today)?;
                     let content_hash =
                         short_hash(&[item.raw.title.as_deref().unwrap_or(""), &item.raw.text]);
                     if store.article_seen(
@@ -335,6 +352,16 @@ pub fn fetch_all(
     Ok(reports)
 }
 
+/// An item of a day whose edition has already been stored (sent) goes into
+/// today's edition instead of being lost.
+fn open_edition(store: &Store, date: NaiveDate, today: NaiveDate) -> Result<NaiveDate, StoreError> {
+    Ok(if date < today && store.edition(date)?.is_some() {
+        today
+    } else {
+        date
+    })
+}
+
 /// The edition an item belongs to: its date in the edition time zone, or
 /// the day it was first seen when it has none or claims to be from the future.
 fn edition_date(
@@ -363,6 +390,20 @@ mod tests {
         );
         assert_eq!(html_fragment_to_text("plain text"), "plain text");
         assert_eq!(html_fragment_to_text("broken <b"), "broken");
+    }
+
+    #[test]
+    fn items_for_a_day_already_sent_go_to_today() {
+        let store = Store::in_memory().unwrap();
+        let today = NaiveDate::from_ymd_opt(2022, 3, 16).unwrap();
+        let sent_day = NaiveDate::from_ymd_opt(2022, 3, 14).unwrap();
+        let open_day = NaiveDate::from_ymd_opt(2022, 3, 15).unwrap();
+        store
+            .store_edition(&crate::render::sample_edition(), Utc::now())
+            .unwrap(); // 2022-03-14
+        assert_eq!(open_edition(&store, sent_day, today).unwrap(), today);
+        assert_eq!(open_edition(&store, open_day, today).unwrap(), open_day);
+        assert_eq!(open_edition(&store, today, today).unwrap(), today);
     }
 
     #[test]

@@ -182,11 +182,6 @@ pub fn deliver(
     for d in all {
         match d.state {
             DeliveryState::Sent | DeliveryState::Failed => summary.skipped += 1,
-            DeliveryState::Sending => {
-                tracing::warn!("{}: an earlier run stopped while sending; sending again with the same Message-ID", d.subscriber.email);
-                summary.resumed += 1;
-                work.push(d);
-            }
             _ => work.push(d),
         }
     }
@@ -195,6 +190,13 @@ pub fn deliver(
             summary.remaining = work.len() - limit;
             work.truncate(limit);
         }
+    }
+    for d in work.iter().filter(|d| d.state == DeliveryState::Sending) {
+        tracing::warn!(
+            "{}: an earlier run stopped while sending; sending again with the same Message-ID",
+            d.subscriber.email
+        );
+        summary.resumed += 1;
     }
     progress.set_length(work.len() as u64);
 
@@ -213,7 +215,10 @@ pub fn deliver(
     let sent = AtomicUsize::new(0);
     let failures: Mutex<Vec<Failure>> = Mutex::new(Vec::new());
     let retrying = AtomicUsize::new(0);
-    let store_errors: Mutex<Vec<StoreError>> = Mutex::new(Vec::new());
+    // Jobs that were taken but neither sent nor recorded: the one that hit
+    // a stopping error, and those claimed elsewhere (skipped).
+    let interrupted = AtomicUsize::new(0);
+    let claimed_elsewhere = AtomicUsize::new(0);
     let shared = Mutex::new(store);
 
     std::thread::scope(|scope| {
@@ -221,7 +226,12 @@ pub fn deliver(
             scope.spawn(|| {
                 while let Some(mut job) = next_job(&queue, &wake) {
                     rate.wait();
-                    let outcome = send_one(&shared, transport, renderer, stored, settings, &job);
+                    // A panic in one send (a template, the transport) stops the
+                    // run cleanly instead of leaving the other workers waiting.
+                    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        send_one(&shared, transport, renderer, stored, settings, &job)
+                    }))
+                    .unwrap_or_else(|_| Err(Outcome::Render("a send panicked; the run stopped".into())));
                     let mut q = queue.lock().expect("queue lock");
                     q.in_flight -= 1;
                     job.attempts_this_run += 1;
@@ -233,10 +243,14 @@ pub fn deliver(
                             progress.inc(1);
                             Ok(())
                         }
-                        Err(Outcome::Store(e)) => {
-                            q.stop.get_or_insert_with(|| format!("database error: {e}"));
-                            store_errors.lock().expect("lock").push(e);
+                        Err(Outcome::Skipped) => {
+                            claimed_elsewhere.fetch_add(1, Ordering::Relaxed);
+                            progress.inc(1);
                             Ok(())
+                        }
+                        Err(Outcome::Store(e)) => {
+                            interrupted.fetch_add(1, Ordering::Relaxed);
+                            Err(e)
                         }
                         Err(Outcome::Send(SendError::Permanent(reason))) => {
                             tracing::warn!("{}: failed permanently: {reason}", job.delivery.subscriber.email);
@@ -260,13 +274,14 @@ pub fn deliver(
                             result
                         }
                         Err(Outcome::Send(SendError::Fatal(reason))) | Err(Outcome::Render(reason)) => {
+                            interrupted.fetch_add(1, Ordering::Relaxed);
                             q.stop.get_or_insert_with(|| reason.clone());
                             lock(&shared).mark_done(stored.id, sub, DeliveryState::Pending, Some(&reason), None, now)
                         }
                     };
                     if let Err(e) = recorded {
+                        tracing::error!("{e}");
                         q.stop.get_or_insert_with(|| format!("database error: {e}"));
-                        store_errors.lock().expect("lock").push(e);
                     }
                     drop(q);
                     wake.notify_all();
@@ -275,15 +290,13 @@ pub fn deliver(
         }
     });
 
-    if let Some(e) = store_errors.into_inner().expect("lock").into_iter().next() {
-        return Err(e.into());
-    }
     let q = queue.into_inner().expect("queue lock");
     summary.sent = sent.into_inner();
     summary.failures = failures.into_inner().expect("lock");
     summary.failed = summary.failures.len();
     summary.retrying = retrying.into_inner() + q.delayed.len();
-    summary.remaining += q.ready.len();
+    summary.remaining += q.ready.len() + interrupted.into_inner();
+    summary.skipped += claimed_elsewhere.into_inner();
     summary.stopped = q.stop;
     Ok(summary)
 }
@@ -327,6 +340,9 @@ fn next_job(queue: &Mutex<Queue>, wake: &Condvar) -> Option<Job> {
 }
 
 enum Outcome {
+    /// The delivery was no longer open (sent by another run, or the
+    /// subscriber left): nothing was sent.
+    Skipped,
     Send(SendError),
     Render(String),
     Store(StoreError),
@@ -365,9 +381,12 @@ fn send_one(
         .map_err(|e| Outcome::Render(e.to_string()))?;
     let message = message::build(&rendered, sub, settings, &d.message_id, Utc::now())
         .map_err(|e| Outcome::Send(SendError::Permanent(e)))?;
-    lock(store)
+    let claimed = lock(store)
         .mark_sending(stored.id, sub.id, Utc::now())
         .map_err(Outcome::Store)?;
+    if !claimed {
+        return Err(Outcome::Skipped);
+    }
     let name = format!("{}-{:07}", stored.edition.date, sub.id);
     transport.send(&message, &name).map_err(Outcome::Send)?;
     lock(store)
