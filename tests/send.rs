@@ -688,6 +688,65 @@ fn a_send_beside_a_running_one_does_not_send() {
 }
 
 #[test]
+fn the_rate_limit_spaces_messages() {
+    let server = Server::start(&[]);
+    let site = Site::new("rate_limit = 10.0\nconcurrency = 4");
+    site.subscribe(6);
+    let start = Instant::now();
+    let out = site.send(&["--smtp", &server.url()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(server.received().len(), 6);
+    // Six messages at ten per second take at least half a second, whatever
+    // the concurrency.
+    assert!(
+        start.elapsed() >= Duration::from_millis(500),
+        "{:?}",
+        start.elapsed()
+    );
+}
+
+#[test]
+fn the_sendmail_command_gets_the_message_and_its_recipient() {
+    let site = Site::new("");
+    site.subscribe(2);
+    let script = site.path().join("fake-sendmail");
+    // A stand-in for /usr/sbin/sendmail: one file per recipient (its last argument).
+    std::fs::write(&script, "#!/bin/sh\nfor a in \"$@\"; do to=\"$a\"; done\nf=\"$(dirname \"$0\")/sent-$to\"\necho \"$@\" > \"$f.args\"\ncat > \"$f.eml\"\n").unwrap();
+    std::process::Command::new("chmod")
+        .arg("+x")
+        .arg(&script)
+        .status()
+        .unwrap();
+    std::fs::write(
+        site.path().join("digest.toml"),
+        format!(
+            "{}\nsendmail = {:?}\n",
+            std::fs::read_to_string(site.path().join("digest.toml")).unwrap(),
+            script.display().to_string()
+        ),
+    )
+    .unwrap();
+    let out = site.send(&["--json"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(summary(&out)["transport"]
+        .as_str()
+        .unwrap()
+        .starts_with("sendmail"));
+    for who in ["reader0001@example.com", "reader0002@example.com"] {
+        let args = std::fs::read_to_string(site.path().join(format!("sent-{who}.args"))).unwrap();
+        assert!(
+            args.contains("-f digest@news.example.com"),
+            "the envelope sender: {args}"
+        );
+    }
+    let eml = std::fs::read_to_string(site.path().join("sent-reader0001@example.com.eml")).unwrap();
+    assert!(
+        eml.contains("List-Unsubscribe-Post: List-Unsubscribe=One-Click")
+            && eml.contains("multipart/alternative")
+    );
+}
+
+#[test]
 fn dry_run_and_limit() {
     let server = Server::start(&[]);
     let site = Site::new("");
@@ -718,7 +777,7 @@ fn dry_run_and_limit() {
 #[test]
 fn unsubscribed_and_bad_rows() {
     let site = Site::new("");
-    std::fs::write(site.path().join("s.csv"), "email,name,topics\nann@example.com,Ann,\"sport, tech\"\nnot-an-address,X\nann@EXAMPLE.com,Dup\nbob@example.com,\"Bob\r\nBcc: evil@example.com\"\ncat@example.com\n").unwrap();
+    std::fs::write(site.path().join("s.csv"), "email,name,topics,topics_only\nann@example.com,Ann,\"sport, tech\",yes\nnot-an-address,X\nann@EXAMPLE.com,Dup\nbob@example.com,\"Bob\r\nBcc: evil@example.com\"\ncat@example.com\n").unwrap();
     let out = site
         .digest()
         .args(["subscribers", "import", "s.csv"])
@@ -750,6 +809,7 @@ fn unsubscribed_and_bad_rows() {
         .unwrap();
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v[0]["topics"], "sport,tech");
+    assert_eq!(v[0]["topics_only"], true);
     assert_eq!(v[1]["status"], "unsubscribed");
     assert!(
         !text(&out.stdout).contains("token"),

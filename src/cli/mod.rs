@@ -178,8 +178,9 @@ pub enum SubscribersCommand {
         #[arg(long, value_enum, default_value_t = ListFormat::Table)]
         format: ListFormat,
     },
-    /// Import `email,name[,topics]` rows from a CSV file (header optional):
-    /// the good rows in one transaction, each bad row reported by line.
+    /// Import `email,name[,topics[,topics_only]]` rows from a CSV file
+    /// (header optional; topics_only is yes or no): the good rows in one
+    /// transaction, each bad row reported by line.
     Import { file: PathBuf },
     /// Export every subscriber (CSV by default) to stdout.
     Export {

@@ -109,7 +109,15 @@ fn import(store: &mut Store, file: &std::path::Path) -> anyhow::Result<ExitCode>
         if record.iter().all(str::is_empty) {
             continue;
         }
-        match check_row(email, record.get(1), record.get(2).unwrap_or("")) {
+        let only = record.get(3).unwrap_or("");
+        let topics_only = match only.to_ascii_lowercase().as_str() {
+            "" | "no" | "false" | "0" => Ok(false),
+            "yes" | "only" | "true" | "1" => Ok(true),
+            other => Err(format!("invalid topics_only {other:?} (yes or no)")),
+        };
+        let row = check_row(email, record.get(1), record.get(2).unwrap_or(""))
+            .and_then(|row| topics_only.map(|topics_only| NewSubscriber { topics_only, ..row }));
+        match row {
             Ok(row) if !seen.insert(row.email.to_lowercase()) => {
                 eprintln!(
                     "{shown}:{line}: duplicate: {} appears earlier in the file",
