@@ -1,27 +1,15 @@
 //! Integration tests: run the real `digest` binary on fixtures.
 
+mod support;
+
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
+use support::{digest, root, text};
 
 fn fixture(p: &str) -> PathBuf {
     root().join("tests/fixtures").join(p)
-}
-
-/// The binary, run in `dir` with no user config or DIGEST_* variables.
-fn digest(dir: &Path) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_digest"));
-    cmd.current_dir(dir);
-    for (k, _) in std::env::vars() {
-        if k.starts_with("DIGEST_") || k == "RUST_LOG" {
-            cmd.env_remove(k);
-        }
-    }
-    cmd
 }
 
 fn run_with_stdin(cmd: &mut Command, stdin: &[u8]) -> Output {
@@ -33,10 +21,6 @@ fn run_with_stdin(cmd: &mut Command, stdin: &[u8]) -> Output {
         .unwrap();
     child.stdin.take().unwrap().write_all(stdin).unwrap();
     child.wait_with_output().unwrap()
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
 }
 
 #[test]

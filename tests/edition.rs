@@ -2,6 +2,8 @@
 //! against snapshots, an HTML5 parser, Gmail's clipping limit and a real
 //! headless browser.
 
+mod support;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -11,10 +13,7 @@ use dailydigest::config::Config;
 use dailydigest::digest::Edition;
 use dailydigest::ingest::Input;
 use dailydigest::render::{Recipient, Renderer};
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
+use support::{chromium, root, CHROMIUM_FLAGS};
 
 /// The fixed edition: the examples (the seed, a second source on the same
 /// talks, markets, science, sport) on 14 March 2022.
@@ -122,33 +121,12 @@ fn thirty_stories_stay_under_gmails_clipping_limit() {
     );
 }
 
-fn chromium() -> PathBuf {
-    for name in ["chromium", "chromium-browser", "google-chrome"] {
-        if let Ok(out) = Command::new("which").arg(name).output() {
-            if out.status.success() {
-                return PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
-            }
-        }
-    }
-    panic!("headless Chromium is needed for this test: `apt-get install chromium` (scripts/test installs it)");
-}
-
 /// Renders `html` in headless Chromium and returns the screenshot's pixels (RGBA).
 fn screenshot(html: &Path, png: &Path, dark: bool) -> (u32, u32, Vec<u8>) {
     let profile = tempfile::tempdir().unwrap();
     let mut cmd = Command::new(chromium());
-    cmd.args([
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--hide-scrollbars",
-        "--window-size=700,1400",
-    ]);
+    cmd.args(CHROMIUM_FLAGS)
+        .args(["--hide-scrollbars", "--window-size=700,1400"]);
     if dark {
         cmd.args([
             "--force-dark-mode",

@@ -2,121 +2,14 @@
 //! by each test), a real SQLite file, and the real binary: delivery, TLS and
 //! login, faults, and a send killed with SIGKILL halfway.
 
+mod support;
+
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-/// A Python that has aiosmtpd (Debian's python3-aiosmtpd, or pip's).
-fn python() -> String {
-    for candidate in ["/usr/bin/python3", "python3"] {
-        let ok = Command::new(candidate)
-            .args(["-c", "import aiosmtpd"])
-            .output()
-            .is_ok_and(|o| o.status.success());
-        if ok {
-            return candidate.to_owned();
-        }
-    }
-    panic!("these tests need Python with aiosmtpd: `apt-get install python3-aiosmtpd` or `pip install aiosmtpd` (scripts/test installs it)");
-}
-
-struct Server {
-    child: Child,
-    port: u16,
-    dir: tempfile::TempDir,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// One message the server accepted.
-struct Received {
-    rcpt_tos: Vec<String>,
-    message_id: String,
-    defects: Vec<String>,
-    tls: bool,
-    auth: bool,
-    raw: String,
-}
-
-impl Server {
-    fn start(args: &[&str]) -> Server {
-        let dir = tempfile::tempdir().unwrap();
-        let mut child = Command::new(python())
-            .arg(root().join("tests/smtp_server.py"))
-            .arg("--dir")
-            .arg(dir.path().join("mail"))
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let port = line
-            .trim()
-            .strip_prefix("PORT ")
-            .unwrap_or_else(|| panic!("server said {line:?}"))
-            .parse()
-            .unwrap();
-        Server { child, port, dir }
-    }
-
-    fn url(&self) -> String {
-        format!("smtp://127.0.0.1:{}", self.port)
-    }
-
-    fn received(&self) -> Vec<Received> {
-        let mut out = Vec::new();
-        let Ok(entries) = std::fs::read_dir(self.dir.path().join("mail")) else {
-            return out;
-        };
-        let mut paths: Vec<PathBuf> = entries
-            .map(|e| e.unwrap().path())
-            .filter(|p| p.extension().is_some_and(|x| x == "json"))
-            .collect();
-        paths.sort();
-        for p in paths {
-            let meta: serde_json::Value =
-                serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
-            out.push(Received {
-                rcpt_tos: meta["rcpt_tos"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .map(|v| v.as_str().unwrap().to_owned())
-                    .collect(),
-                message_id: meta["message_id"].as_str().unwrap_or("").to_owned(),
-                defects: meta["defects"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .map(|v| v.to_string())
-                    .collect(),
-                tls: meta["tls"].as_bool().unwrap(),
-                auth: meta["auth"].as_bool().unwrap(),
-                raw: std::fs::read_to_string(p.with_extension("eml")).unwrap(),
-            });
-        }
-        out
-    }
-}
+use support::{python, root, text, Received, Server};
 
 /// A working directory with a digest.toml, a database and subscribers.
 struct Site {
@@ -145,14 +38,7 @@ impl Site {
     }
 
     fn digest(&self) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_digest"));
-        cmd.current_dir(self.path());
-        for (k, _) in std::env::vars() {
-            if k.starts_with("DIGEST_") || k == "RUST_LOG" {
-                cmd.env_remove(k);
-            }
-        }
-        cmd
+        support::digest(self.path())
     }
 
     fn subscribe(&self, n: usize) -> Vec<String> {

@@ -3,21 +3,17 @@
 //! SMTP server, one-click unsubscribe with a real HTTP client, the editor's
 //! preview page in headless Chromium, and the run lock.
 
+mod support;
+
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
+use support::{chromium, digest, root, text, Server as Smtp, CHROMIUM_FLAGS};
 
 /// The requests a fixture server saw: path and headers (lowercased names).
 type RequestLog = Arc<Mutex<Vec<(String, HashMap<String, String>)>>>;
@@ -148,84 +144,6 @@ impl FeedServer {
     }
 }
 
-fn python() -> String {
-    for candidate in ["/usr/bin/python3", "python3"] {
-        if Command::new(candidate)
-            .args(["-c", "import aiosmtpd"])
-            .output()
-            .is_ok_and(|o| o.status.success())
-        {
-            return candidate.to_owned();
-        }
-    }
-    panic!("these tests need Python with aiosmtpd: `apt-get install python3-aiosmtpd` (scripts/test installs it)");
-}
-
-struct Smtp {
-    child: Child,
-    port: u16,
-    dir: tempfile::TempDir,
-}
-
-impl Drop for Smtp {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Smtp {
-    fn start() -> Smtp {
-        let dir = tempfile::tempdir().unwrap();
-        let mut child = Command::new(python())
-            .arg(root().join("tests/smtp_server.py"))
-            .arg("--dir")
-            .arg(dir.path().join("mail"))
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let port = line.trim().trim_start_matches("PORT ").parse().unwrap();
-        Smtp { child, port, dir }
-    }
-
-    fn url(&self) -> String {
-        format!("smtp://127.0.0.1:{}", self.port)
-    }
-
-    /// (recipients, raw message) of everything received, in order.
-    fn received(&self) -> Vec<(Vec<String>, String)> {
-        let Ok(entries) = std::fs::read_dir(self.dir.path().join("mail")) else {
-            return Vec::new();
-        };
-        let mut paths: Vec<PathBuf> = entries
-            .map(|e| e.unwrap().path())
-            .filter(|p| p.extension().is_some_and(|x| x == "json"))
-            .collect();
-        paths.sort();
-        paths
-            .iter()
-            .map(|p| {
-                let meta: serde_json::Value =
-                    serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap();
-                let to = meta["rcpt_tos"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .map(|v| v.as_str().unwrap().to_owned())
-                    .collect();
-                (
-                    to,
-                    std::fs::read_to_string(p.with_extension("eml")).unwrap(),
-                )
-            })
-            .collect()
-    }
-}
-
 fn site(feeds: &FeedServer, extra: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let b = &feeds.base;
@@ -267,17 +185,6 @@ url = "{b}/hang"
     )
     .unwrap();
     dir
-}
-
-fn digest(dir: &Path) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_digest"));
-    cmd.current_dir(dir);
-    for (k, _) in std::env::vars() {
-        if k.starts_with("DIGEST_") || k == "RUST_LOG" {
-            cmd.env_remove(k);
-        }
-    }
-    cmd
 }
 
 fn json(out: &Output) -> serde_json::Value {
@@ -425,7 +332,7 @@ fn fetch_handles_every_kind_of_feed_and_dedupes_across_runs() {
 #[test]
 fn run_twice_sends_once_writes_reports_and_topics_shape_each_copy() {
     let feeds = FeedServer::start();
-    let smtp = Smtp::start();
+    let smtp = Smtp::start(&[]);
     let dir = site(&feeds, "");
     subscribe(dir.path(), &["ann@example.com", "bob@example.com"]);
     let out = digest(dir.path())
@@ -473,18 +380,18 @@ fn run_twice_sends_once_writes_reports_and_topics_shape_each_copy() {
     // Sam's copy carries only the Premier League story; the others carry all.
     let sam = &got
         .iter()
-        .find(|(to, _)| to == &["sam@example.com"])
+        .find(|r| r.rcpt_tos == ["sam@example.com"])
         .unwrap()
-        .1;
+        .raw;
     assert!(
         sam.contains("City beat Palace") && !sam.contains("Central bank holds"),
         "topic-only copy"
     );
     let ann = &got
         .iter()
-        .find(|(to, _)| to == &["ann@example.com"])
+        .find(|r| r.rcpt_tos == ["ann@example.com"])
         .unwrap()
-        .1;
+        .raw;
     assert!(ann.contains("City beat Palace") && ann.contains("Central bank holds"));
 
     // The editor sees Sam's copy with preview --subscriber.
@@ -575,7 +482,7 @@ fn http() -> ureq::Agent {
 #[test]
 fn one_click_unsubscribe_is_honoured_by_the_next_send_and_bad_tokens_change_nothing() {
     let feeds = FeedServer::start();
-    let smtp = Smtp::start();
+    let smtp = Smtp::start(&[]);
     let dir = site(&feeds, "");
     subscribe(dir.path(), &["ann@example.com", "bob@example.com"]);
     let out = digest(dir.path())
@@ -595,9 +502,9 @@ fn one_click_unsubscribe_is_honoured_by_the_next_send_and_bad_tokens_change_noth
     let ann = smtp
         .received()
         .into_iter()
-        .find(|(to, _)| to == &["ann@example.com"])
+        .find(|r| r.rcpt_tos == ["ann@example.com"])
         .unwrap()
-        .1
+        .raw
         .replace("\r\n ", " ");
     let header = ann
         .lines()
@@ -685,10 +592,10 @@ fn one_click_unsubscribe_is_honoured_by_the_next_send_and_bad_tokens_change_noth
     assert!(out.status.success(), "{}", text(&out.stderr));
     let got = smtp.received();
     assert_eq!(got.len(), 3);
-    assert_eq!(got[2].0, ["bob@example.com"]);
+    assert_eq!(got[2].rcpt_tos, ["bob@example.com"]);
 
     // RFC 8058's multipart/form-data POST works too.
-    let bob = got[2].1.replace("\r\n ", " ");
+    let bob = got[2].raw.replace("\r\n ", " ");
     let header = bob
         .lines()
         .find(|l| l.starts_with("List-Unsubscribe: "))
@@ -759,28 +666,10 @@ fn the_editors_preview_page_renders_in_headless_chromium() {
         404
     );
 
-    let chromium = ["chromium", "chromium-browser"]
-        .iter()
-        .find(|c| {
-            Command::new("which")
-                .arg(c)
-                .output()
-                .is_ok_and(|o| o.status.success())
-        })
-        .expect("headless Chromium is needed: apt-get install chromium");
     let profile = tempfile::tempdir().unwrap();
-    let out = Command::new(chromium)
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--dump-dom",
-        ])
+    let out = Command::new(chromium())
+        .args(CHROMIUM_FLAGS)
+        .arg("--dump-dom")
         .arg(format!("--user-data-dir={}", profile.path().display()))
         .arg(format!("{}/editions/2022-03-14", server.base))
         .output()

@@ -121,8 +121,9 @@ pub struct RunArgs {
     pub json: bool,
 }
 
-#[derive(Debug, Args)]
-pub struct SendArgs {
+/// Which edition, from which articles: shared by `preview` and `send`.
+#[derive(Debug, Clone, Default, Args)]
+pub struct EditionArgs {
     /// Edition date [default: today in the configured time zone].
     #[arg(long, value_name = "YYYY-MM-DD")]
     pub date: Option<chrono::NaiveDate>,
@@ -130,6 +131,12 @@ pub struct SendArgs {
     /// Article files or folders, `-` for stdin [default: `inputs` from the config].
     #[arg(long = "input", short = 'i', value_name = "PATH")]
     pub inputs: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct SendArgs {
+    #[command(flatten)]
+    pub edition: EditionArgs,
 
     /// SMTP server URL [default: `smtp_url` from the config; unset: the outbox folder].
     #[arg(long, value_name = "URL")]
@@ -206,13 +213,8 @@ pub enum TemplatesCommand {
 
 #[derive(Debug, Args)]
 pub struct PreviewArgs {
-    /// Edition date [default: today in the configured time zone].
-    #[arg(long, value_name = "YYYY-MM-DD")]
-    pub date: Option<chrono::NaiveDate>,
-
-    /// Article files or folders, `-` for stdin [default: `inputs` from the config].
-    #[arg(long = "input", short = 'i', value_name = "PATH")]
-    pub inputs: Vec<String>,
+    #[command(flatten)]
+    pub edition: EditionArgs,
 
     /// What to render.
     #[arg(long, value_enum, default_value_t = PreviewFormat::Text)]
@@ -459,7 +461,7 @@ pub fn build_edition_cached(
 
 fn preview(config: &Config, args: PreviewArgs) -> anyhow::Result<ExitCode> {
     let renderer = load_templates(config)?;
-    let date = args.date.unwrap_or_else(|| today(config));
+    let date = args.edition.date.unwrap_or_else(|| today(config));
     // The database, when there is one, adds fetched articles and subscribers.
     let store = if config.db.is_file() || args.subscriber.is_some() {
         Some(crate::store::Store::open(&config.db)?)
@@ -469,7 +471,7 @@ fn preview(config: &Config, args: PreviewArgs) -> anyhow::Result<ExitCode> {
     let (mut edition, skipped) = build_edition_cached(
         config,
         date,
-        inputs_or_config(config, &args.inputs),
+        inputs_or_config(config, &args.edition.inputs),
         store.as_ref(),
     );
     let mut recipient = Recipient::preview(&config.base_url);

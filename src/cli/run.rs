@@ -8,7 +8,7 @@ use chrono::Utc;
 use serde::Serialize;
 
 use super::send::send_edition;
-use super::{today, RunArgs, SendArgs};
+use super::{today, EditionArgs, RunArgs, SendArgs};
 use crate::config::Config;
 use crate::ingest::feeds::{fetch_all, FeedReport};
 use crate::mail::RunSummary;
@@ -135,8 +135,10 @@ pub(super) fn run(config: &Config, args: RunArgs) -> anyhow::Result<ExitCode> {
         report.feeds = fetch_feeds(config, &store)?;
         drop(store);
         let send_args = SendArgs {
-            date: Some(date),
-            inputs: Vec::new(),
+            edition: EditionArgs {
+                date: Some(date),
+                inputs: Vec::new(),
+            },
             smtp: args.smtp.clone(),
             dry_run: false,
             limit: None,

@@ -94,7 +94,7 @@ pub(super) fn send_edition(
             message: m,
         },
     )?;
-    let date = args.date.unwrap_or_else(|| today(config));
+    let date = args.edition.date.unwrap_or_else(|| today(config));
     let age = (today(config) - date).num_days();
     if age > config.max_edition_age_days && !args.force {
         return Err(ConfigError::Invalid {
@@ -120,7 +120,7 @@ pub(super) fn send_edition(
             let (edition, skipped) = build_edition_cached(
                 config,
                 date,
-                inputs_or_config(config, &args.inputs),
+                inputs_or_config(config, &args.edition.inputs),
                 Some(&store),
             );
             if skipped > 0 {
