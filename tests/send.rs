@@ -364,6 +364,44 @@ fn a_550_is_recorded_as_failed_and_the_others_are_delivered() {
 }
 
 #[test]
+fn a_server_that_rejects_every_recipient_stops_the_run_and_loses_nobody() {
+    let denying = Server::start(&["--reject-all"]);
+    let site = Site::new("concurrency = 1");
+    let emails = site.subscribe(12);
+    let out = site.send(&["--smtp", &denying.url(), "--json"]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "a configuration problem: {}",
+        text(&out.stderr)
+    );
+    let s = summary(&out);
+    assert_eq!(
+        (s["failed"].as_u64(), s["remaining"].as_u64()),
+        (Some(0), Some(12)),
+        "{s}"
+    );
+    assert!(
+        s["stopped"]
+            .as_str()
+            .unwrap()
+            .contains("Relay access denied"),
+        "{s}"
+    );
+    // Once the relay is fixed, everyone gets the edition.
+    let good = Server::start(&[]);
+    let out = site.send(&["--smtp", &good.url(), "--json"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        per_recipient(&good.received())
+            .keys()
+            .cloned()
+            .collect::<Vec<_>>(),
+        emails
+    );
+}
+
+#[test]
 fn a_connection_dropped_mid_run_is_resumed() {
     let server = Server::start(&["--drop-after", "2"]);
     let site = Site::new("concurrency = 1");

@@ -8,7 +8,7 @@ what a server really received with an independent MIME parser.
 
     smtp_server.py --dir DIR [--tls CERT KEY] [--auth USER:PASS]
                    [--fail451 ADDR --fail451-times N] [--fail550 ADDR]
-                   [--drop-after N] [--delay-ms MS]
+                   [--reject-all] [--drop-after N] [--delay-ms MS]
 
 Prints "PORT <n>" on stdout once it listens on 127.0.0.1:<n>, then runs until
 killed.
@@ -42,6 +42,7 @@ class Handler:
         self.fail451 = set(a.lower() for a in args.fail451)
         self.fail451_times = args.fail451_times
         self.fail550 = set(a.lower() for a in args.fail550)
+        self.reject_all = args.reject_all
         self.drop_after = args.drop_after
         self.delay = args.delay_ms / 1000.0
         self.seen451 = collections.Counter()
@@ -60,6 +61,8 @@ class Handler:
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         a = address.lower()
+        if self.reject_all:
+            return "554 5.7.1 <%s>: Relay access denied" % address
         if a in self.fail550:
             return "550 5.1.1 <%s>: Recipient address rejected: User unknown" % address
         if a in self.fail451 and self.seen451[a] < self.fail451_times:
@@ -105,6 +108,7 @@ def main():
     p.add_argument("--fail451", action="append", default=[])
     p.add_argument("--fail451-times", type=int, default=1)
     p.add_argument("--fail550", action="append", default=[])
+    p.add_argument("--reject-all", action="store_true", help="554 to every recipient (a relay that denies the sender)")
     p.add_argument("--drop-after", type=int)
     p.add_argument("--delay-ms", type=int, default=0)
     args = p.parse_args()

@@ -218,11 +218,11 @@ pub(super) fn send_edition(
     if let Some(reason) = &summary.stopped {
         eprintln!("digest: the run stopped early: {reason}");
     }
-    let code = if summary
-        .stopped
-        .as_deref()
-        .is_some_and(|r| r.contains("refused the login") || r.contains("TLS"))
-    {
+    let code = if summary.stopped.as_deref().is_some_and(|r| {
+        r.contains("refused the login")
+            || r.contains("TLS")
+            || r.contains(crate::mail::send::BREAKER_REASON)
+    }) {
         ExitCode::from(2)
     } else if summary.complete() {
         ExitCode::SUCCESS

@@ -55,7 +55,18 @@ pub struct SendOptions {
 pub struct Failure {
     pub email: String,
     pub error: String,
+    #[serde(skip)]
+    subscriber_id: i64,
 }
+
+/// Permanent failures in a row, with nothing sent yet in the run, that mean
+/// the server refuses the sender rather than the recipients (a relay that
+/// denies us, a rejected From address): the run stops and they stay open.
+pub const FAILURE_BREAKER: usize = 10;
+
+/// The marker of a run stopped by the failure breaker (a configuration
+/// problem: exit 2).
+pub const BREAKER_REASON: &str = "permanent failures in a row and nothing sent";
 
 /// What a run did: printed on stderr, and on stdout with `--json`.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -254,7 +265,14 @@ pub fn deliver(
                         }
                         Err(Outcome::Send(SendError::Permanent(reason))) => {
                             tracing::warn!("{}: failed permanently: {reason}", job.delivery.subscriber.email);
-                            failures.lock().expect("lock").push(Failure { email: job.delivery.subscriber.email.clone(), error: reason.clone() });
+                            let mut f = failures.lock().expect("lock");
+                            f.push(Failure { email: job.delivery.subscriber.email.clone(), error: reason.clone(), subscriber_id: sub });
+                            if f.len() >= FAILURE_BREAKER && sent.load(Ordering::Relaxed) == 0 {
+                                q.stop.get_or_insert_with(|| {
+                                    format!("{} {BREAKER_REASON}; the server refuses this sender, not the recipients? Check `from` and the relay. The last reply: {reason}", f.len())
+                                });
+                            }
+                            drop(f);
                             progress.inc(1);
                             lock(&shared).mark_done(stored.id, sub, DeliveryState::Failed, Some(&reason), None, now)
                         }
@@ -293,6 +311,24 @@ pub fn deliver(
     let q = queue.into_inner().expect("queue lock");
     summary.sent = sent.into_inner();
     summary.failures = failures.into_inner().expect("lock");
+    if q.stop
+        .as_deref()
+        .is_some_and(|r| r.contains(BREAKER_REASON))
+    {
+        // Not these subscribers' fault: reopen their deliveries for the next run.
+        let store = lock(&shared);
+        for f in summary.failures.drain(..) {
+            store.mark_done(
+                stored.id,
+                f.subscriber_id,
+                DeliveryState::Pending,
+                Some(&f.error),
+                None,
+                Utc::now(),
+            )?;
+            summary.remaining += 1;
+        }
+    }
     summary.failed = summary.failures.len();
     summary.retrying = retrying.into_inner() + q.delayed.len();
     summary.remaining += q.ready.len() + interrupted.into_inner();
