@@ -6,6 +6,7 @@
 //! installed.
 
 pub mod extractive;
+pub mod transformer;
 
 use serde::{Deserialize, Serialize};
 

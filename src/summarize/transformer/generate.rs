@@ -1,0 +1,232 @@
+//! Generation with Hugging Face `transformers` semantics: greedy search and
+//! beam search, with the checkpoint's own settings from
+//! `generation_config.json` (or `config.json`).
+//!
+//! What must match `transformers` exactly, token for token:
+//! - the sequence starts with `decoder_start_token_id`, and every length
+//!   (`min_length`, `max_length`, the processors' `cur_len`) counts it;
+//! - logits processors in this order: no-repeat n-gram, min length (EOS
+//!   banned while `cur_len < min_length`), forced BOS (at `cur_len == 1`),
+//!   forced EOS (at `cur_len == max_length - 1`). Greedy applies them to
+//!   the raw logits; beam search to the log-softmax;
+//! - beam search keeps the top `2 × num_beams` candidates a step; an EOS
+//!   candidate ranked below `num_beams` is dropped; a finished hypothesis
+//!   scores `sum_logprobs / generated_len^length_penalty`; with
+//!   `early_stopping` the search ends when `num_beams` have finished.
+
+use std::path::Path;
+
+use candle_core::Result;
+use serde::Deserialize;
+
+use super::bart::{log_softmax, Model};
+
+/// Generation settings, with the checkpoint's defaults.
+#[derive(Debug, Clone, Deserialize)]
+pub struct GenerationConfig {
+    #[serde(default = "one")]
+    pub num_beams: usize,
+    #[serde(default)]
+    pub min_length: usize,
+    #[serde(default = "twenty")]
+    pub max_length: usize,
+    #[serde(default)]
+    pub no_repeat_ngram_size: usize,
+    #[serde(default = "unit")]
+    pub length_penalty: f64,
+    #[serde(default, deserialize_with = "early_stopping")]
+    pub early_stopping: bool,
+    pub forced_bos_token_id: Option<u32>,
+    pub forced_eos_token_id: Option<u32>,
+    pub decoder_start_token_id: u32,
+    pub eos_token_id: u32,
+}
+
+fn one() -> usize {
+    1
+}
+fn twenty() -> usize {
+    20
+}
+fn unit() -> f64 {
+    1.0
+}
+
+/// `early_stopping` is `true`, `false` or `"never"` in Hugging Face configs.
+fn early_stopping<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<bool, D::Error> {
+    Ok(matches!(
+        serde_json::Value::deserialize(d)?,
+        serde_json::Value::Bool(true)
+    ))
+}
+
+impl GenerationConfig {
+    /// Reads `generation_config.json` when the checkpoint has one (as
+    /// `transformers` does, it then ignores the generation keys of
+    /// `config.json`), else `config.json`.
+    pub fn load(dir: &Path) -> std::result::Result<GenerationConfig, String> {
+        let path = [dir.join("generation_config.json"), dir.join("config.json")]
+            .into_iter()
+            .find(|p| p.is_file())
+            .ok_or_else(|| format!("{}: no config.json", dir.display()))?;
+        let text =
+            std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
+    }
+}
+
+/// The processors, applied in `transformers`' order to one row of scores.
+fn process(scores: &mut [f32], seq: &[u32], cfg: &GenerationConfig) {
+    let cur_len = seq.len();
+    let n = cfg.no_repeat_ngram_size;
+    if n > 0 && cur_len + 1 >= n {
+        // The last n-1 tokens, and every earlier n-gram that starts with them.
+        let prefix = &seq[cur_len + 1 - n..];
+        for i in 0..cur_len + 1 - n {
+            if &seq[i..i + n - 1] == prefix {
+                scores[seq[i + n - 1] as usize] = f32::NEG_INFINITY;
+            }
+        }
+    }
+    if cur_len < cfg.min_length {
+        scores[cfg.eos_token_id as usize] = f32::NEG_INFINITY;
+    }
+    let force = |scores: &mut [f32], token: u32| {
+        scores.iter_mut().for_each(|s| *s = f32::NEG_INFINITY);
+        scores[token as usize] = 0.0;
+    };
+    if let (1, Some(bos)) = (cur_len, cfg.forced_bos_token_id) {
+        force(scores, bos);
+    }
+    if let Some(eos) = cfg.forced_eos_token_id {
+        if cur_len == cfg.max_length.saturating_sub(1) {
+            force(scores, eos);
+        }
+    }
+}
+
+/// The first index of the largest value (as `torch.argmax`).
+fn argmax(v: &[f32]) -> u32 {
+    let mut best = 0;
+    for (i, &x) in v.iter().enumerate() {
+        if x > v[best] {
+            best = i;
+        }
+    }
+    best as u32
+}
+
+/// Greedy search. Returns the sequence, starting with the decoder start token.
+pub fn greedy(model: &Model, input_ids: &[u32], cfg: &GenerationConfig) -> Result<Vec<u32>> {
+    let encoded = model.encode(input_ids)?;
+    let mut state = model.start(&encoded, 1)?;
+    let mut seq = vec![cfg.decoder_start_token_id];
+    while seq.len() < cfg.max_length {
+        let logits = model.step(&mut state, &[*seq.last().expect("non-empty")])?;
+        let mut scores: Vec<f32> = logits.squeeze(0)?.to_vec1()?;
+        process(&mut scores, &seq, cfg);
+        let next = argmax(&scores);
+        seq.push(next);
+        if next == cfg.eos_token_id {
+            break;
+        }
+    }
+    Ok(seq)
+}
+
+/// Beam search with `cfg.num_beams` beams. Returns the best sequence,
+/// starting with the decoder start token and ending with EOS when it ended.
+pub fn beam_search(model: &Model, input_ids: &[u32], cfg: &GenerationConfig) -> Result<Vec<u32>> {
+    let k = cfg.num_beams.max(1);
+    let encoded = model.encode(input_ids)?;
+    let mut state = model.start(&encoded, k)?;
+    let mut beams: Vec<Vec<u32>> = vec![vec![cfg.decoder_start_token_id]; k];
+    let mut scores: Vec<f64> = (0..k).map(|i| if i == 0 { 0.0 } else { -1e9 }).collect();
+    let mut finished: Vec<(f64, Vec<u32>)> = Vec::new();
+    let normalise = |sum: f64, generated: usize| sum / (generated as f64).powf(cfg.length_penalty);
+    let add = |finished: &mut Vec<(f64, Vec<u32>)>, score: f64, seq: Vec<u32>| {
+        let worst = finished.iter().map(|f| f.0).fold(f64::INFINITY, f64::min);
+        if finished.len() < k || score > worst {
+            finished.push((score, seq));
+            if finished.len() > k {
+                let (i, _) = finished
+                    .iter()
+                    .enumerate()
+                    .min_by(|a, b| a.1 .0.total_cmp(&b.1 .0))
+                    .expect("non-empty");
+                finished.remove(i);
+            }
+        }
+    };
+    loop {
+        let cur_len = beams[0].len();
+        let last: Vec<u32> = beams
+            .iter()
+            .map(|b| *b.last().expect("non-empty"))
+            .collect();
+        let logp = log_softmax(&model.step(&mut state, &last)?)?;
+        let rows: Vec<Vec<f32>> = logp.to_vec2()?;
+        let vocab = rows[0].len();
+        let mut candidates: Vec<(f64, usize, u32)> = Vec::with_capacity(k * vocab);
+        for (b, row) in rows.into_iter().enumerate() {
+            let mut row = row;
+            process(&mut row, &beams[b], cfg);
+            for (t, &s) in row.iter().enumerate() {
+                candidates.push((s as f64 + scores[b], b, t as u32));
+            }
+        }
+        // The top 2k, best first; ties by the lower flat index, as torch.topk.
+        candidates.sort_by(|a, b| {
+            b.0.total_cmp(&a.0)
+                .then((a.1 * vocab + a.2 as usize).cmp(&(b.1 * vocab + b.2 as usize)))
+        });
+        candidates.truncate(2 * k);
+        let mut next: Vec<(f64, usize, u32)> = Vec::with_capacity(k);
+        for (rank, &(score, b, t)) in candidates.iter().enumerate() {
+            if t == cfg.eos_token_id {
+                if rank >= k {
+                    continue;
+                }
+                let mut seq = beams[b].clone();
+                seq.push(t);
+                add(&mut finished, normalise(score, cur_len), seq);
+            } else {
+                next.push((score, b, t));
+            }
+            if next.len() == k {
+                break;
+            }
+        }
+        let done_early = cfg.early_stopping && finished.len() >= k;
+        if done_early || next.is_empty() {
+            break;
+        }
+        let rows_idx: Vec<u32> = next.iter().map(|&(_, b, _)| b as u32).collect();
+        state.select(&candle_core::Tensor::new(
+            rows_idx.as_slice(),
+            model.device(),
+        )?)?;
+        beams = next
+            .iter()
+            .map(|&(_, b, t)| {
+                let mut s = beams[b].clone();
+                s.push(t);
+                s
+            })
+            .collect();
+        scores = next.iter().map(|&(s, _, _)| s).collect();
+        if beams[0].len() >= cfg.max_length {
+            // Out of length: the running beams finish as they are.
+            for (s, seq) in scores.iter().zip(&beams) {
+                add(&mut finished, normalise(*s, seq.len() - 1), seq.clone());
+            }
+            break;
+        }
+    }
+    let best = finished
+        .into_iter()
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|f| f.1)
+        .unwrap_or_else(|| beams[0].clone());
+    Ok(best)
+}

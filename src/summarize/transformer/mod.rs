@@ -1,0 +1,27 @@
+//! Transformer summarization with candle, from checkpoints in Hugging Face
+//! layout (`config.json`, `generation_config.json`, `tokenizer.json`,
+//! `model.safetensors`). Work in progress for the transformer issue: the
+//! BART family and generation are here and checked token for token against
+//! `transformers`; T5, the `Summarizer` wiring and the fallback are not yet.
+
+pub mod bart;
+pub mod generate;
+
+use std::path::Path;
+
+use candle_core::{DType, Device};
+use candle_nn::VarBuilder;
+
+/// Loads a BART-family checkpoint from a directory, on the CPU.
+pub fn load_bart(dir: &Path) -> Result<bart::Model, String> {
+    let config_path = dir.join("config.json");
+    let text = std::fs::read_to_string(&config_path)
+        .map_err(|e| format!("{}: {e}", config_path.display()))?;
+    let cfg: bart::Config =
+        serde_json::from_str(&text).map_err(|e| format!("{}: {e}", config_path.display()))?;
+    let weights = dir.join("model.safetensors");
+    // SAFETY: the file is memory-mapped read-only; it must not change while loaded.
+    let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[&weights], DType::F32, &Device::Cpu) }
+        .map_err(|e| format!("{}: {e}", weights.display()))?;
+    bart::Model::new(cfg, vb).map_err(|e| format!("{}: {e}", weights.display()))
+}
