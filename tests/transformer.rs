@@ -4,7 +4,8 @@
 
 use std::path::PathBuf;
 
-use dailydigest::summarize::transformer::{generate, load_bart};
+use dailydigest::summarize::transformer::generate::{self, Seq2Seq};
+use dailydigest::summarize::transformer::{load_bart, load_t5};
 
 fn models() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/transformer/models")
@@ -24,7 +25,15 @@ fn ids(v: &serde_json::Value) -> Vec<u32> {
 
 fn check(name: &str) {
     let dir = models().join(name);
-    let model = load_bart(&dir).unwrap();
+    if name.contains("t5") {
+        check_model(name, &load_t5(&dir).unwrap());
+    } else {
+        check_model(name, &load_bart(&dir).unwrap());
+    }
+}
+
+fn check_model(name: &str, model: &impl Seq2Seq) {
+    let dir = models().join(name);
     let cfg = generate::GenerationConfig::load(&dir).unwrap();
     let exp = &expected()[name];
     let mut tokenizer = tokenizers::Tokenizer::from_file(dir.join("tokenizer.json")).unwrap();
@@ -37,7 +46,10 @@ fn check(name: &str) {
         .unwrap();
     for (i, text) in exp["inputs"].as_array().unwrap().iter().enumerate() {
         let want_ids = ids(&exp["input_ids"][i]);
-        let enc = tokenizer.encode(text.as_str().unwrap(), true).unwrap();
+        // T5 inputs carry the task prefix ("summarize: ", task_specific_params).
+        let text = text.as_str().unwrap();
+        assert!(text.starts_with(exp["prefix"].as_str().unwrap_or("")));
+        let enc = tokenizer.encode(text, true).unwrap();
         let got_ids: Vec<u32> = enc.get_ids().to_vec();
         assert_eq!(got_ids, want_ids, "{name} input {i}: tokenizer ids");
         let greedy_cfg = generate::GenerationConfig {
@@ -45,12 +57,12 @@ fn check(name: &str) {
             ..cfg.clone()
         };
         assert_eq!(
-            generate::greedy(&model, &want_ids, &greedy_cfg).unwrap(),
+            generate::greedy(model, &want_ids, &greedy_cfg).unwrap(),
             ids(&exp["greedy"][i]),
             "{name} input {i}: greedy"
         );
         assert_eq!(
-            generate::beam_search(&model, &want_ids, &cfg).unwrap(),
+            generate::beam_search(model, &want_ids, &cfg).unwrap(),
             ids(&exp["beam"][i]),
             "{name} input {i}: beam search"
         );
@@ -65,4 +77,9 @@ fn tiny_bart_matches_transformers_token_for_token() {
 #[test]
 fn tiny_pegasus_matches_transformers_token_for_token() {
     check("tiny-pegasus");
+}
+
+#[test]
+fn tiny_flan_t5_matches_transformers_token_for_token() {
+    check("tiny-t5");
 }

@@ -220,12 +220,20 @@ pub struct Model {
 /// Per-input decoder state: the encoder output's cross-attention keys and
 /// values (computed once) and the growing self-attention cache.
 pub struct DecoderState {
-    cross: Vec<(Tensor, Tensor)>,
-    cache: Vec<Option<(Tensor, Tensor)>>,
+    pub(super) cross: Vec<(Tensor, Tensor)>,
+    pub(super) cache: Vec<Option<(Tensor, Tensor)>>,
     pub len: usize,
 }
 
 impl DecoderState {
+    pub fn new(cross: Vec<(Tensor, Tensor)>, layers: usize) -> DecoderState {
+        DecoderState {
+            cross,
+            cache: vec![None; layers],
+            len: 0,
+        }
+    }
+
     /// Reorders (and duplicates) the batch rows, for beam search.
     pub fn select(&mut self, rows: &Tensor) -> Result<()> {
         for (k, v) in &mut self.cross {

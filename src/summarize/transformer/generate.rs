@@ -19,7 +19,40 @@ use std::path::Path;
 use candle_core::Result;
 use serde::Deserialize;
 
-use super::bart::{log_softmax, Model};
+use candle_core::{Device, Tensor};
+
+use super::bart::{log_softmax, DecoderState};
+
+/// An encoder-decoder model, one decoding step at a time.
+pub trait Seq2Seq {
+    fn encode(&self, ids: &[u32]) -> Result<Tensor>;
+    /// The decoder state for an encoded input, repeated `rows` times.
+    fn start(&self, encoded: &Tensor, rows: usize) -> Result<DecoderState>;
+    /// The last token of each row -> logits (rows, vocab).
+    fn step(&self, state: &mut DecoderState, tokens: &[u32]) -> Result<Tensor>;
+    fn device(&self) -> &Device;
+}
+
+macro_rules! seq2seq {
+    ($t:ty) => {
+        impl Seq2Seq for $t {
+            fn encode(&self, ids: &[u32]) -> Result<Tensor> {
+                <$t>::encode(self, ids)
+            }
+            fn start(&self, encoded: &Tensor, rows: usize) -> Result<DecoderState> {
+                <$t>::start(self, encoded, rows)
+            }
+            fn step(&self, state: &mut DecoderState, tokens: &[u32]) -> Result<Tensor> {
+                <$t>::step(self, state, tokens)
+            }
+            fn device(&self) -> &Device {
+                <$t>::device(self)
+            }
+        }
+    };
+}
+seq2seq!(super::bart::Model);
+seq2seq!(super::t5::Model);
 
 /// Generation settings, with the checkpoint's defaults.
 #[derive(Debug, Clone, Deserialize)]
@@ -117,7 +150,7 @@ fn argmax(v: &[f32]) -> u32 {
 }
 
 /// Greedy search. Returns the sequence, starting with the decoder start token.
-pub fn greedy(model: &Model, input_ids: &[u32], cfg: &GenerationConfig) -> Result<Vec<u32>> {
+pub fn greedy(model: &impl Seq2Seq, input_ids: &[u32], cfg: &GenerationConfig) -> Result<Vec<u32>> {
     let encoded = model.encode(input_ids)?;
     let mut state = model.start(&encoded, 1)?;
     let mut seq = vec![cfg.decoder_start_token_id];
@@ -136,7 +169,11 @@ pub fn greedy(model: &Model, input_ids: &[u32], cfg: &GenerationConfig) -> Resul
 
 /// Beam search with `cfg.num_beams` beams. Returns the best sequence,
 /// starting with the decoder start token and ending with EOS when it ended.
-pub fn beam_search(model: &Model, input_ids: &[u32], cfg: &GenerationConfig) -> Result<Vec<u32>> {
+pub fn beam_search(
+    model: &impl Seq2Seq,
+    input_ids: &[u32],
+    cfg: &GenerationConfig,
+) -> Result<Vec<u32>> {
     let k = cfg.num_beams.max(1);
     let encoded = model.encode(input_ids)?;
     let mut state = model.start(&encoded, k)?;
@@ -181,31 +218,27 @@ pub fn beam_search(model: &Model, input_ids: &[u32], cfg: &GenerationConfig) -> 
                 .then((a.1 * vocab + a.2 as usize).cmp(&(b.1 * vocab + b.2 as usize)))
         });
         candidates.truncate(2 * k);
+        // A candidate finishes on EOS or on reaching max_length; only those
+        // ranked among the first k may enter the finished set.
+        let last_step = cur_len + 1 >= cfg.max_length;
         let mut next: Vec<(f64, usize, u32)> = Vec::with_capacity(k);
         for (rank, &(score, b, t)) in candidates.iter().enumerate() {
-            if t == cfg.eos_token_id {
-                if rank >= k {
-                    continue;
+            if t == cfg.eos_token_id || last_step {
+                if rank < k {
+                    let mut seq = beams[b].clone();
+                    seq.push(t);
+                    add(&mut finished, normalise(score, cur_len), seq);
                 }
-                let mut seq = beams[b].clone();
-                seq.push(t);
-                add(&mut finished, normalise(score, cur_len), seq);
-            } else {
+            } else if next.len() < k {
                 next.push((score, b, t));
-            }
-            if next.len() == k {
-                break;
             }
         }
         let done_early = cfg.early_stopping && finished.len() >= k;
-        if done_early || next.is_empty() {
+        if last_step || done_early || next.is_empty() {
             break;
         }
         let rows_idx: Vec<u32> = next.iter().map(|&(_, b, _)| b as u32).collect();
-        state.select(&candle_core::Tensor::new(
-            rows_idx.as_slice(),
-            model.device(),
-        )?)?;
+        state.select(&Tensor::new(rows_idx.as_slice(), model.device())?)?;
         beams = next
             .iter()
             .map(|&(_, b, t)| {
@@ -215,13 +248,6 @@ pub fn beam_search(model: &Model, input_ids: &[u32], cfg: &GenerationConfig) -> 
             })
             .collect();
         scores = next.iter().map(|&(s, _, _)| s).collect();
-        if beams[0].len() >= cfg.max_length {
-            // Out of length: the running beams finish as they are.
-            for (s, seq) in scores.iter().zip(&beams) {
-                add(&mut finished, normalise(*s, seq.len() - 1), seq.clone());
-            }
-            break;
-        }
     }
     let best = finished
         .into_iter()

@@ -1,11 +1,12 @@
 //! Transformer summarization with candle, from checkpoints in Hugging Face
 //! layout (`config.json`, `generation_config.json`, `tokenizer.json`,
 //! `model.safetensors`). Work in progress for the transformer issue: the
-//! BART family and generation are here and checked token for token against
-//! `transformers`; T5, the `Summarizer` wiring and the fallback are not yet.
+//! BART family, T5 and generation are here and checked token for token
+//! against `transformers`; the `Summarizer` wiring and the fallback are not yet.
 
 pub mod bart;
 pub mod generate;
+pub mod t5;
 
 use std::path::Path;
 
@@ -24,4 +25,18 @@ pub fn load_bart(dir: &Path) -> Result<bart::Model, String> {
     let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[&weights], DType::F32, &Device::Cpu) }
         .map_err(|e| format!("{}: {e}", weights.display()))?;
     bart::Model::new(cfg, vb).map_err(|e| format!("{}: {e}", weights.display()))
+}
+
+/// Loads a T5 / Flan-T5 checkpoint from a directory, on the CPU.
+pub fn load_t5(dir: &Path) -> Result<t5::Model, String> {
+    let config_path = dir.join("config.json");
+    let text = std::fs::read_to_string(&config_path)
+        .map_err(|e| format!("{}: {e}", config_path.display()))?;
+    let cfg: t5::Config =
+        serde_json::from_str(&text).map_err(|e| format!("{}: {e}", config_path.display()))?;
+    let weights = dir.join("model.safetensors");
+    // SAFETY: the file is memory-mapped read-only; it must not change while loaded.
+    let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[&weights], DType::F32, &Device::Cpu) }
+        .map_err(|e| format!("{}: {e}", weights.display()))?;
+    t5::Model::new(cfg, vb).map_err(|e| format!("{}: {e}", weights.display()))
 }
