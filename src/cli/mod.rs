@@ -604,14 +604,8 @@ fn summarize(config: &Config, args: SummarizeArgs) -> anyhow::Result<ExitCode> {
     };
     let inputs: Vec<Input> = if args.jsonl {
         vec![Input::Stdin]
-    } else if args.paths.is_empty() {
-        config
-            .inputs
-            .iter()
-            .map(|p| Input::Path(p.clone()))
-            .collect()
     } else {
-        args.paths.iter().map(|p| Input::parse(p)).collect()
+        inputs_or_config(config, &args.paths)
     };
     let summarizer = Extractive::new(config.extractive.clone());
     tracing::info!("summarizing with the {} summarizer", summarizer.name());
