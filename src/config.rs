@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::summarize::extractive::{Params, Preset};
-use crate::summarize::Budget;
+use crate::summarize::{Budget, Choice};
 
 /// The file read when `--config` is not given, if it exists.
 pub const DEFAULT_CONFIG_FILE: &str = "digest.toml";
@@ -42,6 +42,11 @@ pub struct Config {
     pub templates: PathBuf,
     /// Folder of transformer checkpoints.
     pub models: PathBuf,
+    /// Which summarizer runs: `auto` (the transformer when a checkpoint
+    /// loads, else extractive), `transformer` or `extractive`.
+    pub summarizer: Choice,
+    /// Settings of the transformer summarizer.
+    pub transformer: TransformerSettings,
     /// SQLite database: subscribers, editions, deliveries, summary cache.
     pub db: PathBuf,
     /// Public base URL of `digest serve`, for unsubscribe links.
@@ -91,6 +96,27 @@ pub struct Config {
     pub extractive: Params,
 }
 
+/// Settings of the transformer summarizer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TransformerSettings {
+    /// The checkpoint to use: a folder under `models`. Unset: the first found.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    /// In `auto`, a summary whose content words are less than this share
+    /// of words from its article is replaced by the extractive one.
+    pub min_overlap: f32,
+}
+
+impl Default for TransformerSettings {
+    fn default() -> Self {
+        TransformerSettings {
+            model: None,
+            min_overlap: 0.6,
+        }
+    }
+}
+
 /// One feed: RSS 2.0, Atom or JSON Feed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -125,6 +151,8 @@ impl Default for Config {
             source_weights: BTreeMap::new(),
             templates: PathBuf::from("templates"),
             models: PathBuf::from("models"),
+            summarizer: Choice::Auto,
+            transformer: TransformerSettings::default(),
             db: PathBuf::from("dailydigest.db"),
             base_url: "https://digest.example.com".into(),
             from: "Daily Digest <digest@example.com>".into(),
@@ -264,6 +292,12 @@ impl Config {
             return Err(ConfigError::Invalid {
                 key: "summary_sentences",
                 message: "must be at least 1".into(),
+            });
+        }
+        if !(0.0..=1.0).contains(&self.transformer.min_overlap) {
+            return Err(ConfigError::Invalid {
+                key: "transformer.min_overlap",
+                message: "must be between 0 and 1".into(),
             });
         }
         Ok(())

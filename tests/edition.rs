@@ -25,7 +25,7 @@ fn edition() -> Edition {
     };
     let date = NaiveDate::from_ymd_opt(2022, 3, 14).unwrap();
     let (edition, skipped) =
-        build_edition(&config, date, vec![Input::Path(root().join("examples"))]);
+        build_edition(&config, date, vec![Input::Path(root().join("examples"))]).unwrap();
     assert_eq!(skipped, 0);
     edition
 }

@@ -18,7 +18,7 @@ use crate::config::{Config, ConfigError};
 use crate::digest::{self, Edition, EditionOptions};
 use crate::ingest::{Ingest, Input};
 use crate::render::{self, Recipient, Renderer, TemplateError};
-use crate::summarize::{Budget, Extractive, Summarizer, Summary};
+use crate::summarize::{Budget, Engine, Summarizer, Summary};
 
 /// Turn each day's news articles into a short digest.
 #[derive(Debug, Parser)]
@@ -36,6 +36,15 @@ pub struct Cli {
     /// More log output on stderr (-v debug, -vv trace).
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
+
+    /// Which summarizer runs [default: `summarizer`, auto: the transformer
+    /// when a checkpoint in the models folder loads, else extractive].
+    #[arg(long, global = true, value_name = "WHICH")]
+    pub summarizer: Option<crate::summarize::Choice>,
+
+    /// Folder of transformer checkpoints [default: `models`, ./models].
+    #[arg(long, global = true, value_name = "DIR")]
+    pub models: Option<PathBuf>,
 
     /// Less log output on stderr (-q warnings only, -qq errors only).
     #[arg(short, long, global = true, action = clap::ArgAction::Count, conflicts_with = "verbose")]
@@ -97,12 +106,25 @@ pub enum Command {
     /// another run is in progress.
     Run(RunArgs),
 
+    /// Show or try the transformer model that summarizes.
+    #[command(subcommand)]
+    Model(ModelCommand),
+
     /// Serve one-click unsubscribe links and edition previews over HTTP.
     Serve {
         /// Address to listen on [default: `listen`, 127.0.0.1:8080].
         #[arg(long, value_name = "ADDR")]
         listen: Option<String>,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ModelCommand {
+    /// What would summarize: the checkpoint, its architecture, parameters,
+    /// tokenizer, generation settings and device, without loading it.
+    Info,
+    /// Load the checkpoint and summarize a built-in sample article.
+    Check,
 }
 
 #[derive(Debug, Args)]
@@ -333,6 +355,12 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     if let Some(db) = cli.db {
         config.db = db;
     }
+    if let Some(choice) = cli.summarizer {
+        config.summarizer = choice;
+    }
+    if let Some(models) = cli.models {
+        config.models = models;
+    }
     match cli.command {
         Command::Summarize(args) => summarize(&config, args),
         Command::Preview(args) => preview(&config, args),
@@ -343,6 +371,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Fetch { json } => run::fetch(&config, json),
         Command::Run(args) => run::run(&config, args),
         Command::Serve { listen } => serve::serve(&config, listen),
+        Command::Model(ModelCommand::Info) => model::info(&config),
+        Command::Model(ModelCommand::Check) => model::check(&config),
     }
 }
 
@@ -401,8 +431,39 @@ pub fn build_edition(
     config: &Config,
     date: chrono::NaiveDate,
     inputs: Vec<Input>,
-) -> (Edition, usize) {
+) -> anyhow::Result<(Edition, usize)> {
     build_edition_cached(config, date, inputs, None)
+}
+
+/// The configured summarizer; a `summarizer = transformer` that cannot load
+/// is a configuration error (exit 2).
+pub(crate) fn engine(config: &Config) -> anyhow::Result<Engine> {
+    Engine::new(config).map_err(|message| {
+        crate::config::ConfigError::Invalid {
+            key: "summarizer",
+            message,
+        }
+        .into()
+    })
+}
+
+/// Says how many of `total` model summaries the guard replaced, and why
+/// (`Summary::fallback`).
+fn report_fallbacks<'a>(total: usize, reasons: impl Iterator<Item = &'a str>) {
+    let mut kinds: std::collections::BTreeMap<&str, usize> = Default::default();
+    for why in reasons {
+        *kinds
+            .entry(why.split(' ').next().unwrap_or(""))
+            .or_default() += 1;
+    }
+    let replaced: usize = kinds.values().sum();
+    if replaced > 0 {
+        let detail: Vec<String> = kinds.iter().map(|(k, n)| format!("{n} {k}")).collect();
+        tracing::warn!(
+            "{replaced} of {total} model summaries were degenerate ({}) and replaced by extractive ones",
+            detail.join(", ")
+        );
+    }
 }
 
 /// `build_edition`, with summaries cached in the database when one is given.
@@ -411,16 +472,15 @@ pub fn build_edition_cached(
     date: chrono::NaiveDate,
     inputs: Vec<Input>,
     store: Option<&crate::store::Store>,
-) -> (Edition, usize) {
-    let extractive = Extractive::new(config.extractive.clone());
-    tracing::info!("summarizing with the {} summarizer", extractive.name());
+) -> anyhow::Result<(Edition, usize)> {
+    let engine = engine(config)?;
     let cached;
     let summarizer: &dyn Summarizer = match store {
         Some(store) => {
-            cached = crate::summarize::Cached::new(&extractive, store, config.budget());
+            cached = crate::summarize::Cached::new(&engine, store);
             &cached
         }
-        None => &extractive,
+        None => &engine,
     };
     let bar = progress_bar();
     // Files and folders, then the articles fetched from feeds for this date.
@@ -450,13 +510,22 @@ pub fn build_edition_cached(
         source_weights: config.weights(),
         merge_threshold: config.merge_threshold,
     };
+    if engine.transformer().is_some() {
+        report_fallbacks(
+            gathered.entries.len(),
+            gathered
+                .entries
+                .iter()
+                .filter_map(|e| e.summary.fallback.as_deref()),
+        );
+    }
     let edition = digest::assemble(gathered.entries, &opts);
     tracing::info!(
         "edition of {date}: {} stories from {} articles",
         edition.stories.len(),
         edition.article_count
     );
-    (edition, gathered.skipped)
+    Ok((edition, gathered.skipped))
 }
 
 fn preview(config: &Config, args: PreviewArgs) -> anyhow::Result<ExitCode> {
@@ -473,7 +542,7 @@ fn preview(config: &Config, args: PreviewArgs) -> anyhow::Result<ExitCode> {
         date,
         inputs_or_config(config, &args.edition.inputs),
         store.as_ref(),
-    );
+    )?;
     let mut recipient = Recipient::preview(&config.base_url);
     if let (Some(email), Some(store)) = (&args.subscriber, &store) {
         let email = crate::mail::validate_address(email).map_err(|e| anyhow::anyhow!(e))?;
@@ -607,8 +676,8 @@ fn summarize(config: &Config, args: SummarizeArgs) -> anyhow::Result<ExitCode> {
     } else {
         inputs_or_config(config, &args.paths)
     };
-    let summarizer = Extractive::new(config.extractive.clone());
-    tracing::info!("summarizing with the {} summarizer", summarizer.name());
+    let summarizer = engine(config)?;
+    let mut fallbacks = Vec::new();
     let stdout = io::stdout().lock();
     let mut out = BufWriter::new(stdout);
     let mut skipped = 0usize;
@@ -630,6 +699,9 @@ fn summarize(config: &Config, args: SummarizeArgs) -> anyhow::Result<ExitCode> {
                 continue;
             }
         };
+        if let Some(why) = &summary.fallback {
+            fallbacks.push(why.clone());
+        }
         if args.jsonl {
             serde_json::to_writer(
                 &mut out,
@@ -660,6 +732,9 @@ fn summarize(config: &Config, args: SummarizeArgs) -> anyhow::Result<ExitCode> {
         out.write_all(if count == 0 { b"[]\n" } else { b"\n]\n" })?;
     }
     out.flush().context("writing summaries")?;
+    if summarizer.transformer().is_some() {
+        report_fallbacks(count, fallbacks.iter().map(String::as_str));
+    }
     if skipped > 0 {
         tracing::warn!("{count} articles summarized, {skipped} skipped");
         return Ok(ExitCode::from(1));
@@ -694,6 +769,7 @@ fn write_text(
     Ok(())
 }
 
+mod model;
 mod run;
 mod send;
 mod serve;

@@ -122,7 +122,7 @@ pub(super) fn send_edition(
                 date,
                 inputs_or_config(config, &args.edition.inputs),
                 Some(&store),
-            );
+            )?;
             if skipped > 0 {
                 tracing::warn!("{skipped} inputs skipped while building the edition");
             }

@@ -320,6 +320,13 @@ impl Summarizer for Extractive {
         "extractive"
     }
 
+    fn settings(&self) -> String {
+        format!(
+            "extractive:{}",
+            serde_json::to_string(&self.params).expect("params serialize")
+        )
+    }
+
     fn summarize(&self, article: &Article, budget: Budget) -> Result<Summary, SummarizeError> {
         let p = &self.params;
         let (cands, scores) = self.score_candidates(article, budget);
@@ -377,7 +384,10 @@ impl Summarizer for Extractive {
                 score: scores[i],
             })
             .collect();
-        Ok(Summary { sentences })
+        Ok(Summary {
+            sentences,
+            fallback: None,
+        })
     }
 }
 

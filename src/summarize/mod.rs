@@ -6,6 +6,7 @@
 //! installed.
 
 pub mod extractive;
+pub mod guard;
 pub mod transformer;
 
 use serde::{Deserialize, Serialize};
@@ -44,10 +45,15 @@ pub struct SummarySentence {
     pub score: f32,
 }
 
-/// A summary: sentences in article order.
+/// A summary: sentences in article order (extractive) or in the model's
+/// order (abstractive).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Summary {
     pub sentences: Vec<SummarySentence>,
+    /// Set when the transformer's summary was degenerate and this
+    /// extractive one replaced it: why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fallback: Option<String>,
 }
 
 impl Summary {
@@ -82,38 +88,41 @@ pub trait Summarizer {
     /// A short name for logs and caches (`extractive`, a model name).
     fn name(&self) -> &str;
 
+    /// Everything its summaries depend on besides the article and the
+    /// budget, as a string: the summary cache's key.
+    fn settings(&self) -> String;
+
     /// Summarizes one article within the budget.
     fn summarize(&self, article: &Article, budget: Budget) -> Result<Summary, SummarizeError>;
 }
 
 /// A summarizer whose summaries are cached in the database, keyed by the
-/// article's content and the summarizer's settings: re-running a day costs
+/// article's content, the summarizer's settings (for a transformer: the
+/// checkpoint's name and fingerprint) and the budget: re-running a day costs
 /// nothing, and a send summarizes each article once.
-pub struct Cached<'a, S: Summarizer> {
+pub struct Cached<'a, S: Summarizer + ?Sized> {
     inner: &'a S,
     store: &'a crate::store::Store,
     settings: String,
 }
 
-impl<'a> Cached<'a, Extractive> {
-    pub fn new(inner: &'a Extractive, store: &'a crate::store::Store, budget: Budget) -> Self {
-        let settings = format!(
-            "{}:{}:{}",
-            inner.name(),
-            serde_json::to_string(inner.params()).expect("params serialize"),
-            serde_json::to_string(&budget).expect("budget serializes")
-        );
+impl<'a, S: Summarizer + ?Sized> Cached<'a, S> {
+    pub fn new(inner: &'a S, store: &'a crate::store::Store) -> Self {
         Cached {
+            settings: inner.settings(),
             inner,
             store,
-            settings,
         }
     }
 }
 
-impl<S: Summarizer> Summarizer for Cached<'_, S> {
+impl<S: Summarizer + ?Sized> Summarizer for Cached<'_, S> {
     fn name(&self) -> &str {
         self.inner.name()
+    }
+
+    fn settings(&self) -> String {
+        self.settings.clone()
     }
 
     fn summarize(&self, article: &Article, budget: Budget) -> Result<Summary, SummarizeError> {
@@ -140,6 +149,173 @@ impl<S: Summarizer> Summarizer for Cached<'_, S> {
         {
             tracing::warn!("summary cache: {e}");
         }
+        Ok(summary)
+    }
+}
+
+/// Which summarizer a run uses (`--summarizer`, `summarizer` in the config).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Choice {
+    /// The transformer when a checkpoint loads, else extractive; degenerate
+    /// model summaries are replaced by extractive ones.
+    #[default]
+    Auto,
+    /// The transformer's summaries as they are; an error when none loads.
+    Transformer,
+    /// The extractive summarizer.
+    Extractive,
+}
+
+/// The summarizer a run uses, chosen from the configuration: the
+/// transformer with its guard and extractive fallback, or the extractive
+/// summarizer alone.
+pub struct Engine {
+    extractive: Extractive,
+    transformer: Option<transformer::Transformer>,
+    /// `Some(min_overlap)`: replace degenerate model summaries (`auto`).
+    guard: Option<f32>,
+    terms: crate::text::Terms,
+}
+
+impl Engine {
+    /// Chooses and loads the summarizer, and says on stderr which one runs
+    /// and why. Errors only with `--summarizer transformer` when no
+    /// checkpoint loads; in `auto` a checkpoint that fails to load is one
+    /// warning naming the file, and the extractive summarizer runs.
+    pub fn new(config: &crate::config::Config) -> Result<Engine, String> {
+        let extractive = Extractive::new(config.extractive.clone());
+        let mut engine = Engine {
+            extractive,
+            transformer: None,
+            guard: None,
+            terms: crate::text::Terms::new(),
+        };
+        let models = &config.models;
+        let wanted = config.transformer.model.as_deref();
+        match config.summarizer {
+            Choice::Extractive => {
+                tracing::info!("summarizing with the extractive summarizer (summarizer = extractive)");
+            }
+            Choice::Transformer => {
+                let dir = transformer::find(models, wanted)?.ok_or_else(|| {
+                    format!(
+                        "summarizer = transformer, but {} holds no checkpoint (a folder with config.json)",
+                        models.display()
+                    )
+                })?;
+                let t = load(&dir)?;
+                engine.transformer = Some(t);
+            }
+            Choice::Auto => match transformer::find(models, wanted) {
+                Ok(None) => tracing::info!(
+                    "no transformer checkpoint in {}: summarizing with the extractive summarizer",
+                    models.display()
+                ),
+                Ok(Some(dir)) => match load(&dir) {
+                    Ok(t) => {
+                        engine.transformer = Some(t);
+                        engine.guard = Some(config.transformer.min_overlap);
+                    }
+                    Err(e) => tracing::warn!(
+                        "cannot load the transformer checkpoint: {e}; summarizing with the extractive summarizer"
+                    ),
+                },
+                Err(e) => tracing::warn!("{e}; summarizing with the extractive summarizer"),
+            },
+        }
+        Ok(engine)
+    }
+
+    /// The extractive summarizer alone.
+    pub fn extractive(params: extractive::Params) -> Engine {
+        Engine {
+            extractive: Extractive::new(params),
+            transformer: None,
+            guard: None,
+            terms: crate::text::Terms::new(),
+        }
+    }
+
+    /// The transformer, when one runs.
+    pub fn transformer(&self) -> Option<&transformer::Transformer> {
+        self.transformer.as_ref()
+    }
+}
+
+/// Loads a checkpoint and says so on stderr.
+fn load(dir: &std::path::Path) -> Result<transformer::Transformer, String> {
+    let started = std::time::Instant::now();
+    let device = transformer::device();
+    let t = transformer::Transformer::load(dir, &device)?;
+    let c = t.checkpoint();
+    tracing::info!(
+        "summarizing with the transformer {} ({}, {}, beam {}, {}; loaded in {:.1} s)",
+        c.name,
+        c.class.as_deref().unwrap_or(c.arch.as_str()),
+        c.parameters()
+            .map(format_parameters)
+            .unwrap_or_else(|_| "? parameters".into()),
+        c.generation.num_beams,
+        transformer::describe_device(&device),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(t)
+}
+
+/// `1.2M parameters`, `306M parameters`.
+pub fn format_parameters(n: usize) -> String {
+    match n {
+        n if n >= 1_000_000_000 => format!("{:.1}B parameters", n as f64 / 1e9),
+        n if n >= 10_000_000 => format!("{:.0}M parameters", n as f64 / 1e6),
+        n if n >= 1_000_000 => format!("{:.1}M parameters", n as f64 / 1e6),
+        n => format!("{:.0}K parameters", n as f64 / 1e3),
+    }
+}
+
+impl Summarizer for Engine {
+    fn name(&self) -> &str {
+        match &self.transformer {
+            Some(t) => t.name(),
+            None => self.extractive.name(),
+        }
+    }
+
+    fn settings(&self) -> String {
+        match (&self.transformer, self.guard) {
+            (Some(t), Some(min)) => format!(
+                "{}:guard {min}:{}",
+                t.settings(),
+                self.extractive.settings()
+            ),
+            (Some(t), None) => t.settings(),
+            (None, _) => self.extractive.settings(),
+        }
+    }
+
+    fn summarize(&self, article: &Article, budget: Budget) -> Result<Summary, SummarizeError> {
+        let Some(t) = &self.transformer else {
+            return self.extractive.summarize(article, budget);
+        };
+        let Some(min_overlap) = self.guard else {
+            return t.summarize(article, budget);
+        };
+        let why = match t.summarize(article, budget) {
+            Ok(summary) => {
+                let text = summary.lines();
+                match guard::check(&text, &article.text(), min_overlap, &self.terms) {
+                    None => return Ok(summary),
+                    Some(why) => why.to_string(),
+                }
+            }
+            Err(e) => format!("model error: {e}"),
+        };
+        tracing::debug!(
+            "{}: model summary {why}; extractive summary instead",
+            article.origin
+        );
+        let mut summary = self.extractive.summarize(article, budget)?;
+        summary.fallback = Some(why);
         Ok(summary)
     }
 }

@@ -69,10 +69,27 @@ pub struct GenerationConfig {
     pub length_penalty: f64,
     #[serde(default, deserialize_with = "early_stopping")]
     pub early_stopping: bool,
+    #[serde(default, deserialize_with = "first_id")]
     pub forced_bos_token_id: Option<u32>,
+    #[serde(default, deserialize_with = "first_id")]
     pub forced_eos_token_id: Option<u32>,
     pub decoder_start_token_id: u32,
+    #[serde(deserialize_with = "id")]
     pub eos_token_id: u32,
+}
+
+/// A token id, or the first of a list of them (`"eos_token_id": [1]`).
+fn first_id<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Option<u32>, D::Error> {
+    let v = serde_json::Value::deserialize(d)?;
+    let n = match &v {
+        serde_json::Value::Array(a) => a.first().and_then(|x| x.as_u64()),
+        other => other.as_u64(),
+    };
+    Ok(n.map(|n| n as u32))
+}
+
+fn id<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<u32, D::Error> {
+    first_id(d)?.ok_or_else(|| serde::de::Error::custom("expected a token id"))
 }
 
 fn one() -> usize {
@@ -98,13 +115,58 @@ impl GenerationConfig {
     /// `transformers` does, it then ignores the generation keys of
     /// `config.json`), else `config.json`.
     pub fn load(dir: &Path) -> std::result::Result<GenerationConfig, String> {
+        let (path, v) = Self::read(dir)?;
+        serde_json::from_value(v).map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    /// The file `load` reads, as JSON.
+    fn read(dir: &Path) -> std::result::Result<(std::path::PathBuf, serde_json::Value), String> {
         let path = [dir.join("generation_config.json"), dir.join("config.json")]
             .into_iter()
             .find(|p| p.is_file())
             .ok_or_else(|| format!("{}: no config.json", dir.display()))?;
         let text =
             std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-        serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
+        let v = serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+        Ok((path, v))
+    }
+
+    /// The settings `transformers`' summarization pipeline uses: those of
+    /// `load`, with the keys of `config.json`'s
+    /// `task_specific_params.summarization` over them (T5 keeps its beam
+    /// settings there). A missing `decoder_start_token_id` comes from
+    /// `config.json`, as in `transformers`.
+    pub fn for_summarization(
+        dir: &Path,
+        config: &serde_json::Value,
+    ) -> std::result::Result<GenerationConfig, String> {
+        let (path, mut v) = Self::read(dir)?;
+        let obj = v
+            .as_object_mut()
+            .ok_or_else(|| format!("{}: not a JSON object", path.display()))?;
+        for key in ["decoder_start_token_id", "eos_token_id", "bos_token_id"] {
+            if obj.get(key).is_none_or(|x| x.is_null()) && !config[key].is_null() {
+                obj.insert(key.into(), config[key].clone());
+            }
+        }
+        if obj
+            .get("decoder_start_token_id")
+            .is_none_or(|x| x.is_null())
+        {
+            if let Some(bos) = obj.get("bos_token_id").cloned() {
+                obj.insert("decoder_start_token_id".into(), bos);
+            }
+        }
+        if let Some(task) = config["task_specific_params"]["summarization"].as_object() {
+            for (k, val) in task {
+                if k != "prefix" {
+                    obj.insert(k.clone(), val.clone());
+                }
+            }
+        }
+        // Null means "unset" in transformers' files.
+        obj.retain(|_, x| !x.is_null());
+        serde_json::from_value(v).map_err(|e| format!("{}: {e}", path.display()))
     }
 }
 
@@ -150,7 +212,11 @@ fn argmax(v: &[f32]) -> u32 {
 }
 
 /// Greedy search. Returns the sequence, starting with the decoder start token.
-pub fn greedy(model: &impl Seq2Seq, input_ids: &[u32], cfg: &GenerationConfig) -> Result<Vec<u32>> {
+pub fn greedy(
+    model: &(impl Seq2Seq + ?Sized),
+    input_ids: &[u32],
+    cfg: &GenerationConfig,
+) -> Result<Vec<u32>> {
     let encoded = model.encode(input_ids)?;
     let mut state = model.start(&encoded, 1)?;
     let mut seq = vec![cfg.decoder_start_token_id];
@@ -170,7 +236,7 @@ pub fn greedy(model: &impl Seq2Seq, input_ids: &[u32], cfg: &GenerationConfig) -
 /// Beam search with `cfg.num_beams` beams. Returns the best sequence,
 /// starting with the decoder start token and ending with EOS when it ended.
 pub fn beam_search(
-    model: &impl Seq2Seq,
+    model: &(impl Seq2Seq + ?Sized),
     input_ids: &[u32],
     cfg: &GenerationConfig,
 ) -> Result<Vec<u32>> {
