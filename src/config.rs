@@ -106,6 +106,9 @@ pub struct TransformerSettings {
     /// In `auto`, a summary whose content words are less than this share
     /// of words from its article is replaced by the extractive one.
     pub min_overlap: f32,
+    /// Articles summarized together in one pass through the model (faster
+    /// than one by one: see BENCHMARKS.md).
+    pub batch_size: usize,
 }
 
 impl Default for TransformerSettings {
@@ -113,6 +116,7 @@ impl Default for TransformerSettings {
         TransformerSettings {
             model: None,
             min_overlap: 0.6,
+            batch_size: 4,
         }
     }
 }

@@ -149,6 +149,23 @@ pub fn gather(
         skipped: 0,
         other_dates: 0,
     };
+    // Articles wait in `batch` until the summarizer's batch is full: a
+    // transformer summarizes them in one pass.
+    let mut batch: Vec<Article> = Vec::new();
+    let size = summarizer.batch_size().max(1);
+    let flush = |batch: &mut Vec<Article>, out: &mut Gathered| {
+        let refs: Vec<&Article> = batch.iter().collect();
+        let results = summarizer.summarize_batch(&refs, budget);
+        for (article, result) in batch.drain(..).zip(results) {
+            match result {
+                Ok(summary) => out.entries.push(Entry { article, summary }),
+                Err(e) => {
+                    tracing::warn!("skipped {}: {e}", article.origin);
+                    out.skipped += 1;
+                }
+            }
+        }
+    };
     for item in items {
         let article = match item {
             Ok(a) => a,
@@ -168,14 +185,12 @@ pub fn gather(
             out.other_dates += 1;
             continue;
         }
-        match summarizer.summarize(&article, budget) {
-            Ok(summary) => out.entries.push(Entry { article, summary }),
-            Err(e) => {
-                tracing::warn!("skipped {}: {e}", article.origin);
-                out.skipped += 1;
-            }
+        batch.push(article);
+        if batch.len() >= size {
+            flush(&mut batch, &mut out);
         }
     }
+    flush(&mut batch, &mut out);
     out
 }
 

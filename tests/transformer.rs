@@ -483,3 +483,66 @@ fn summaries_are_cached_per_article_model_and_settings() {
     assert_eq!(calls(&engine("tiny-bart", AsIs)).0, 1);
     assert_ne!(bart.settings(), engine("tiny-bart", AsIs).settings());
 }
+
+#[test]
+fn batched_generation_gives_each_input_what_it_gets_alone() {
+    // Three inputs of different lengths in one pass: padding, the mask and
+    // inputs finishing at different steps.
+    for name in ["tiny-bart", "tiny-pegasus", "tiny-t5"] {
+        let exp = &expected()[name];
+        let dir = models().join(name);
+        let inputs: Vec<Vec<u32>> = exp["input_ids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(ids)
+            .collect();
+        let refs: Vec<&[u32]> = inputs.iter().map(Vec::as_slice).collect();
+        assert!(refs.iter().any(|r| r.len() != refs[0].len()));
+        let want =
+            |key: &str| -> Vec<Vec<u32>> { exp[key].as_array().unwrap().iter().map(ids).collect() };
+        let cfg = generate::GenerationConfig::load(&dir).unwrap();
+        let greedy_cfg = generate::GenerationConfig {
+            num_beams: 1,
+            ..cfg.clone()
+        };
+        let run = |model: &dyn Seq2Seq| {
+            assert_eq!(
+                generate::generate_batch(model, &refs, &cfg).unwrap(),
+                want("beam"),
+                "{name}: beam search, batched"
+            );
+            assert_eq!(
+                generate::generate_batch(model, &refs, &greedy_cfg).unwrap(),
+                want("greedy"),
+                "{name}: greedy, batched"
+            );
+        };
+        if name == "tiny-t5" {
+            run(&load_t5(&dir).unwrap());
+        } else {
+            run(&load_bart(&dir).unwrap());
+        }
+        // The summarizer's own batches (the long input among them).
+        let t = Transformer::load(&dir, &Device::Cpu).unwrap();
+        let texts: Vec<String> = exp["summary_inputs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap().to_string())
+            .rev()
+            .collect();
+        let mut want: Vec<&str> = exp["summaries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap())
+            .collect();
+        want.reverse();
+        assert_eq!(
+            t.generate_texts(&texts).unwrap(),
+            want,
+            "{name}: summaries, batched"
+        );
+    }
+}

@@ -682,51 +682,66 @@ fn summarize(config: &Config, args: SummarizeArgs) -> anyhow::Result<ExitCode> {
     let mut out = BufWriter::new(stdout);
     let mut skipped = 0usize;
     let mut count = 0usize;
-    for item in Ingest::new(inputs) {
-        let article = match item {
-            Ok(a) => a,
-            Err(e) => {
+    // Articles are summarized `batch_size` at a time: a transformer runs
+    // them through the model together. Output keeps the input order.
+    let size = summarizer.batch_size().max(1);
+    let mut batch: Vec<Article> = Vec::new();
+    for item in Ingest::new(inputs).map(Some).chain(std::iter::once(None)) {
+        match item {
+            Some(Err(e)) => {
                 tracing::warn!("skipped {e}");
                 skipped += 1;
                 continue;
             }
-        };
-        let summary = match summarizer.summarize(&article, budget) {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::warn!("skipped {}: {e}", article.origin);
-                skipped += 1;
-                continue;
-            }
-        };
-        if let Some(why) = &summary.fallback {
-            fallbacks.push(why.clone());
-        }
-        if args.jsonl {
-            serde_json::to_writer(
-                &mut out,
-                &serde_json::json!({ "id": article.id, "summary": summary.lines() }),
-            )?;
-            out.write_all(b"\n")?;
-        } else {
-            match args.format {
-                OutputFormat::Text => write_text(&mut out, &article, &summary, count)?,
-                OutputFormat::Json => {
-                    out.write_all(if count == 0 { b"[\n" } else { b",\n" })?;
-                    let record = ArticleSummary {
-                        id: &article.id,
-                        headline: &article.title,
-                        date: article.date,
-                        source: article.source.as_deref(),
-                        url: article.url.as_deref(),
-                        summary: summary.lines(),
-                        sentences: &summary,
-                    };
-                    serde_json::to_writer_pretty(&mut out, &record)?;
+            Some(Ok(article)) => {
+                batch.push(article);
+                if batch.len() < size {
+                    continue;
                 }
             }
+            None if batch.is_empty() => break,
+            None => {}
         }
-        count += 1;
+        let refs: Vec<&Article> = batch.iter().collect();
+        let results = summarizer.summarize_batch(&refs, budget);
+        for (article, result) in batch.drain(..).zip(results) {
+            let summary = match result {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!("skipped {}: {e}", article.origin);
+                    skipped += 1;
+                    continue;
+                }
+            };
+            if let Some(why) = &summary.fallback {
+                fallbacks.push(why.clone());
+            }
+            if args.jsonl {
+                serde_json::to_writer(
+                    &mut out,
+                    &serde_json::json!({ "id": article.id, "summary": summary.lines() }),
+                )?;
+                out.write_all(b"\n")?;
+            } else {
+                match args.format {
+                    OutputFormat::Text => write_text(&mut out, &article, &summary, count)?,
+                    OutputFormat::Json => {
+                        out.write_all(if count == 0 { b"[\n" } else { b",\n" })?;
+                        let record = ArticleSummary {
+                            id: &article.id,
+                            headline: &article.title,
+                            date: article.date,
+                            source: article.source.as_deref(),
+                            url: article.url.as_deref(),
+                            summary: summary.lines(),
+                            sentences: &summary,
+                        };
+                        serde_json::to_writer_pretty(&mut out, &record)?;
+                    }
+                }
+            }
+            count += 1;
+        }
     }
     if args.format == OutputFormat::Json && !args.jsonl {
         out.write_all(if count == 0 { b"[]\n" } else { b"\n]\n" })?;

@@ -94,6 +94,32 @@ pub trait Summarizer {
 
     /// Summarizes one article within the budget.
     fn summarize(&self, article: &Article, budget: Budget) -> Result<Summary, SummarizeError>;
+
+    /// Summarizes several articles, in order. A transformer runs them
+    /// through the model together, which is faster than one by one.
+    fn summarize_batch(
+        &self,
+        articles: &[&Article],
+        budget: Budget,
+    ) -> Vec<Result<Summary, SummarizeError>> {
+        articles.iter().map(|a| self.summarize(a, budget)).collect()
+    }
+
+    /// How many articles `summarize_batch` is best given at once.
+    fn batch_size(&self) -> usize {
+        1
+    }
+}
+
+/// `summarize` for a summarizer whose work is done in `summarize_batch`.
+pub fn by_batch<S: Summarizer + ?Sized>(
+    s: &S,
+    article: &Article,
+    budget: Budget,
+) -> Result<Summary, SummarizeError> {
+    s.summarize_batch(&[article], budget)
+        .pop()
+        .expect("one result per article")
 }
 
 /// A summarizer whose summaries are cached in the database, keyed by the
@@ -116,6 +142,39 @@ impl<'a, S: Summarizer + ?Sized> Cached<'a, S> {
     }
 }
 
+impl<S: Summarizer + ?Sized> Cached<'_, S> {
+    fn key(&self, article: &Article, budget: Budget) -> (String, String) {
+        let key = crate::article::short_hash(&[&article.id, &article.title, &article.text()]);
+        let settings = format!(
+            "{}:{}",
+            self.settings,
+            serde_json::to_string(&budget).expect("budget serializes")
+        );
+        (key, settings)
+    }
+
+    fn lookup(&self, key: &str, settings: &str) -> Option<Summary> {
+        match self.store.cached_summary(key, settings) {
+            Ok(Some(json)) => serde_json::from_str(&json).ok(),
+            Ok(None) => None,
+            Err(e) => {
+                tracing::warn!("summary cache: {e}");
+                None
+            }
+        }
+    }
+
+    fn keep(&self, key: &str, settings: &str, summary: &Summary) {
+        let json = serde_json::to_string(summary).expect("summaries serialize");
+        if let Err(e) = self
+            .store
+            .cache_summary(key, settings, &json, chrono::Utc::now())
+        {
+            tracing::warn!("summary cache: {e}");
+        }
+    }
+}
+
 impl<S: Summarizer + ?Sized> Summarizer for Cached<'_, S> {
     fn name(&self) -> &str {
         self.inner.name()
@@ -125,31 +184,44 @@ impl<S: Summarizer + ?Sized> Summarizer for Cached<'_, S> {
         self.settings.clone()
     }
 
+    fn batch_size(&self) -> usize {
+        self.inner.batch_size()
+    }
+
     fn summarize(&self, article: &Article, budget: Budget) -> Result<Summary, SummarizeError> {
-        let key = crate::article::short_hash(&[&article.id, &article.title, &article.text()]);
-        let settings = format!(
-            "{}:{}",
-            self.settings,
-            serde_json::to_string(&budget).expect("budget serializes")
-        );
-        match self.store.cached_summary(&key, &settings) {
-            Ok(Some(json)) => {
-                if let Ok(summary) = serde_json::from_str(&json) {
-                    return Ok(summary);
+        by_batch(self, article, budget)
+    }
+
+    /// Looks every article up, and summarizes the ones not cached together.
+    fn summarize_batch(
+        &self,
+        articles: &[&Article],
+        budget: Budget,
+    ) -> Vec<Result<Summary, SummarizeError>> {
+        let keys: Vec<(String, String)> = articles.iter().map(|a| self.key(a, budget)).collect();
+        let mut results: Vec<Option<Result<Summary, SummarizeError>>> = keys
+            .iter()
+            .map(|(k, s)| self.lookup(k, s).map(Ok))
+            .collect();
+        let missing: Vec<usize> = (0..articles.len())
+            .filter(|&i| results[i].is_none())
+            .collect();
+        if !missing.is_empty() {
+            let todo: Vec<&Article> = missing.iter().map(|&i| articles[i]).collect();
+            for (i, result) in missing
+                .into_iter()
+                .zip(self.inner.summarize_batch(&todo, budget))
+            {
+                if let Ok(summary) = &result {
+                    self.keep(&keys[i].0, &keys[i].1, summary);
                 }
+                results[i] = Some(result);
             }
-            Ok(None) => {}
-            Err(e) => tracing::warn!("summary cache: {e}"),
         }
-        let summary = self.inner.summarize(article, budget)?;
-        let json = serde_json::to_string(&summary).expect("summaries serialize");
-        if let Err(e) = self
-            .store
-            .cache_summary(&key, &settings, &json, chrono::Utc::now())
-        {
-            tracing::warn!("summary cache: {e}");
-        }
-        Ok(summary)
+        results
+            .into_iter()
+            .map(|r| r.expect("every article has a result"))
+            .collect()
     }
 }
 
@@ -175,6 +247,8 @@ pub struct Engine {
     transformer: Option<transformer::Transformer>,
     /// `Some(min_overlap)`: replace degenerate model summaries (`auto`).
     guard: Option<f32>,
+    /// Articles per pass through the model.
+    batch_size: usize,
     terms: crate::text::Terms,
 }
 
@@ -189,6 +263,7 @@ impl Engine {
             extractive,
             transformer: None,
             guard: None,
+            batch_size: config.transformer.batch_size.max(1),
             terms: crate::text::Terms::new(),
         };
         let models = &config.models;
@@ -233,6 +308,7 @@ impl Engine {
             extractive: Extractive::new(params),
             transformer: None,
             guard: None,
+            batch_size: 1,
             terms: crate::text::Terms::new(),
         }
     }
@@ -293,14 +369,51 @@ impl Summarizer for Engine {
         }
     }
 
+    fn batch_size(&self) -> usize {
+        match &self.transformer {
+            Some(_) => self.batch_size,
+            None => 1,
+        }
+    }
+
     fn summarize(&self, article: &Article, budget: Budget) -> Result<Summary, SummarizeError> {
+        by_batch(self, article, budget)
+    }
+
+    fn summarize_batch(
+        &self,
+        articles: &[&Article],
+        budget: Budget,
+    ) -> Vec<Result<Summary, SummarizeError>> {
         let Some(t) = &self.transformer else {
-            return self.extractive.summarize(article, budget);
+            return articles
+                .iter()
+                .map(|a| self.extractive.summarize(a, budget))
+                .collect();
         };
+        let results = t.summarize_batch(articles, budget);
         let Some(min_overlap) = self.guard else {
-            return t.summarize(article, budget);
+            return results;
         };
-        let why = match t.summarize(article, budget) {
+        articles
+            .iter()
+            .zip(results)
+            .map(|(article, result)| self.guarded(article, budget, result, min_overlap))
+            .collect()
+    }
+}
+
+impl Engine {
+    /// A model summary that passes the guard, or the extractive summary
+    /// with the reason in `fallback`.
+    fn guarded(
+        &self,
+        article: &Article,
+        budget: Budget,
+        result: Result<Summary, SummarizeError>,
+        min_overlap: f32,
+    ) -> Result<Summary, SummarizeError> {
+        let why = match result {
             Ok(summary) => {
                 let text = summary.lines();
                 match guard::check(&text, &article.text(), min_overlap, &self.terms) {

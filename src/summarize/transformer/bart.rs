@@ -11,6 +11,9 @@ use candle_core::{DType, Device, Module, Result, Tensor, D};
 use candle_nn::{embedding, layer_norm, linear, Embedding, LayerNorm, Linear, VarBuilder};
 use serde::Deserialize;
 
+pub use super::attention::DecoderState;
+use super::attention::{attend, split_heads};
+
 /// The `config.json` fields this module reads.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Config {
@@ -63,9 +66,9 @@ impl Config {
 fn activation(name: &str, x: &Tensor) -> Result<Tensor> {
     match name {
         "relu" => x.relu(),
-        "gelu_new" | "gelu_fast" | "gelu_pytorch_tanh" => x.gelu(),
+        "gelu_new" | "gelu_fast" | "gelu_pytorch_tanh" => super::attention::gelu(x, false),
         "silu" | "swish" => candle_nn::ops::silu(x),
-        _ => x.gelu_erf(),
+        _ => super::attention::gelu(x, true),
     }
 }
 
@@ -137,33 +140,29 @@ impl Attention {
         })
     }
 
-    /// (batch, seq, d) -> (batch, heads, seq, head_dim)
-    fn split(&self, x: &Tensor) -> Result<Tensor> {
-        let (b, s, _) = x.dims3()?;
-        x.reshape((b, s, self.heads, self.head_dim))?
-            .transpose(1, 2)?
-            .contiguous()
-    }
-
     fn keys_values(&self, x: &Tensor) -> Result<(Tensor, Tensor)> {
         Ok((
-            self.split(&self.k.forward(x)?)?,
-            self.split(&self.v.forward(x)?)?,
+            split_heads(&self.k.forward(x)?, self.heads)?,
+            split_heads(&self.v.forward(x)?, self.heads)?,
         ))
     }
 
-    /// Attention of `x` over the given keys and values; `mask` is added to
-    /// the scores (0 or -inf).
-    fn attend(&self, x: &Tensor, k: &Tensor, v: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
-        let (b, s, d) = x.dims3()?;
-        let q = (self.split(&self.q.forward(x)?)? * (self.head_dim as f64).powf(-0.5))?;
-        let mut scores = q.matmul(&k.t()?)?;
-        if let Some(m) = mask {
-            scores = scores.broadcast_add(m)?;
-        }
-        let probs = candle_nn::ops::softmax_last_dim(&scores)?;
-        let ctx = probs.matmul(v)?.transpose(1, 2)?.reshape((b, s, d))?;
-        self.out.forward(&ctx)
+    /// Attention of `x` over the given keys and values.
+    fn attend(&self, x: &Tensor, k: &Tensor, v: &Tensor) -> Result<Tensor> {
+        self.attend_masked(x, k, v, None)
+    }
+
+    /// `attend` with an additive mask over the keys (padding).
+    fn attend_masked(
+        &self,
+        x: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        mask: Option<&Tensor>,
+    ) -> Result<Tensor> {
+        let q =
+            (split_heads(&self.q.forward(x)?, self.heads)? * (self.head_dim as f64).powf(-0.5))?;
+        self.out.forward(&attend(&q, k, v, mask)?)
     }
 }
 
@@ -215,37 +214,6 @@ pub struct Model {
     encoder: Vec<EncoderLayer>,
     decoder: Vec<DecoderLayer>,
     device: Device,
-}
-
-/// Per-input decoder state: the encoder output's cross-attention keys and
-/// values (computed once) and the growing self-attention cache.
-pub struct DecoderState {
-    pub(super) cross: Vec<(Tensor, Tensor)>,
-    pub(super) cache: Vec<Option<(Tensor, Tensor)>>,
-    pub len: usize,
-}
-
-impl DecoderState {
-    pub fn new(cross: Vec<(Tensor, Tensor)>, layers: usize) -> DecoderState {
-        DecoderState {
-            cross,
-            cache: vec![None; layers],
-            len: 0,
-        }
-    }
-
-    /// Reorders (and duplicates) the batch rows, for beam search.
-    pub fn select(&mut self, rows: &Tensor) -> Result<()> {
-        for (k, v) in &mut self.cross {
-            *k = k.index_select(rows, 0)?;
-            *v = v.index_select(rows, 0)?;
-        }
-        for (k, v) in self.cache.iter_mut().flatten() {
-            *k = k.index_select(rows, 0)?;
-            *v = v.index_select(rows, 0)?;
-        }
-        Ok(())
-    }
 }
 
 impl Model {
@@ -336,13 +304,11 @@ impl Model {
             if self.cfg.pre_norm() {
                 let x = l.attn_norm.forward(&h)?;
                 let (k, v) = l.attn.keys_values(&x)?;
-                h = (&h + l.attn.attend(&x, &k, &v, None)?)?;
+                h = (&h + l.attn.attend(&x, &k, &v)?)?;
                 h = (&h + l.ffn.forward(&l.ffn_norm.forward(&h)?, &act)?)?;
             } else {
                 let (k, v) = l.attn.keys_values(&h)?;
-                h = l
-                    .attn_norm
-                    .forward(&(&h + l.attn.attend(&h, &k, &v, None)?)?)?;
+                h = l.attn_norm.forward(&(&h + l.attn.attend(&h, &k, &v)?)?)?;
                 h = l.ffn_norm.forward(&(&h + l.ffn.forward(&h, &act)?)?)?;
             }
         }
@@ -352,19 +318,16 @@ impl Model {
         Ok(h)
     }
 
-    /// The decoder state for an encoded input, repeated `rows` times.
-    pub fn start(&self, encoded: &Tensor, rows: usize) -> Result<DecoderState> {
-        let enc = encoded.repeat((rows, 1, 1))?;
+    /// The decoder state for an encoded input (1, len, d): its
+    /// cross-attention keys and values, computed once and shared by every
+    /// row (beam) that decodes it.
+    pub fn start(&self, encoded: &Tensor) -> Result<DecoderState> {
         let cross = self
             .decoder
             .iter()
-            .map(|l| l.cross_attn.keys_values(&enc))
+            .map(|l| l.cross_attn.keys_values(encoded))
             .collect::<Result<_>>()?;
-        Ok(DecoderState {
-            cross,
-            cache: vec![None; self.decoder.len()],
-            len: 0,
-        })
+        Ok(DecoderState::new(cross, self.decoder.len()))
     }
 
     /// One decoding step: the last token of each row -> logits (rows, vocab).
@@ -389,7 +352,7 @@ impl Model {
                 Some((pk, pv)) => (Tensor::cat(&[pk, &k], 2)?, Tensor::cat(&[pv, &v], 2)?),
                 None => (k, v),
             };
-            let a = l.self_attn.attend(&x, &k, &v, None)?;
+            let a = l.self_attn.attend(&x, &k, &v)?;
             state.cache[i] = Some((k, v));
             h = if pre {
                 (&h + a)?
@@ -403,7 +366,9 @@ impl Model {
                 h.clone()
             };
             let (ck, cv) = &state.cross[i];
-            let a = l.cross_attn.attend(&x, ck, cv, None)?;
+            let a = l
+                .cross_attn
+                .attend_masked(&x, ck, cv, state.mask.as_ref())?;
             h = if pre {
                 (&h + a)?
             } else {

@@ -21,13 +21,15 @@ use serde::Deserialize;
 
 use candle_core::{Device, Tensor};
 
-use super::bart::{log_softmax, DecoderState};
+use super::attention::DecoderState;
+use super::bart::log_softmax;
 
 /// An encoder-decoder model, one decoding step at a time.
 pub trait Seq2Seq {
     fn encode(&self, ids: &[u32]) -> Result<Tensor>;
-    /// The decoder state for an encoded input, repeated `rows` times.
-    fn start(&self, encoded: &Tensor, rows: usize) -> Result<DecoderState>;
+    /// The decoder state for an encoded input; any number of rows (beams)
+    /// can decode from it.
+    fn start(&self, encoded: &Tensor) -> Result<DecoderState>;
     /// The last token of each row -> logits (rows, vocab).
     fn step(&self, state: &mut DecoderState, tokens: &[u32]) -> Result<Tensor>;
     fn device(&self) -> &Device;
@@ -39,8 +41,8 @@ macro_rules! seq2seq {
             fn encode(&self, ids: &[u32]) -> Result<Tensor> {
                 <$t>::encode(self, ids)
             }
-            fn start(&self, encoded: &Tensor, rows: usize) -> Result<DecoderState> {
-                <$t>::start(self, encoded, rows)
+            fn start(&self, encoded: &Tensor) -> Result<DecoderState> {
+                <$t>::start(self, encoded)
             }
             fn step(&self, state: &mut DecoderState, tokens: &[u32]) -> Result<Tensor> {
                 <$t>::step(self, state, tokens)
@@ -211,26 +213,28 @@ fn argmax(v: &[f32]) -> u32 {
     best as u32
 }
 
+/// The `n` best scores of a row with their indices, best first; equal
+/// scores in index order (the order `top 2k` below ranks them in).
+fn top_n(row: &[f32], n: usize) -> Vec<(f32, u32)> {
+    let mut best: Vec<(f32, u32)> = Vec::with_capacity(n + 1);
+    for (i, &s) in row.iter().enumerate() {
+        if best.len() == n && s <= best[n - 1].0 {
+            continue;
+        }
+        let at = best.partition_point(|&(b, _)| b >= s);
+        best.insert(at, (s, i as u32));
+        best.truncate(n);
+    }
+    best
+}
+
 /// Greedy search. Returns the sequence, starting with the decoder start token.
 pub fn greedy(
     model: &(impl Seq2Seq + ?Sized),
     input_ids: &[u32],
     cfg: &GenerationConfig,
 ) -> Result<Vec<u32>> {
-    let encoded = model.encode(input_ids)?;
-    let mut state = model.start(&encoded, 1)?;
-    let mut seq = vec![cfg.decoder_start_token_id];
-    while seq.len() < cfg.max_length {
-        let logits = model.step(&mut state, &[*seq.last().expect("non-empty")])?;
-        let mut scores: Vec<f32> = logits.squeeze(0)?.to_vec1()?;
-        process(&mut scores, &seq, cfg);
-        let next = argmax(&scores);
-        seq.push(next);
-        if next == cfg.eos_token_id {
-            break;
-        }
-    }
-    Ok(seq)
+    Ok(greedy_batch(model, &[input_ids], cfg)?.remove(0))
 }
 
 /// Beam search with `cfg.num_beams` beams. Returns the best sequence,
@@ -240,42 +244,132 @@ pub fn beam_search(
     input_ids: &[u32],
     cfg: &GenerationConfig,
 ) -> Result<Vec<u32>> {
-    let k = cfg.num_beams.max(1);
-    let encoded = model.encode(input_ids)?;
-    let mut state = model.start(&encoded, k)?;
-    let mut beams: Vec<Vec<u32>> = vec![vec![cfg.decoder_start_token_id]; k];
-    let mut scores: Vec<f64> = (0..k).map(|i| if i == 0 { 0.0 } else { -1e9 }).collect();
-    let mut finished: Vec<(f64, Vec<u32>)> = Vec::new();
-    let normalise = |sum: f64, generated: usize| sum / (generated as f64).powf(cfg.length_penalty);
-    let add = |finished: &mut Vec<(f64, Vec<u32>)>, score: f64, seq: Vec<u32>| {
-        let worst = finished.iter().map(|f| f.0).fold(f64::INFINITY, f64::min);
-        if finished.len() < k || score > worst {
-            finished.push((score, seq));
-            if finished.len() > k {
-                let (i, _) = finished
+    Ok(beam_search_batch(model, &[input_ids], cfg)?.remove(0))
+}
+
+/// Greedy search or beam search, as `cfg.num_beams` says, for several
+/// inputs at once: each decoder step runs every unfinished input's rows in
+/// one forward pass. Each input's result is the one it gets alone.
+pub fn generate_batch(
+    model: &(impl Seq2Seq + ?Sized),
+    inputs: &[&[u32]],
+    cfg: &GenerationConfig,
+) -> Result<Vec<Vec<u32>>> {
+    if cfg.num_beams > 1 {
+        beam_search_batch(model, inputs, cfg)
+    } else {
+        greedy_batch(model, inputs, cfg)
+    }
+}
+
+/// Encodes each input on its own (no padding in the encoder) and stacks
+/// their decoder states.
+fn start_batch(model: &(impl Seq2Seq + ?Sized), inputs: &[&[u32]]) -> Result<DecoderState> {
+    let states = inputs
+        .iter()
+        .map(|ids| model.start(&model.encode(ids)?))
+        .collect::<Result<Vec<_>>>()?;
+    DecoderState::stack(states)
+}
+
+/// Drops the inputs that are done from the state: `keep` lists, for each
+/// input still going, its index among the current ones; `rows` the state
+/// rows that continue (in their new order).
+fn narrow(
+    model: &(impl Seq2Seq + ?Sized),
+    state: &mut DecoderState,
+    keep: &[u32],
+    current: usize,
+    rows: &[u32],
+) -> Result<()> {
+    if keep.len() < current {
+        state.keep_inputs(&Tensor::new(keep, model.device())?)?;
+    }
+    state.select(&Tensor::new(rows, model.device())?)
+}
+
+fn greedy_batch(
+    model: &(impl Seq2Seq + ?Sized),
+    inputs: &[&[u32]],
+    cfg: &GenerationConfig,
+) -> Result<Vec<Vec<u32>>> {
+    let mut state = start_batch(model, inputs)?;
+    let mut seqs = vec![vec![cfg.decoder_start_token_id]; inputs.len()];
+    let mut active: Vec<usize> = (0..inputs.len()).collect();
+    while !active.is_empty() && seqs[active[0]].len() < cfg.max_length {
+        let last: Vec<u32> = active
+            .iter()
+            .map(|&a| *seqs[a].last().expect("non-empty"))
+            .collect();
+        let logits: Vec<Vec<f32>> = model.step(&mut state, &last)?.to_vec2()?;
+        let mut keep = Vec::with_capacity(active.len());
+        for (g, (&a, mut scores)) in active.iter().zip(logits).enumerate() {
+            process(&mut scores, &seqs[a], cfg);
+            let next = argmax(&scores);
+            seqs[a].push(next);
+            if next != cfg.eos_token_id {
+                keep.push(g as u32);
+            }
+        }
+        if keep.len() < active.len() && !keep.is_empty() {
+            narrow(model, &mut state, &keep, active.len(), &keep)?;
+        }
+        active = keep.iter().map(|&g| active[g as usize]).collect();
+    }
+    Ok(seqs)
+}
+
+/// One input's beams in a beam search.
+struct Beams {
+    beams: Vec<Vec<u32>>,
+    scores: Vec<f64>,
+    finished: Vec<(f64, Vec<u32>)>,
+}
+
+impl Beams {
+    fn new(k: usize, start: u32) -> Beams {
+        Beams {
+            beams: vec![vec![start]; k],
+            // Only the first beam is live at the start (the others are copies).
+            scores: (0..k).map(|i| if i == 0 { 0.0 } else { -1e9 }).collect(),
+            finished: Vec::new(),
+        }
+    }
+
+    /// Adds a finished hypothesis, keeping the best `k`.
+    fn finish(&mut self, k: usize, score: f64, seq: Vec<u32>) {
+        let worst = self
+            .finished
+            .iter()
+            .map(|f| f.0)
+            .fold(f64::INFINITY, f64::min);
+        if self.finished.len() < k || score > worst {
+            self.finished.push((score, seq));
+            if self.finished.len() > k {
+                let (i, _) = self
+                    .finished
                     .iter()
                     .enumerate()
                     .min_by(|a, b| a.1 .0.total_cmp(&b.1 .0))
                     .expect("non-empty");
-                finished.remove(i);
+                self.finished.remove(i);
             }
         }
-    };
-    loop {
-        let cur_len = beams[0].len();
-        let last: Vec<u32> = beams
-            .iter()
-            .map(|b| *b.last().expect("non-empty"))
-            .collect();
-        let logp = log_softmax(&model.step(&mut state, &last)?)?;
-        let rows: Vec<Vec<f32>> = logp.to_vec2()?;
+    }
+
+    /// One step from this input's `k` rows of log-probabilities. Returns the
+    /// beam each continuing hypothesis extends, or `None` when the search
+    /// for this input is over.
+    fn advance(&mut self, rows: Vec<Vec<f32>>, cfg: &GenerationConfig) -> Option<Vec<usize>> {
+        let k = self.beams.len();
+        let cur_len = self.beams[0].len();
         let vocab = rows[0].len();
-        let mut candidates: Vec<(f64, usize, u32)> = Vec::with_capacity(k * vocab);
-        for (b, row) in rows.into_iter().enumerate() {
-            let mut row = row;
-            process(&mut row, &beams[b], cfg);
-            for (t, &s) in row.iter().enumerate() {
-                candidates.push((s as f64 + scores[b], b, t as u32));
+        // The global top 2k is among each row's top 2k.
+        let mut candidates: Vec<(f64, usize, u32)> = Vec::with_capacity(2 * k * k);
+        for (b, mut row) in rows.into_iter().enumerate() {
+            process(&mut row, &self.beams[b], cfg);
+            for (s, t) in top_n(&row, 2 * k) {
+                candidates.push((s as f64 + self.scores[b], b, t));
             }
         }
         // The top 2k, best first; ties by the lower flat index, as torch.topk.
@@ -291,34 +385,101 @@ pub fn beam_search(
         for (rank, &(score, b, t)) in candidates.iter().enumerate() {
             if t == cfg.eos_token_id || last_step {
                 if rank < k {
-                    let mut seq = beams[b].clone();
+                    let mut seq = self.beams[b].clone();
                     seq.push(t);
-                    add(&mut finished, normalise(score, cur_len), seq);
+                    let normalised = score / (cur_len as f64).powf(cfg.length_penalty);
+                    self.finish(k, normalised, seq);
                 }
             } else if next.len() < k {
                 next.push((score, b, t));
             }
         }
-        let done_early = cfg.early_stopping && finished.len() >= k;
+        let done_early = cfg.early_stopping && self.finished.len() >= k;
         if last_step || done_early || next.is_empty() {
-            break;
+            return None;
         }
-        let rows_idx: Vec<u32> = next.iter().map(|&(_, b, _)| b as u32).collect();
-        state.select(&Tensor::new(rows_idx.as_slice(), model.device())?)?;
-        beams = next
+        self.beams = next
             .iter()
             .map(|&(_, b, t)| {
-                let mut s = beams[b].clone();
+                let mut s = self.beams[b].clone();
                 s.push(t);
                 s
             })
             .collect();
-        scores = next.iter().map(|&(s, _, _)| s).collect();
+        self.scores = next.iter().map(|&(s, _, _)| s).collect();
+        Some(next.iter().map(|&(_, b, _)| b).collect())
     }
-    let best = finished
-        .into_iter()
-        .max_by(|a, b| a.0.total_cmp(&b.0))
-        .map(|f| f.1)
-        .unwrap_or_else(|| beams[0].clone());
-    Ok(best)
+
+    /// The best finished hypothesis (or the best beam, if none finished).
+    fn best(self) -> Vec<u32> {
+        let Beams {
+            beams, finished, ..
+        } = self;
+        finished
+            .into_iter()
+            .max_by(|a, b| a.0.total_cmp(&b.0))
+            .map(|f| f.1)
+            .unwrap_or_else(|| beams[0].clone())
+    }
+}
+
+fn beam_search_batch(
+    model: &(impl Seq2Seq + ?Sized),
+    inputs: &[&[u32]],
+    cfg: &GenerationConfig,
+) -> Result<Vec<Vec<u32>>> {
+    let k = cfg.num_beams.max(1);
+    let mut state = start_batch(model, inputs)?;
+    let mut searches: Vec<Beams> = (0..inputs.len())
+        .map(|_| Beams::new(k, cfg.decoder_start_token_id))
+        .collect();
+    // The inputs still searching, in the order of their rows in the state.
+    let mut active: Vec<usize> = (0..inputs.len()).collect();
+    while !active.is_empty() {
+        let last: Vec<u32> = active
+            .iter()
+            .flat_map(|&a| {
+                searches[a]
+                    .beams
+                    .iter()
+                    .map(|b| *b.last().expect("non-empty"))
+            })
+            .collect();
+        let logp: Vec<Vec<f32>> = log_softmax(&model.step(&mut state, &last)?)?.to_vec2()?;
+        let mut rows = logp.into_iter();
+        let mut keep: Vec<u32> = Vec::with_capacity(active.len());
+        let mut parents: Vec<u32> = Vec::with_capacity(active.len() * k);
+        for (g, &a) in active.iter().enumerate() {
+            let mine: Vec<Vec<f32>> = rows.by_ref().take(k).collect();
+            if let Some(from) = searches[a].advance(mine, cfg) {
+                parents.extend(from.iter().map(|&b| (g * k + b) as u32));
+                keep.push(g as u32);
+            }
+        }
+        if !keep.is_empty() {
+            narrow(model, &mut state, &keep, active.len(), &parents)?;
+        }
+        active = keep.iter().map(|&g| active[g as usize]).collect();
+    }
+    Ok(searches.into_iter().map(Beams::best).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::top_n;
+
+    #[test]
+    fn top_n_ranks_as_a_full_sort_does_ties_by_index() {
+        let row = [0.5, f32::NEG_INFINITY, 2.0, 0.5, 2.0, -1.0, 0.5, 3.0];
+        let mut sorted: Vec<(f32, u32)> = row
+            .iter()
+            .enumerate()
+            .map(|(i, &s)| (s, i as u32))
+            .collect();
+        sorted.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+        for n in 1..=row.len() {
+            assert_eq!(top_n(&row, n), sorted[..n], "n = {n}");
+        }
+        assert_eq!(top_n(&[1.0, 1.0, 1.0], 2), [(1.0, 0), (1.0, 1)]);
+    }
 }

@@ -17,9 +17,11 @@
 //! chunk summaries would give the tail of an article the same weight as its
 //! lead.
 
+pub mod attention;
 pub mod bart;
 pub mod generate;
 pub mod t5;
+pub mod weights;
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -30,8 +32,9 @@ use serde_json::Value;
 use tokenizers::Tokenizer;
 
 use crate::article::Article;
-use crate::summarize::{Budget, SummarizeError, Summarizer, Summary, SummarySentence};
+use crate::summarize::{by_batch, Budget, SummarizeError, Summarizer, Summary, SummarySentence};
 use generate::{GenerationConfig, Seq2Seq};
+use weights::is_safetensors;
 
 /// The architectures this module runs, by `config.json`'s `model_type`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -247,14 +250,7 @@ impl Checkpoint {
         for path in &self.weights {
             let err = |e: candle_core::Error| format!("{}: {}", path.display(), message(&e));
             if is_safetensors(path) {
-                // SAFETY: read-only map of a file that is not modified while open.
-                let st = unsafe { candle_core::safetensors::MmapedSafetensors::new(path) }
-                    .map_err(err)?;
-                n += st
-                    .tensors()
-                    .iter()
-                    .map(|(_, t)| t.shape().iter().product::<usize>())
-                    .sum::<usize>();
+                n += weights::Safetensors::open(std::slice::from_ref(path))?.parameters();
             } else {
                 let info =
                     candle_core::pickle::read_pth_tensor_info(path, false, None).map_err(err)?;
@@ -304,10 +300,6 @@ fn message(mut e: &candle_core::Error) -> String {
         e = inner;
     }
     e.to_string().lines().next().unwrap_or("").to_string()
-}
-
-fn is_safetensors(path: &Path) -> bool {
-    path.extension().is_some_and(|e| e == "safetensors")
 }
 
 /// The weight files: `model.safetensors`, the shards named by
@@ -385,12 +377,12 @@ impl Transformer {
             .collect::<Vec<_>>()
             .join(", ");
         let vb = if is_safetensors(&files[0]) {
-            // SAFETY: the files are mapped read-only; they must not change while loaded.
-            unsafe { VarBuilder::from_mmaped_safetensors(files, DType::F32, device) }
+            let st = weights::Safetensors::open(files)?;
+            VarBuilder::from_backend(Box::new(st), DType::F32, device.clone())
         } else {
             VarBuilder::from_pth(&files[0], DType::F32, device)
-        }
-        .map_err(|e| format!("{where_}: {}", message(&e)))?;
+                .map_err(|e| format!("{where_}: {}", message(&e)))?
+        };
         let config_err =
             |e: serde_json::Error| format!("{}: {e}", dir.join("config.json").display());
         let net = match checkpoint.arch {
@@ -430,6 +422,11 @@ impl Transformer {
         self.net.seq2seq().device()
     }
 
+    /// The network, one decoding step at a time (for `generate` and benchmarks).
+    pub fn network(&self) -> &dyn Seq2Seq {
+        self.net.seq2seq()
+    }
+
     /// Token ids of an input: the task prefix, then the text, cut at the
     /// model's limit (special tokens included), exactly as the tokenizer's
     /// own truncation does. Also returns the length before the cut.
@@ -453,21 +450,26 @@ impl Transformer {
     /// Generates the token ids of a summary of `text`, as `transformers`'
     /// `generate` does with the checkpoint's summarization settings.
     pub fn generate_ids(&self, text: &str) -> Result<Vec<u32>, String> {
-        let (ids, full) = self.encode(text)?;
-        if full > ids.len() {
-            tracing::debug!(
-                "input of {full} tokens cut to the model's {}",
-                self.checkpoint.max_input_tokens
-            );
+        Ok(self.generate_ids_batch(&[text])?.remove(0))
+    }
+
+    /// `generate_ids` for several texts in one pass: each gets what it
+    /// gets alone.
+    pub fn generate_ids_batch(&self, texts: &[&str]) -> Result<Vec<Vec<u32>>, String> {
+        let mut inputs = Vec::with_capacity(texts.len());
+        for text in texts {
+            let (ids, full) = self.encode(text)?;
+            if full > ids.len() {
+                tracing::debug!(
+                    "input of {full} tokens cut to the model's {}",
+                    self.checkpoint.max_input_tokens
+                );
+            }
+            inputs.push(ids);
         }
-        let cfg = &self.checkpoint.generation;
-        let model = self.net.seq2seq();
-        let out = if cfg.num_beams > 1 {
-            generate::beam_search(model, &ids, cfg)
-        } else {
-            generate::greedy(model, &ids, cfg)
-        };
-        out.map_err(|e| format!("{}: {}", self.checkpoint.name, message(&e)))
+        let refs: Vec<&[u32]> = inputs.iter().map(Vec::as_slice).collect();
+        generate::generate_batch(self.net.seq2seq(), &refs, &self.checkpoint.generation)
+            .map_err(|e| format!("{}: {}", self.checkpoint.name, message(&e)))
     }
 
     /// The summary of `text` as the model writes it, decoded without
@@ -475,6 +477,15 @@ impl Transformer {
     pub fn generate_text(&self, text: &str) -> Result<String, String> {
         let ids = self.generate_ids(text)?;
         self.decode(&ids)
+    }
+
+    /// `generate_text` for several texts in one pass.
+    pub fn generate_texts(&self, texts: &[String]) -> Result<Vec<String>, String> {
+        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+        self.generate_ids_batch(&refs)?
+            .iter()
+            .map(|ids| self.decode(ids))
+            .collect()
     }
 
     /// Decodes generated ids without special tokens.
@@ -575,11 +586,30 @@ impl Summarizer for Transformer {
     /// were trained on bodies), then keeps the first sentences of the
     /// model's summary that fit the budget, at least one.
     fn summarize(&self, article: &Article, budget: Budget) -> Result<Summary, SummarizeError> {
+        by_batch(self, article, budget)
+    }
+
+    /// `summarize` for several articles in one pass through the model.
+    fn summarize_batch(
+        &self,
+        articles: &[&Article],
+        budget: Budget,
+    ) -> Vec<Result<Summary, SummarizeError>> {
         let started = Instant::now();
-        let text = article.paragraphs.join(" ");
-        let raw = self.generate_text(&text).map_err(SummarizeError::Model)?;
-        tracing::trace!("{}: summarized in {:?}", article.origin, started.elapsed());
-        Ok(to_summary(&raw, budget))
+        let texts: Vec<String> = articles.iter().map(|a| a.paragraphs.join(" ")).collect();
+        let generated = self.generate_texts(&texts);
+        tracing::trace!(
+            "{} articles summarized in {:?}",
+            articles.len(),
+            started.elapsed()
+        );
+        match generated {
+            Ok(raw) => raw.iter().map(|r| Ok(to_summary(r, budget))).collect(),
+            Err(e) => articles
+                .iter()
+                .map(|_| Err(SummarizeError::Model(e.clone())))
+                .collect(),
+        }
     }
 }
 

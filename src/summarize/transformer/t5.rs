@@ -10,7 +10,8 @@ use candle_core::{DType, Device, Module, Result, Tensor};
 use candle_nn::{embedding, linear_no_bias, rms_norm, Embedding, Linear, RmsNorm, VarBuilder};
 use serde::Deserialize;
 
-use super::bart::DecoderState;
+use super::attention::DecoderState;
+use super::attention::{attend, gelu, split_heads};
 
 /// The `config.json` fields this module reads.
 #[derive(Debug, Clone, Deserialize)]
@@ -53,7 +54,7 @@ impl Config {
 
     fn act(&self, x: &Tensor) -> Result<Tensor> {
         match self.feed_forward_proj.trim_start_matches("gated-") {
-            "gelu" | "gelu_new" => x.gelu(),
+            "gelu" | "gelu_new" => gelu(x, false),
             "silu" => candle_nn::ops::silu(x),
             _ => x.relu(),
         }
@@ -93,7 +94,6 @@ struct Attention {
     o: Linear,
     bias: Option<Embedding>,
     heads: usize,
-    d_kv: usize,
 }
 
 impl Attention {
@@ -114,21 +114,13 @@ impl Attention {
                 None
             },
             heads: cfg.num_heads,
-            d_kv: cfg.d_kv,
         })
-    }
-
-    fn split(&self, x: &Tensor) -> Result<Tensor> {
-        let (b, s, _) = x.dims3()?;
-        x.reshape((b, s, self.heads, self.d_kv))?
-            .transpose(1, 2)?
-            .contiguous()
     }
 
     fn keys_values(&self, x: &Tensor) -> Result<(Tensor, Tensor)> {
         Ok((
-            self.split(&self.k.forward(x)?)?,
-            self.split(&self.v.forward(x)?)?,
+            split_heads(&self.k.forward(x)?, self.heads)?,
+            split_heads(&self.v.forward(x)?, self.heads)?,
         ))
     }
 
@@ -160,19 +152,10 @@ impl Attention {
         emb.forward(&ids)?.permute((2, 0, 1))?.unsqueeze(0)
     }
 
+    /// Attention of `x` over keys and values, with T5's unscaled scores.
     fn attend(&self, x: &Tensor, k: &Tensor, v: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
-        let (b, s, _) = x.dims3()?;
-        let q = self.split(&self.q.forward(x)?)?;
-        let mut scores = q.matmul(&k.t()?)?;
-        if let Some(bias) = bias {
-            scores = scores.broadcast_add(bias)?;
-        }
-        let probs = candle_nn::ops::softmax_last_dim(&scores)?;
-        let ctx = probs
-            .matmul(v)?
-            .transpose(1, 2)?
-            .reshape((b, s, self.heads * self.d_kv))?;
-        self.o.forward(&ctx)
+        let q = split_heads(&self.q.forward(x)?, self.heads)?;
+        self.o.forward(&attend(&q, k, v, bias)?)
     }
 }
 
@@ -312,12 +295,13 @@ impl Model {
         self.encoder_norm.forward(&h)
     }
 
-    pub fn start(&self, encoded: &Tensor, rows: usize) -> Result<DecoderState> {
-        let enc = encoded.repeat((rows, 1, 1))?;
+    /// The decoder state for an encoded input: its cross-attention keys
+    /// and values, shared by every row.
+    pub fn start(&self, encoded: &Tensor) -> Result<DecoderState> {
         let cross = self
             .decoder
             .iter()
-            .map(|b| b.cross.keys_values(&enc))
+            .map(|b| b.cross.keys_values(encoded))
             .collect::<Result<_>>()?;
         Ok(DecoderState::new(cross, self.decoder.len()))
     }
@@ -345,7 +329,7 @@ impl Model {
             state.cache[i] = Some((k, v));
             let x = b.cross_norm.forward(&h)?;
             let (ck, cv) = &state.cross[i];
-            h = (&h + b.cross.attend(&x, ck, cv, None)?)?;
+            h = (&h + b.cross.attend(&x, ck, cv, state.mask.as_ref())?)?;
             h = (&h + b.ffn.forward(&self.cfg, &b.ffn_norm.forward(&h)?)?)?;
         }
         state.len += 1;
