@@ -60,6 +60,14 @@ fn main() {
         serde_json::from_str(&std::fs::read_to_string(dir.join("input_ids.json")).unwrap())
             .unwrap();
     let net = t.network();
+    // `ONLY=encoder`: just the encoder, 10 times (for profiling).
+    if std::env::var("ONLY").as_deref() == Ok("encoder") {
+        let encoder = median(10, || {
+            net.encode(&ids).unwrap();
+        });
+        println!("encoder_ms {:.1}", encoder * 1000.0);
+        return;
+    }
     let beam_cfg: GenerationConfig = t.checkpoint().generation.clone();
     assert_eq!(beam_cfg.max_length, NEW_TOKENS + 1);
     let greedy_cfg = GenerationConfig {

@@ -348,6 +348,12 @@ fn an_empty_models_folder_means_extractive_and_says_so() {
 fn model_info_and_check_describe_what_would_run() {
     let tmp = tempfile::tempdir().unwrap();
     copy_checkpoint("tiny-t5", &tmp.path().join("models"));
+    // A checkpoint linked in from elsewhere counts too.
+    let elsewhere = tempfile::tempdir().unwrap();
+    let bart = copy_checkpoint("tiny-bart", elsewhere.path());
+    #[cfg(unix)]
+    std::os::unix::fs::symlink(&bart, tmp.path().join("models/tiny-bart")).unwrap();
+    #[cfg(not(unix))]
     copy_checkpoint("tiny-bart", &tmp.path().join("models"));
     let out = digest(tmp.path()).args(["model", "info"]).output().unwrap();
     let info = text(&out.stdout);

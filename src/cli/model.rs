@@ -62,7 +62,7 @@ pub fn info(config: &Config) -> anyhow::Result<ExitCode> {
     }
     let dir = match transformer::find(&config.models, config.transformer.model.as_deref()) {
         Ok(Some(dir)) => dir,
-        Ok(None) => return unusable(config, "no checkpoint"),
+        Ok(None) => return unusable(config, "none"),
         Err(e) => return unusable(config, &e),
     };
     let c = match Checkpoint::open(&dir) {

@@ -93,6 +93,7 @@ pub fn checkpoints(models: &Path) -> Vec<PathBuf> {
         return vec![models.to_path_buf()];
     }
     let mut found: Vec<PathBuf> = walkdir::WalkDir::new(models)
+        .follow_links(true)
         .min_depth(1)
         .max_depth(3)
         .sort_by_file_name()
