@@ -137,7 +137,8 @@ impl GenerationConfig {
     /// `load`, with the keys of `config.json`'s
     /// `task_specific_params.summarization` over them (T5 keeps its beam
     /// settings there). A missing `decoder_start_token_id` comes from
-    /// `config.json`, as in `transformers`.
+    /// `config.json`, as in `transformers`; `max_new_tokens` and
+    /// `min_new_tokens` become lengths.
     pub fn for_summarization(
         dir: &Path,
         config: &serde_json::Value,
@@ -168,6 +169,16 @@ impl GenerationConfig {
         }
         // Null means "unset" in transformers' files.
         obj.retain(|_, x| !x.is_null());
+        // Counted in new tokens, they win over the lengths (which count the
+        // decoder start token too).
+        for (new, total) in [
+            ("max_new_tokens", "max_length"),
+            ("min_new_tokens", "min_length"),
+        ] {
+            if let Some(n) = obj.get(new).and_then(|n| n.as_u64()) {
+                obj.insert(total.into(), (n + 1).into());
+            }
+        }
         serde_json::from_value(v).map_err(|e| format!("{}: {e}", path.display()))
     }
 }
@@ -466,7 +477,36 @@ fn beam_search_batch(
 
 #[cfg(test)]
 mod tests {
-    use super::top_n;
+    use super::{top_n, GenerationConfig};
+
+    #[test]
+    fn summarization_settings_layer_as_transformers_does() {
+        let tmp = tempfile::tempdir().unwrap();
+        let config = serde_json::json!({
+            "model_type": "t5", "decoder_start_token_id": 0, "eos_token_id": [1],
+            "task_specific_params": {"summarization": {
+                "prefix": "summarize: ", "num_beams": 4, "max_length": 200, "min_length": 30,
+                "early_stopping": true}}
+        });
+        std::fs::write(tmp.path().join("config.json"), config.to_string()).unwrap();
+        std::fs::write(
+            tmp.path().join("generation_config.json"),
+            r#"{"eos_token_id": 1, "pad_token_id": 0, "max_length": 20, "max_new_tokens": null}"#,
+        )
+        .unwrap();
+        let g = GenerationConfig::for_summarization(tmp.path(), &config).unwrap();
+        assert_eq!((g.num_beams, g.min_length, g.max_length), (4, 30, 200));
+        assert_eq!((g.decoder_start_token_id, g.eos_token_id), (0, 1));
+        assert!(g.early_stopping);
+        std::fs::write(
+            tmp.path().join("generation_config.json"),
+            r#"{"decoder_start_token_id": 2, "eos_token_id": [2, 3], "max_new_tokens": 60, "min_new_tokens": 10, "num_beams": 2}"#,
+        )
+        .unwrap();
+        let g = GenerationConfig::for_summarization(tmp.path(), &serde_json::json!({})).unwrap();
+        assert_eq!((g.num_beams, g.min_length, g.max_length), (2, 11, 61));
+        assert_eq!((g.decoder_start_token_id, g.eos_token_id), (2, 2));
+    }
 
     #[test]
     fn top_n_ranks_as_a_full_sort_does_ties_by_index() {
