@@ -154,6 +154,9 @@ pub fn gather(
     let mut batch: Vec<Article> = Vec::new();
     let size = summarizer.batch_size().max(1);
     let flush = |batch: &mut Vec<Article>, out: &mut Gathered| {
+        if batch.is_empty() {
+            return;
+        }
         let refs: Vec<&Article> = batch.iter().collect();
         let results = summarizer.summarize_batch(&refs, budget);
         for (article, result) in batch.drain(..).zip(results) {

@@ -73,6 +73,21 @@ fn check_model(name: &str, model: &impl Seq2Seq) {
             ids(&exp["beam"][i]),
             "{name} input {i}: beam search"
         );
+        // The two other stopping rules.
+        for (setting, key) in [
+            (generate::EarlyStopping::No, "beam_early_stopping_false"),
+            (generate::EarlyStopping::Never, "beam_early_stopping_never"),
+        ] {
+            let cfg = generate::GenerationConfig {
+                early_stopping: setting,
+                ..cfg.clone()
+            };
+            assert_eq!(
+                generate::beam_search(model, &want_ids, &cfg).unwrap(),
+                ids(&exp[key][i]),
+                "{name} input {i}: beam search, {key}"
+            );
+        }
     }
 }
 
@@ -388,7 +403,11 @@ fn model_info_and_check_describe_what_would_run() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(check.contains("loaded       in"), "{check}");
     assert!(check.contains("input tokens ->"), "{check}");
-    assert!(check.contains("guard"), "{check}");
+    assert!(
+        check.contains("passes: used as written")
+            || check.contains(": in auto the extractive summary would replace it"),
+        "{check}"
+    );
 
     let empty = tempfile::tempdir().unwrap();
     let out = digest(empty.path())
@@ -550,5 +569,92 @@ fn batched_generation_gives_each_input_what_it_gets_alone() {
             want,
             "{name}: summaries, batched"
         );
+    }
+}
+
+#[test]
+fn a_model_that_fails_falls_back_and_is_tried_again_next_time() {
+    use dailydigest::summarize::{Budget, Cached, Choice, Engine, Summarizer};
+    let tmp = tempfile::tempdir().unwrap();
+    let models_dir = tmp.path().join("models");
+    // tiny-t5 (357 token embeddings) with tiny-bart's 500-token tokenizer:
+    // the ids overflow the embedding table, and generation fails.
+    let dir = copy_checkpoint("tiny-t5", &models_dir);
+    std::fs::copy(
+        models().join("tiny-bart/tokenizer.json"),
+        dir.join("tokenizer.json"),
+    )
+    .unwrap();
+    let config = dailydigest::config::Config {
+        models: models_dir.clone(),
+        ..Default::default()
+    };
+    let engine = Engine::new(&config).unwrap();
+    let store = dailydigest::store::Store::open(&tmp.path().join("digest.db")).unwrap();
+    let article = dailydigest::ingest::Ingest::new([dailydigest::ingest::Input::Path(seed())])
+        .next()
+        .unwrap()
+        .unwrap();
+    for _ in 0..2 {
+        let counting = Counting {
+            inner: &engine,
+            calls: Default::default(),
+        };
+        let cached = Cached::new(&counting, &store);
+        let summary = cached.summarize(&article, Budget::default()).unwrap();
+        assert!(
+            summary
+                .fallback
+                .as_deref()
+                .unwrap()
+                .starts_with("model error"),
+            "{summary:?}"
+        );
+        assert!(!summary.sentences.is_empty());
+        assert_eq!(
+            counting.calls.get(),
+            1,
+            "a failed model summary is not cached"
+        );
+    }
+    // Asked for as is, the failure is the article's error, not a summary.
+    let config = dailydigest::config::Config {
+        models: models_dir,
+        summarizer: Choice::Transformer,
+        ..Default::default()
+    };
+    let engine = Engine::new(&config).unwrap();
+    assert!(engine.summarize(&article, Budget::default()).is_err());
+}
+
+#[test]
+fn an_edition_with_no_articles_or_a_full_last_batch_does_not_trip_the_model() {
+    let tmp = tempfile::tempdir().unwrap();
+    copy_checkpoint("tiny-bart", &tmp.path().join("models"));
+    let articles = tmp.path().join("articles");
+    std::fs::create_dir(&articles).unwrap();
+    for name in [
+        "2022-03-14-football.txt",
+        "2022-03-14-markets.json",
+        "2022-03-14-ukraine-talks-aljazeera.txt",
+        "2022-03-14-ukraine-talks-wire.md",
+    ] {
+        std::fs::copy(
+            support::root().join("examples").join(name),
+            articles.join(name),
+        )
+        .unwrap();
+    }
+    // Four articles: exactly one batch of the default four; then a day
+    // with none.
+    for date in ["2022-03-14", "2022-03-15"] {
+        let out = digest(tmp.path())
+            .args(["preview", "--date", date, "--input"])
+            .arg(&articles)
+            .output()
+            .unwrap();
+        let err = text(&out.stderr);
+        assert!(out.status.success(), "{date}: {err}");
+        assert!(!err.contains("panicked"), "{err}");
     }
 }

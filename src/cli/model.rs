@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use crate::config::Config;
+use crate::summarize::transformer::generate::EarlyStopping;
 use crate::summarize::transformer::{self, Checkpoint, Transformer};
 use crate::summarize::{format_parameters, guard, Choice};
 
@@ -133,9 +134,14 @@ pub fn info(config: &Config) -> anyhow::Result<ExitCode> {
     }
     if g.num_beams > 1 {
         gen.push(format!("length_penalty {}", g.length_penalty));
-        if g.early_stopping {
-            gen.push("early_stopping".into());
-        }
+        gen.push(format!(
+            "early_stopping {}",
+            match g.early_stopping {
+                EarlyStopping::Yes => "true",
+                EarlyStopping::No => "false",
+                EarlyStopping::Never => "never",
+            }
+        ));
     }
     if let Some(t) = g.forced_bos_token_id {
         gen.push(format!("forced BOS {t}"));
@@ -185,9 +191,12 @@ pub fn check(config: &Config) -> anyhow::Result<ExitCode> {
         Ok(Some(dir)) => dir,
         Ok(None) => {
             eprintln!(
-                "error: no transformer checkpoint in {} (a folder with config.json); \
-                 the extractive summarizer runs",
-                config.models.display()
+                "error: no transformer checkpoint in {} (a folder with config.json){}",
+                config.models.display(),
+                match config.summarizer {
+                    Choice::Transformer => "",
+                    _ => "; the extractive summarizer runs",
+                }
             );
             return Ok(ExitCode::from(1));
         }

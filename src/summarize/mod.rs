@@ -111,6 +111,10 @@ pub trait Summarizer {
     }
 }
 
+/// How `Summary::fallback` starts when the model failed (rather than wrote
+/// something degenerate); such summaries are not cached.
+const MODEL_ERROR: &str = "model error";
+
 /// `summarize` for a summarizer whose work is done in `summarize_batch`.
 pub fn by_batch<S: Summarizer + ?Sized>(
     s: &S,
@@ -212,7 +216,13 @@ impl<S: Summarizer + ?Sized> Summarizer for Cached<'_, S> {
                 .into_iter()
                 .zip(self.inner.summarize_batch(&todo, budget))
             {
-                if let Ok(summary) = &result {
+                // A model that failed is tried again next time.
+                let failed = |s: &Summary| {
+                    s.fallback
+                        .as_deref()
+                        .is_some_and(|w| w.starts_with(MODEL_ERROR))
+                };
+                if let Some(summary) = result.as_ref().ok().filter(|s| !failed(s)) {
                     self.keep(&keys[i].0, &keys[i].1, summary);
                 }
                 results[i] = Some(result);
@@ -421,7 +431,7 @@ impl Engine {
                     Some(why) => why.to_string(),
                 }
             }
-            Err(e) => format!("model error: {e}"),
+            Err(e) => format!("{MODEL_ERROR}: {e}"),
         };
         tracing::debug!(
             "{}: model summary {why}; extractive summary instead",

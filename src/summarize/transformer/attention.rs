@@ -197,6 +197,46 @@ mod tests {
         }
     }
 
+    fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
+        (a - b)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap()
+    }
+
+    #[test]
+    fn each_input_s_beams_attend_to_that_input_only_padding_masked() {
+        // Two inputs (5 and 3 keys), two beams each: the stacked, padded
+        // and masked attention equals each input's attention on its own.
+        let dev = Device::Cpu;
+        let q = Tensor::randn(0f32, 1.0, (4, 2, 1, 4), &dev).unwrap();
+        let k: Vec<Tensor> = [5, 3]
+            .iter()
+            .map(|&n| Tensor::randn(0f32, 1.0, (1, 2, n, 4), &dev).unwrap())
+            .collect();
+        let v: Vec<Tensor> = [5, 3]
+            .iter()
+            .map(|&n| Tensor::randn(0f32, 1.0, (1, 2, n, 4), &dev).unwrap())
+            .collect();
+        let state = DecoderState::stack(vec![
+            DecoderState::new(vec![(k[0].clone(), v[0].clone())], 1),
+            DecoderState::new(vec![(k[1].clone(), v[1].clone())], 1),
+        ])
+        .unwrap();
+        let (sk, sv) = &state.cross[0];
+        assert_eq!(sk.dims(), [2, 2, 5, 4]);
+        let together = attend(&q, sk, sv, state.mask.as_ref()).unwrap();
+        for i in 0..2 {
+            let alone = attend(&q.narrow(0, 2 * i, 2).unwrap(), &k[i], &v[i], None).unwrap();
+            let diff = max_diff(&together.narrow(0, 2 * i, 2).unwrap(), &alone);
+            assert!(diff < 1e-6, "input {i}: {diff}");
+        }
+    }
+
     #[test]
     fn shared_keys_give_what_repeated_keys_give() {
         let dev = Device::Cpu;
@@ -212,14 +252,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(shared.dims(), [3, 1, 8]);
-        let diff = (shared - repeated)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
+        let diff = max_diff(&shared, &repeated);
         assert!(diff < 1e-6, "{diff}");
     }
 }

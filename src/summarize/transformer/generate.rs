@@ -69,15 +69,39 @@ pub struct GenerationConfig {
     pub no_repeat_ngram_size: usize,
     #[serde(default = "unit")]
     pub length_penalty: f64,
-    #[serde(default, deserialize_with = "early_stopping")]
-    pub early_stopping: bool,
+    #[serde(default)]
+    pub early_stopping: EarlyStopping,
     #[serde(default, deserialize_with = "first_id")]
     pub forced_bos_token_id: Option<u32>,
     #[serde(default, deserialize_with = "first_id")]
     pub forced_eos_token_id: Option<u32>,
     pub decoder_start_token_id: u32,
-    #[serde(deserialize_with = "id")]
-    pub eos_token_id: u32,
+    /// Any of them ends a sequence (one id or a list in the files).
+    #[serde(deserialize_with = "ids")]
+    pub eos_token_id: Vec<u32>,
+}
+
+/// When beam search stops (`early_stopping`: `true`, `false` or `"never"`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum EarlyStopping {
+    /// As soon as `num_beams` hypotheses are finished.
+    Yes,
+    /// When no running beam can beat the worst finished hypothesis at its
+    /// current length.
+    #[default]
+    No,
+    /// When none could even at `max_length` (with a positive length penalty).
+    Never,
+}
+
+impl<'de> Deserialize<'de> for EarlyStopping {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        Ok(match serde_json::Value::deserialize(d)? {
+            serde_json::Value::Bool(true) => EarlyStopping::Yes,
+            serde_json::Value::String(s) if s == "never" => EarlyStopping::Never,
+            _ => EarlyStopping::No,
+        })
+    }
 }
 
 /// A token id, or the first of a list of them (`"eos_token_id": [1]`).
@@ -90,8 +114,21 @@ fn first_id<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Optio
     Ok(n.map(|n| n as u32))
 }
 
-fn id<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<u32, D::Error> {
-    first_id(d)?.ok_or_else(|| serde::de::Error::custom("expected a token id"))
+/// One token id or a list of them, at least one.
+fn ids<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Vec<u32>, D::Error> {
+    let v = serde_json::Value::deserialize(d)?;
+    let ids: Vec<u32> = match &v {
+        serde_json::Value::Array(a) => a
+            .iter()
+            .filter_map(|x| x.as_u64())
+            .map(|n| n as u32)
+            .collect(),
+        other => other.as_u64().map(|n| n as u32).into_iter().collect(),
+    };
+    if ids.is_empty() {
+        return Err(serde::de::Error::custom("expected a token id"));
+    }
+    Ok(ids)
 }
 
 fn one() -> usize {
@@ -102,14 +139,6 @@ fn twenty() -> usize {
 }
 fn unit() -> f64 {
     1.0
-}
-
-/// `early_stopping` is `true`, `false` or `"never"` in Hugging Face configs.
-fn early_stopping<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<bool, D::Error> {
-    Ok(matches!(
-        serde_json::Value::deserialize(d)?,
-        serde_json::Value::Bool(true)
-    ))
 }
 
 impl GenerationConfig {
@@ -197,7 +226,9 @@ fn process(scores: &mut [f32], seq: &[u32], cfg: &GenerationConfig) {
         }
     }
     if cur_len < cfg.min_length {
-        scores[cfg.eos_token_id as usize] = f32::NEG_INFINITY;
+        for &eos in &cfg.eos_token_id {
+            scores[eos as usize] = f32::NEG_INFINITY;
+        }
     }
     let force = |scores: &mut [f32], token: u32| {
         scores.iter_mut().for_each(|s| *s = f32::NEG_INFINITY);
@@ -266,6 +297,9 @@ pub fn generate_batch(
     inputs: &[&[u32]],
     cfg: &GenerationConfig,
 ) -> Result<Vec<Vec<u32>>> {
+    if inputs.is_empty() {
+        return Ok(Vec::new());
+    }
     if cfg.num_beams > 1 {
         beam_search_batch(model, inputs, cfg)
     } else {
@@ -318,7 +352,7 @@ fn greedy_batch(
             process(&mut scores, &seqs[a], cfg);
             let next = argmax(&scores);
             seqs[a].push(next);
-            if next != cfg.eos_token_id {
+            if !cfg.eos_token_id.contains(&next) {
                 keep.push(g as u32);
             }
         }
@@ -331,10 +365,13 @@ fn greedy_batch(
 }
 
 /// One input's beams in a beam search.
+///
+/// Scores are float32 sums, as `transformers` keeps them, so that near ties
+/// rank the same way.
 struct Beams {
     beams: Vec<Vec<u32>>,
-    scores: Vec<f64>,
-    finished: Vec<(f64, Vec<u32>)>,
+    scores: Vec<f32>,
+    finished: Vec<(f32, Vec<u32>)>,
 }
 
 impl Beams {
@@ -348,12 +385,8 @@ impl Beams {
     }
 
     /// Adds a finished hypothesis, keeping the best `k`.
-    fn finish(&mut self, k: usize, score: f64, seq: Vec<u32>) {
-        let worst = self
-            .finished
-            .iter()
-            .map(|f| f.0)
-            .fold(f64::INFINITY, f64::min);
+    fn finish(&mut self, k: usize, score: f32, seq: Vec<u32>) {
+        let worst = self.worst();
         if self.finished.len() < k || score > worst {
             self.finished.push((score, seq));
             if self.finished.len() > k {
@@ -368,6 +401,14 @@ impl Beams {
         }
     }
 
+    /// The lowest score among the finished hypotheses (+inf with none).
+    fn worst(&self) -> f32 {
+        self.finished
+            .iter()
+            .map(|f| f.0)
+            .fold(f32::INFINITY, f32::min)
+    }
+
     /// One step from this input's `k` rows of log-probabilities. Returns the
     /// beam each continuing hypothesis extends, or `None` when the search
     /// for this input is over.
@@ -376,11 +417,11 @@ impl Beams {
         let cur_len = self.beams[0].len();
         let vocab = rows[0].len();
         // The global top 2k is among each row's top 2k.
-        let mut candidates: Vec<(f64, usize, u32)> = Vec::with_capacity(2 * k * k);
+        let mut candidates: Vec<(f32, usize, u32)> = Vec::with_capacity(2 * k * k);
         for (b, mut row) in rows.into_iter().enumerate() {
             process(&mut row, &self.beams[b], cfg);
             for (s, t) in top_n(&row, 2 * k) {
-                candidates.push((s as f64 + self.scores[b], b, t));
+                candidates.push((s + self.scores[b], b, t));
             }
         }
         // The top 2k, best first; ties by the lower flat index, as torch.topk.
@@ -392,22 +433,34 @@ impl Beams {
         // A candidate finishes on EOS or on reaching max_length; only those
         // ranked among the first k may enter the finished set.
         let last_step = cur_len + 1 >= cfg.max_length;
-        let mut next: Vec<(f64, usize, u32)> = Vec::with_capacity(k);
+        let penalised = |generated: usize| (generated as f64).powf(cfg.length_penalty) as f32;
+        let mut next: Vec<(f32, usize, u32)> = Vec::with_capacity(k);
         for (rank, &(score, b, t)) in candidates.iter().enumerate() {
-            if t == cfg.eos_token_id || last_step {
+            if cfg.eos_token_id.contains(&t) || last_step {
                 if rank < k {
                     let mut seq = self.beams[b].clone();
                     seq.push(t);
-                    let normalised = score / (cur_len as f64).powf(cfg.length_penalty);
-                    self.finish(k, normalised, seq);
+                    self.finish(k, score / penalised(cur_len), seq);
                 }
             } else if next.len() < k {
                 next.push((score, b, t));
             }
         }
-        let done_early = cfg.early_stopping && self.finished.len() >= k;
-        if last_step || done_early || next.is_empty() {
+        if last_step || next.is_empty() {
             return None;
+        }
+        if self.finished.len() >= k {
+            // Whether the best running beam could still beat the worst
+            // finished hypothesis: never with `Yes`; at its current length
+            // with `No`; at max_length with `Never` (positive penalty).
+            let length = match cfg.early_stopping {
+                EarlyStopping::Never if cfg.length_penalty > 0.0 => cfg.max_length - 1,
+                _ => cur_len,
+            };
+            let improvable = next[0].0 / penalised(length) > self.worst();
+            if cfg.early_stopping == EarlyStopping::Yes || !improvable {
+                return None;
+            }
         }
         self.beams = next
             .iter()
@@ -496,8 +549,8 @@ mod tests {
         .unwrap();
         let g = GenerationConfig::for_summarization(tmp.path(), &config).unwrap();
         assert_eq!((g.num_beams, g.min_length, g.max_length), (4, 30, 200));
-        assert_eq!((g.decoder_start_token_id, g.eos_token_id), (0, 1));
-        assert!(g.early_stopping);
+        assert_eq!((g.decoder_start_token_id, g.eos_token_id), (0, vec![1]));
+        assert_eq!(g.early_stopping, super::EarlyStopping::Yes);
         std::fs::write(
             tmp.path().join("generation_config.json"),
             r#"{"decoder_start_token_id": 2, "eos_token_id": [2, 3], "max_new_tokens": 60, "min_new_tokens": 10, "num_beams": 2}"#,
@@ -505,7 +558,8 @@ mod tests {
         .unwrap();
         let g = GenerationConfig::for_summarization(tmp.path(), &serde_json::json!({})).unwrap();
         assert_eq!((g.num_beams, g.min_length, g.max_length), (2, 11, 61));
-        assert_eq!((g.decoder_start_token_id, g.eos_token_id), (2, 2));
+        assert_eq!((g.decoder_start_token_id, g.eos_token_id), (2, vec![2, 3]));
+        assert_eq!(g.early_stopping, super::EarlyStopping::No);
     }
 
     #[test]

@@ -214,6 +214,21 @@ impl Checkpoint {
             _ => Value::Null,
         };
         let generation = GenerationConfig::for_summarization(dir, &config)?;
+        // Token ids the search writes into score rows must be in the vocabulary.
+        let vocab = config["vocab_size"].as_u64().unwrap_or(0);
+        let g = &generation;
+        let named = g
+            .eos_token_id
+            .iter()
+            .chain(&g.forced_bos_token_id)
+            .chain(&g.forced_eos_token_id)
+            .chain(std::iter::once(&g.decoder_start_token_id));
+        if let Some(bad) = named.into_iter().find(|&&id| u64::from(id) >= vocab) {
+            return Err(format!(
+                "{}: token id {bad} in the generation settings is outside the vocabulary ({vocab})",
+                config_path.display()
+            ));
+        }
         let summarization = &config["task_specific_params"]["summarization"];
         let prefix = summarization["prefix"].as_str().unwrap_or("").to_string();
         // The model's limit: learned or sinusoidal positions, and the
@@ -322,6 +337,9 @@ fn weight_files(dir: &Path) -> Result<Vec<PathBuf>, String> {
             .collect();
         shards.sort();
         shards.dedup();
+        if shards.is_empty() {
+            return Err(format!("{}: names no weight files", index.display()));
+        }
         if let Some(missing) = shards.iter().find(|p| !p.is_file()) {
             return Err(format!(
                 "{}: missing (named in {})",
@@ -597,20 +615,40 @@ impl Summarizer for Transformer {
         budget: Budget,
     ) -> Vec<Result<Summary, SummarizeError>> {
         let started = Instant::now();
-        let texts: Vec<String> = articles.iter().map(|a| a.paragraphs.join(" ")).collect();
-        let generated = self.generate_texts(&texts);
+        // An article without words has nothing to summarize (the model
+        // would write something anyway).
+        let with_words: Vec<usize> = (0..articles.len())
+            .filter(|&i| articles[i].word_count() > 0)
+            .collect();
+        let texts: Vec<String> = with_words
+            .iter()
+            .map(|&i| articles[i].paragraphs.join(" "))
+            .collect();
+        let generated: Vec<Result<String, String>> = match self.generate_texts(&texts) {
+            Ok(raw) => raw.into_iter().map(Ok).collect(),
+            // One failing input fails its batch: find which, one by one.
+            Err(_) if texts.len() > 1 => texts.iter().map(|t| self.generate_text(t)).collect(),
+            Err(e) => vec![Err(e)],
+        };
         tracing::trace!(
             "{} articles summarized in {:?}",
             articles.len(),
             started.elapsed()
         );
-        match generated {
-            Ok(raw) => raw.iter().map(|r| Ok(to_summary(r, budget))).collect(),
-            Err(e) => articles
-                .iter()
-                .map(|_| Err(SummarizeError::Model(e.clone())))
-                .collect(),
+        let mut results: Vec<Result<Summary, SummarizeError>> = articles
+            .iter()
+            .map(|_| Err(SummarizeError::NoSentences))
+            .collect();
+        for (i, raw) in with_words.into_iter().zip(generated) {
+            results[i] = match raw {
+                Ok(raw) if raw.trim().is_empty() => Err(SummarizeError::Model(
+                    "the model wrote an empty summary".into(),
+                )),
+                Ok(raw) => Ok(to_summary(&raw, budget)),
+                Err(e) => Err(SummarizeError::Model(e)),
+            };
         }
+        results
     }
 }
 

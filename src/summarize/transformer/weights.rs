@@ -88,14 +88,17 @@ impl Safetensors {
                     Some([s, e]) => (s.as_u64().unwrap_or(0), e.as_u64().unwrap_or(0)),
                     _ => return Err(bad(format!("{name}: no data_offsets"))),
                 };
-                let bytes = shape.iter().product::<usize>() * dtype.size_in_bytes();
-                if end < start || (end - start) as usize != bytes {
+                let bytes = shape
+                    .iter()
+                    .try_fold(dtype.size_in_bytes(), |a, &d| a.checked_mul(d));
+                if end < start || bytes != Some((end - start) as usize) {
                     return Err(bad(format!("{name}: data_offsets do not match its shape")));
                 }
-                if 8 + n + end > len {
+                let bytes = (end - start) as usize;
+                let last = (8 + n).saturating_add(end);
+                if last > len {
                     return Err(bad(format!(
-                        "truncated: {name} ends at byte {} of a {len}-byte file",
-                        8 + n + end
+                        "truncated: {name} ends at byte {last} of a {len}-byte file"
                     )));
                 }
                 entries.insert(
@@ -255,5 +258,13 @@ mod tests {
         let path = write(tmp.path(), header, &[0u8; 16]);
         let err = Safetensors::open(&[path]).err().unwrap();
         assert!(err.contains("do not match its shape"), "{err}");
+        // Sizes that overflow are corrupt, not a panic.
+        let header =
+            r#"{"a":{"dtype":"F32","shape":[4611686018427387904,8],"data_offsets":[0,16]}}"#;
+        let path = write(tmp.path(), header, &[0u8; 16]);
+        assert!(Safetensors::open(&[path]).is_err());
+        let header = r#"{"a":{"dtype":"U8","shape":[16],"data_offsets":[18446744073709551599,18446744073709551615]}}"#;
+        let path = write(tmp.path(), header, &[0u8; 16]);
+        assert!(Safetensors::open(&[path]).is_err());
     }
 }
