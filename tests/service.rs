@@ -504,20 +504,8 @@ fn one_click_unsubscribe_is_honoured_by_the_next_send_and_bad_tokens_change_noth
         .into_iter()
         .find(|r| r.rcpt_tos == ["ann@example.com"])
         .unwrap()
-        .raw
-        .replace("\r\n ", " ");
-    let header = ann
-        .lines()
-        .find(|l| l.starts_with("List-Unsubscribe: "))
-        .unwrap();
-    let token = header
-        .split("/unsubscribe/")
-        .nth(1)
-        .unwrap()
-        .split('>')
-        .next()
-        .unwrap()
-        .to_owned();
+        .raw;
+    let token = unsubscribe_token(&ann);
 
     let server = serve(dir.path());
     let agent = http();
@@ -595,19 +583,7 @@ fn one_click_unsubscribe_is_honoured_by_the_next_send_and_bad_tokens_change_noth
     assert_eq!(got[2].rcpt_tos, ["bob@example.com"]);
 
     // RFC 8058's multipart/form-data POST works too.
-    let bob = got[2].raw.replace("\r\n ", " ");
-    let header = bob
-        .lines()
-        .find(|l| l.starts_with("List-Unsubscribe: "))
-        .unwrap();
-    let bob_token = header
-        .split("/unsubscribe/")
-        .nth(1)
-        .unwrap()
-        .split('>')
-        .next()
-        .unwrap()
-        .to_owned();
+    let bob_token = unsubscribe_token(&got[2].raw);
     let body = "--XyZ\r\nContent-Disposition: form-data; name=\"List-Unsubscribe\"\r\n\r\nOne-Click\r\n--XyZ--\r\n";
     let resp = agent
         .post(format!("{}/unsubscribe/{bob_token}", server.base))
@@ -681,4 +657,21 @@ fn the_editors_preview_page_renders_in_headless_chromium() {
         &dom[..dom.len().min(500)]
     );
     assert!(dom.contains("Top stories"), "rendered by the HTML template");
+}
+
+/// The token in a received message's (possibly folded) List-Unsubscribe header.
+fn unsubscribe_token(raw: &str) -> String {
+    let unfolded = raw.replace("\r\n ", " ");
+    let header = unfolded
+        .lines()
+        .find(|l| l.starts_with("List-Unsubscribe: "))
+        .unwrap();
+    header
+        .split("/unsubscribe/")
+        .nth(1)
+        .unwrap()
+        .split('>')
+        .next()
+        .unwrap()
+        .to_owned()
 }
