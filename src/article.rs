@@ -4,8 +4,7 @@ use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::ingest::clean;
-use crate::text;
+use crate::text::{self, clean};
 
 /// The longest headline derived from a lead sentence, in characters.
 const HEADLINE_CHARS: usize = 72;

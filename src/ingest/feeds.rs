@@ -355,7 +355,7 @@ pub fn fetch_all(
 /// An item of a day whose edition has already been stored (sent) goes into
 /// today's edition instead of being lost.
 fn open_edition(store: &Store, date: NaiveDate, today: NaiveDate) -> Result<NaiveDate, StoreError> {
-    Ok(if date < today && store.edition(date)?.is_some() {
+    Ok(if date < today && store.has_edition(date)? {
         today
     } else {
         date
@@ -398,9 +398,10 @@ mod tests {
         let today = NaiveDate::from_ymd_opt(2022, 3, 16).unwrap();
         let sent_day = NaiveDate::from_ymd_opt(2022, 3, 14).unwrap();
         let open_day = NaiveDate::from_ymd_opt(2022, 3, 15).unwrap();
+        let edition = crate::render::sample_edition(); // 2022-03-14
         store
-            .store_edition(&crate::render::sample_edition(), Utc::now())
-            .unwrap(); // 2022-03-14
+            .store_edition(edition.date, &edition, Utc::now())
+            .unwrap();
         assert_eq!(open_edition(&store, sent_day, today).unwrap(), today);
         assert_eq!(open_edition(&store, open_day, today).unwrap(), open_day);
         assert_eq!(open_edition(&store, today, today).unwrap(), today);

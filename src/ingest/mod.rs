@@ -6,7 +6,6 @@
 //! `IngestError` naming it and the reason, and the caller decides what to
 //! do (the CLI warns, goes on, and exits 1 at the end).
 
-pub mod clean;
 pub mod feeds;
 pub mod files;
 
@@ -16,6 +15,8 @@ use std::io::{self, BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 
 use crate::article::{Article, RawArticle};
+/// Page debris and paragraphs live in `text` (articles use them too).
+pub use crate::text::clean;
 use files::Format;
 
 /// Largest article file read whole (JSON Lines are read line by line).

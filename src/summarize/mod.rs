@@ -13,27 +13,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::article::Article;
 
+pub use crate::config::{Budget, Choice};
 pub use extractive::Extractive;
-
-/// How long a summary may be.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub struct Budget {
-    /// At most this many sentences (at least 1).
-    pub sentences: usize,
-    /// At most about this many words; 0 means no word limit. A single
-    /// sentence longer than the limit is still taken when nothing shorter is
-    /// worth taking, so that no article goes without a summary.
-    pub words: usize,
-}
-
-impl Default for Budget {
-    fn default() -> Self {
-        Budget {
-            sentences: 3,
-            words: 75,
-        }
-    }
-}
 
 /// One sentence of a summary.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -126,22 +107,31 @@ pub fn by_batch<S: Summarizer + ?Sized>(
         .expect("one result per article")
 }
 
-/// A summarizer whose summaries are cached in the database, keyed by the
+/// Where `Cached` keeps summaries: JSON by article hash and summarizer
+/// settings. The database implements it (in `pipeline`), so summarizing
+/// never depends on storage. Errors are messages: a cache that fails is
+/// warned about and bypassed, never fatal.
+pub trait SummaryCache {
+    fn get(&self, article_hash: &str, settings: &str) -> Result<Option<String>, String>;
+    fn put(&self, article_hash: &str, settings: &str, summary_json: &str) -> Result<(), String>;
+}
+
+/// A summarizer whose summaries are cached (in the database), keyed by the
 /// article's content, the summarizer's settings (for a transformer: the
 /// checkpoint's name and fingerprint) and the budget: re-running a day costs
 /// nothing, and a send summarizes each article once.
 pub struct Cached<'a, S: Summarizer + ?Sized> {
     inner: &'a S,
-    store: &'a crate::store::Store,
+    cache: &'a dyn SummaryCache,
     settings: String,
 }
 
 impl<'a, S: Summarizer + ?Sized> Cached<'a, S> {
-    pub fn new(inner: &'a S, store: &'a crate::store::Store) -> Self {
+    pub fn new(inner: &'a S, cache: &'a dyn SummaryCache) -> Self {
         Cached {
             settings: inner.settings(),
             inner,
-            store,
+            cache,
         }
     }
 }
@@ -158,7 +148,7 @@ impl<S: Summarizer + ?Sized> Cached<'_, S> {
     }
 
     fn lookup(&self, key: &str, settings: &str) -> Option<Summary> {
-        match self.store.cached_summary(key, settings) {
+        match self.cache.get(key, settings) {
             Ok(Some(json)) => serde_json::from_str(&json).ok(),
             Ok(None) => None,
             Err(e) => {
@@ -170,10 +160,7 @@ impl<S: Summarizer + ?Sized> Cached<'_, S> {
 
     fn keep(&self, key: &str, settings: &str, summary: &Summary) {
         let json = serde_json::to_string(summary).expect("summaries serialize");
-        if let Err(e) = self
-            .store
-            .cache_summary(key, settings, &json, chrono::Utc::now())
-        {
+        if let Err(e) = self.cache.put(key, settings, &json) {
             tracing::warn!("summary cache: {e}");
         }
     }
@@ -233,20 +220,6 @@ impl<S: Summarizer + ?Sized> Summarizer for Cached<'_, S> {
             .map(|r| r.expect("every article has a result"))
             .collect()
     }
-}
-
-/// Which summarizer a run uses (`--summarizer`, `summarizer` in the config).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum Choice {
-    /// The transformer when a checkpoint loads, else extractive; degenerate
-    /// model summaries are replaced by extractive ones.
-    #[default]
-    Auto,
-    /// The transformer's summaries as they are; an error when none loads.
-    Transformer,
-    /// The extractive summarizer.
-    Extractive,
 }
 
 /// The summarizer a run uses, chosen from the configuration: the

@@ -1,5 +1,7 @@
-//! Text handling shared by every stage: sentences, words, stop words, stems.
+//! Text handling shared by every stage: page debris and paragraphs
+//! (`clean.rs`), sentences, words, stop words, stems.
 
+pub mod clean;
 pub mod sentences;
 pub mod tokens;
 

@@ -10,8 +10,9 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::summarize::extractive::{Params, Preset};
-use crate::summarize::{Budget, Choice};
+mod summarizer;
+
+pub use summarizer::{Budget, Choice, Params, Preset};
 
 /// The file read when `--config` is not given, if it exists.
 pub const DEFAULT_CONFIG_FILE: &str = "digest.toml";

@@ -1,0 +1,130 @@
+//! Feeds and their fetched articles: conditional-GET state, failure
+//! counts, and the articles stored for each edition date.
+
+use chrono::{DateTime, NaiveDate, Utc};
+use rusqlite::{params, OptionalExtension};
+
+use super::{ts, Result, Store};
+use crate::article::Article;
+
+/// A feed's fetch state.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct FeedState {
+    pub etag: Option<String>,
+    pub last_modified: Option<String>,
+    pub failures: u32,
+}
+
+impl Store {
+    pub fn feed_state(&self, name: &str) -> Result<FeedState> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT etag, last_modified, failures FROM feeds WHERE name = ?1",
+                [name],
+                |r| {
+                    Ok(FeedState {
+                        etag: r.get(0)?,
+                        last_modified: r.get(1)?,
+                        failures: r.get(2)?,
+                    })
+                },
+            )
+            .optional()
+            .map_err(self.err("reading a feed"))?
+            .unwrap_or_default())
+    }
+
+    /// Records a fetch: success resets the failure count, failure adds one.
+    /// Returns the consecutive failures after this fetch.
+    pub fn record_fetch(
+        &self,
+        name: &str,
+        url: &str,
+        result: std::result::Result<(Option<String>, Option<String>), &str>,
+        now: DateTime<Utc>,
+    ) -> Result<u32> {
+        let previous = self.feed_state(name)?;
+        let (etag, last_modified, failures, error) = match result {
+            Ok((etag, lm)) => (
+                etag.or(previous.etag),
+                lm.or(previous.last_modified),
+                0,
+                None,
+            ),
+            Err(e) => (
+                previous.etag,
+                previous.last_modified,
+                previous.failures + 1,
+                Some(e.to_owned()),
+            ),
+        };
+        self.conn
+            .execute(
+                "INSERT INTO feeds (name, url, etag, last_modified, failures, last_error, last_fetched_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                 ON CONFLICT (name) DO UPDATE SET url = ?2, etag = ?3, last_modified = ?4, failures = ?5, last_error = ?6, last_fetched_at = ?7",
+                params![name, url, etag, last_modified, failures, error, ts(now)],
+            )
+            .map_err(self.err("recording a fetch"))?;
+        Ok(failures)
+    }
+
+    /// Whether an item was stored before: same GUID in the same feed, same
+    /// link, or same content.
+    pub fn article_seen(
+        &self,
+        feed: &str,
+        guid: Option<&str>,
+        link: Option<&str>,
+        content_hash: &str,
+    ) -> Result<bool> {
+        let n: i64 = self
+            .conn
+            .query_row(
+                "SELECT COUNT(*) FROM articles WHERE (feed = ?1 AND guid IS NOT NULL AND guid = ?2) OR (link IS NOT NULL AND link = ?3) OR content_hash = ?4",
+                params![feed, guid, link, content_hash],
+                |r| r.get(0),
+            )
+            .map_err(self.err("looking up an article"))?;
+        Ok(n > 0)
+    }
+
+    /// Stores a fetched article for its edition date.
+    pub fn store_article(
+        &self,
+        feed: &str,
+        guid: Option<&str>,
+        content_hash: &str,
+        article: &Article,
+        edition_date: NaiveDate,
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
+        let json = serde_json::to_string(article).expect("articles serialize");
+        let n = self
+            .conn
+            .execute(
+                "INSERT OR IGNORE INTO articles (id, feed, guid, link, content_hash, edition_date, first_seen_at, article_json) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                params![article.id, feed, guid, article.url, content_hash, edition_date.to_string(), ts(now), json],
+            )
+            .map_err(self.err("storing an article"))?;
+        Ok(n > 0)
+    }
+
+    /// The fetched articles of an edition date, in the order first seen.
+    pub fn articles_for(&self, date: NaiveDate) -> Result<Vec<Article>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT article_json FROM articles WHERE edition_date = ?1 ORDER BY first_seen_at, id")
+            .map_err(self.err("reading articles"))?;
+        let rows = stmt
+            .query_map([date.to_string()], |r| r.get::<_, String>(0))
+            .map_err(self.err("reading articles"))?;
+        let jsons: Vec<String> = rows
+            .collect::<rusqlite::Result<_>>()
+            .map_err(self.err("reading articles"))?;
+        Ok(jsons
+            .iter()
+            .filter_map(|j| serde_json::from_str(j).ok())
+            .collect())
+    }
+}

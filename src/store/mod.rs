@@ -1,0 +1,260 @@
+//! SQLite storage, one file per table group: `subscribers`, `editions`,
+//! `deliveries`, `articles` (feeds and what they brought), `cache` (the
+//! summary cache) and `migrations`.
+//!
+//! One file (WAL mode), migrations embedded and applied in order on open
+//! (`PRAGMA user_version` records how far). Every delivery state change is
+//! its own transaction: the delivery log is what makes a re-run after a
+//! crash send each subscriber exactly one copy. Editions, articles and
+//! summaries are kept as JSON the store does not interpret: it sits below
+//! every layer that gives them meaning.
+
+mod articles;
+mod cache;
+mod deliveries;
+mod editions;
+mod migrations;
+mod subscribers;
+
+use std::path::Path;
+
+use chrono::{DateTime, Utc};
+use rusqlite::Connection;
+
+pub use articles::FeedState;
+pub use deliveries::{Delivery, DeliveryState};
+pub use editions::StoredEdition;
+pub use subscribers::{NewSubscriber, Status, Subscriber};
+
+/// SHA-256 of a token, hex: what subscribers are looked up by, so that the
+/// lookup's timing says nothing about the token itself.
+pub fn token_hash(token: &str) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(token.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// A storage failure, with what was being done.
+#[derive(Debug, thiserror::Error)]
+#[error("database {path}: {context}: {source}")]
+pub struct StoreError {
+    pub path: String,
+    pub context: String,
+    #[source]
+    pub source: rusqlite::Error,
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// The database.
+pub struct Store {
+    conn: Connection,
+    path: String,
+}
+
+pub(crate) fn ts(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// 128 random bits as 32 hex digits, from the operating system's generator.
+pub fn random_token() -> String {
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes).expect("the operating system's random number generator works");
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+impl Store {
+    /// Opens (creating if needed) the database at `path` and migrates it.
+    pub fn open(path: &Path) -> Result<Store> {
+        let shown = path.display().to_string();
+        let err = |context: &str| {
+            let shown = shown.clone();
+            let context = context.to_owned();
+            move |source| StoreError {
+                path: shown,
+                context,
+                source,
+            }
+        };
+        let conn = Connection::open(path).map_err(err("opening"))?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))
+            .map_err(err("setting the busy timeout"))?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(err("enabling WAL"))?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(err("setting synchronous"))?;
+        conn.pragma_update(None, "foreign_keys", "ON")
+            .map_err(err("enabling foreign keys"))?;
+        let mut store = Store { conn, path: shown };
+        store.migrate()?;
+        Ok(store)
+    }
+
+    /// An in-memory database (tests).
+    pub fn in_memory() -> Result<Store> {
+        let conn = Connection::open_in_memory().map_err(|source| StoreError {
+            path: ":memory:".into(),
+            context: "opening".into(),
+            source,
+        })?;
+        let mut store = Store {
+            conn,
+            path: ":memory:".into(),
+        };
+        store.migrate()?;
+        Ok(store)
+    }
+
+    fn err(&self, context: impl Into<String>) -> impl FnOnce(rusqlite::Error) -> StoreError + '_ {
+        let context = context.into();
+        move |source| StoreError {
+            path: self.path.clone(),
+            context,
+            source,
+        }
+    }
+
+    /// The schema version.
+    pub fn version(&self) -> Result<usize> {
+        let v: i64 = self
+            .conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(self.err("reading the schema version"))?;
+        Ok(v as usize)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::migrations::MIGRATIONS;
+    use super::*;
+    use crate::digest::Edition;
+
+    fn now() -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339("2022-03-14T06:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc)
+    }
+
+    fn row(email: &str) -> NewSubscriber {
+        NewSubscriber {
+            email: email.into(),
+            name: Some("Name".into()),
+            topics: String::new(),
+            topics_only: false,
+        }
+    }
+
+    #[test]
+    fn migrations_run_once_on_a_real_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("d.db");
+        let s = Store::open(&path).unwrap();
+        assert_eq!(s.version().unwrap(), MIGRATIONS.len());
+        drop(s);
+        let s = Store::open(&path).unwrap();
+        assert_eq!(s.version().unwrap(), MIGRATIONS.len());
+        let mode: String = s
+            .conn
+            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(mode, "wal");
+    }
+
+    #[test]
+    fn subscribers_are_unique_case_insensitively_with_unguessable_tokens() {
+        let mut s = Store::in_memory().unwrap();
+        let out = s
+            .add_subscribers(
+                &[
+                    row("a@example.com"),
+                    row("A@example.com"),
+                    row("b@example.com"),
+                ],
+                now(),
+                false,
+            )
+            .unwrap();
+        assert!(
+            out[0].is_ok() && out[1].is_err() && out[2].is_ok(),
+            "{out:?}"
+        );
+        let subs = s.subscribers().unwrap();
+        assert_eq!(subs.len(), 2);
+        assert_eq!(subs[0].token.len(), 32);
+        assert_ne!(subs[0].token, subs[1].token);
+        assert_eq!(
+            s.subscriber_by_token(&subs[1].token)
+                .unwrap()
+                .unwrap()
+                .email,
+            "b@example.com"
+        );
+        assert!(s
+            .set_status("a@example.com", Status::Unsubscribed, now())
+            .unwrap());
+        assert!(!s
+            .set_status("nobody@example.com", Status::Unsubscribed, now())
+            .unwrap());
+    }
+
+    #[test]
+    fn delivery_state_machine() {
+        let mut s = Store::in_memory().unwrap();
+        s.add_subscribers(&[row("a@example.com"), row("b@example.com")], now(), false)
+            .unwrap();
+        let edition = crate::render::sample_edition();
+        let e = s.store_edition(edition.date, &edition, now()).unwrap();
+        assert_eq!(
+            s.plan_deliveries(e.id, |sub| format!("<{}@x>", sub.id), now())
+                .unwrap(),
+            2
+        );
+        assert_eq!(
+            s.plan_deliveries(e.id, |sub| format!("<{}@x>", sub.id), now())
+                .unwrap(),
+            0,
+            "planned once"
+        );
+        let pending = s.deliveries(e.id, &[DeliveryState::Pending]).unwrap();
+        assert_eq!(pending.len(), 2);
+        let a = pending[0].subscriber.id;
+        assert!(s.mark_sending(e.id, a, now()).unwrap());
+        s.mark_done(e.id, a, DeliveryState::Sent, None, None, now())
+            .unwrap();
+        let counts = s.delivery_counts(e.id).unwrap();
+        assert_eq!(
+            counts,
+            [(DeliveryState::Pending, 1), (DeliveryState::Sent, 1)]
+        );
+        let sent = s.deliveries(e.id, &[DeliveryState::Sent]).unwrap();
+        assert_eq!(sent[0].attempts, 1);
+        assert_eq!(sent[0].message_id, format!("<{a}@x>"));
+        assert!(
+            !s.mark_sending(e.id, a, now()).unwrap(),
+            "a sent delivery is not claimed again"
+        );
+        let b = pending[1].subscriber.id;
+        s.set_status("b@example.com", Status::Unsubscribed, now())
+            .unwrap();
+        assert!(
+            !s.mark_sending(e.id, b, now()).unwrap(),
+            "nor one to a subscriber who left"
+        );
+        assert!(!format!("{:?}", pending[0].subscriber).contains(&pending[0].subscriber.token));
+    }
+
+    #[test]
+    fn the_first_stored_edition_of_a_date_is_kept() {
+        let s = Store::in_memory().unwrap();
+        let edition = crate::render::sample_edition();
+        let first = s.store_edition(edition.date, &edition, now()).unwrap();
+        let mut other = crate::render::sample_edition();
+        other.stories.truncate(1);
+        let again: StoredEdition<Edition> = s.store_edition(other.date, &other, now()).unwrap();
+        assert_eq!(first.id, again.id);
+        assert_eq!(again.edition.stories.len(), 4);
+    }
+}

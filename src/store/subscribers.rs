@@ -1,0 +1,228 @@
+//! The subscribers table: who gets the digest, their topics and unsubscribe
+//! tokens.
+
+use chrono::{DateTime, Utc};
+use rusqlite::{params, OptionalExtension};
+use serde::Serialize;
+
+use super::{random_token, token_hash, ts, Result, Store, StoreError};
+
+/// Subscriber status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Active,
+    Unsubscribed,
+    Bounced,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Active => "active",
+            Status::Unsubscribed => "unsubscribed",
+            Status::Bounced => "bounced",
+        }
+    }
+
+    fn parse(s: &str) -> Status {
+        match s {
+            "unsubscribed" => Status::Unsubscribed,
+            "bounced" => Status::Bounced,
+            _ => Status::Active,
+        }
+    }
+}
+
+/// One subscriber. Its `Debug` leaves the token out.
+#[derive(Clone, PartialEq, Serialize)]
+pub struct Subscriber {
+    pub id: i64,
+    pub email: String,
+    pub name: Option<String>,
+    pub status: Status,
+    /// Topics, comma-separated keywords.
+    pub topics: String,
+    /// Only stories matching the topics (else: matching stories first).
+    pub topics_only: bool,
+    /// The unsubscribe token: 128 random bits, hex. Never logged.
+    #[serde(skip)]
+    pub token: String,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+impl std::fmt::Debug for Subscriber {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Subscriber")
+            .field("id", &self.id)
+            .field("email", &self.email)
+            .field("name", &self.name)
+            .field("status", &self.status)
+            .field("topics", &self.topics)
+            .field("topics_only", &self.topics_only)
+            .field("token", &"(hidden)")
+            .finish()
+    }
+}
+
+/// A subscriber to add.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewSubscriber {
+    pub email: String,
+    pub name: Option<String>,
+    /// Comma-separated topics.
+    pub topics: String,
+    pub topics_only: bool,
+}
+
+impl Store {
+    pub(super) fn subscriber_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Subscriber> {
+        Ok(Subscriber {
+            id: r.get("id")?,
+            email: r.get("email")?,
+            name: r.get("name")?,
+            status: Status::parse(&r.get::<_, String>("status")?),
+            topics: r.get("topics")?,
+            topics_only: r.get::<_, i64>("topics_only")? != 0,
+            token: r.get("token")?,
+            created_at: r.get("created_at")?,
+            updated_at: r.get("updated_at")?,
+        })
+    }
+
+    /// Adds subscribers in one transaction. An address already present is
+    /// reactivated when `reactivate` is set, else reported as a duplicate.
+    /// Returns, for each input, `Ok(id)` or `Err(reason)`.
+    #[tracing::instrument(skip(self, rows))]
+    pub fn add_subscribers(
+        &mut self,
+        rows: &[NewSubscriber],
+        now: DateTime<Utc>,
+        reactivate: bool,
+    ) -> Result<Vec<std::result::Result<i64, String>>> {
+        let path = self.path.clone();
+        let e = |context: &str| {
+            let path = path.clone();
+            let context = context.to_owned();
+            move |source| StoreError {
+                path,
+                context,
+                source,
+            }
+        };
+        let tx = self.conn.transaction().map_err(e("adding subscribers"))?;
+        let mut out = Vec::with_capacity(rows.len());
+        {
+            let mut find = tx
+                .prepare("SELECT id, status FROM subscribers WHERE email = ?1")
+                .map_err(e("adding subscribers"))?;
+            let mut insert = tx
+                .prepare("INSERT INTO subscribers (email, name, status, topics, topics_only, token, token_hash, created_at, updated_at) VALUES (?1, ?2, 'active', ?3, ?4, ?5, ?6, ?7, ?7)")
+                .map_err(e("adding subscribers"))?;
+            let mut update = tx
+                .prepare("UPDATE subscribers SET status = 'active', name = COALESCE(?2, name), topics = ?3, topics_only = ?4, updated_at = ?5 WHERE id = ?1")
+                .map_err(e("adding subscribers"))?;
+            for NewSubscriber {
+                email,
+                name,
+                topics,
+                topics_only,
+            } in rows
+            {
+                let existing: Option<(i64, String)> = find
+                    .query_row([email], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .optional()
+                    .map_err(e("adding subscribers"))?;
+                match existing {
+                    Some((id, _)) if reactivate => {
+                        update
+                            .execute(params![id, name, topics, topics_only, ts(now)])
+                            .map_err(e("adding subscribers"))?;
+                        out.push(Ok(id));
+                    }
+                    Some(_) => out.push(Err(format!("duplicate: {email} is already a subscriber"))),
+                    None => {
+                        let token = random_token();
+                        insert
+                            .execute(params![
+                                email,
+                                name,
+                                topics,
+                                topics_only,
+                                token,
+                                token_hash(&token),
+                                ts(now)
+                            ])
+                            .map_err(e("adding subscribers"))?;
+                        out.push(Ok(tx.last_insert_rowid()));
+                    }
+                }
+            }
+        }
+        tx.commit().map_err(e("adding subscribers"))?;
+        Ok(out)
+    }
+
+    /// Sets a subscriber's status; returns false when there is no such address.
+    pub fn set_status(&self, email: &str, status: Status, now: DateTime<Utc>) -> Result<bool> {
+        let n = self
+            .conn
+            .execute(
+                "UPDATE subscribers SET status = ?2, updated_at = ?3 WHERE email = ?1",
+                params![email, status.as_str(), ts(now)],
+            )
+            .map_err(self.err("updating a subscriber"))?;
+        Ok(n > 0)
+    }
+
+    /// Deletes a subscriber and their delivery history.
+    pub fn delete_subscriber(&self, email: &str) -> Result<bool> {
+        let n = self
+            .conn
+            .execute("DELETE FROM subscribers WHERE email = ?1", [email])
+            .map_err(self.err("deleting a subscriber"))?;
+        Ok(n > 0)
+    }
+
+    /// Every subscriber, by id.
+    pub fn subscribers(&self) -> Result<Vec<Subscriber>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT * FROM subscribers ORDER BY id")
+            .map_err(self.err("listing subscribers"))?;
+        let rows = stmt
+            .query_map([], Self::subscriber_from_row)
+            .map_err(self.err("listing subscribers"))?;
+        rows.collect::<rusqlite::Result<_>>()
+            .map_err(self.err("listing subscribers"))
+    }
+
+    /// The subscriber with this unsubscribe token. Looked up by the token's
+    /// hash, then compared in constant time.
+    pub fn subscriber_by_token(&self, token: &str) -> Result<Option<Subscriber>> {
+        use subtle::ConstantTimeEq;
+        let found = self
+            .conn
+            .query_row(
+                "SELECT * FROM subscribers WHERE token_hash = ?1",
+                [token_hash(token)],
+                Self::subscriber_from_row,
+            )
+            .optional()
+            .map_err(self.err("finding a subscriber"))?;
+        Ok(found.filter(|s| bool::from(s.token.as_bytes().ct_eq(token.as_bytes()))))
+    }
+
+    /// The subscriber with this address.
+    pub fn subscriber_by_email(&self, email: &str) -> Result<Option<Subscriber>> {
+        self.conn
+            .query_row(
+                "SELECT * FROM subscribers WHERE email = ?1",
+                [email],
+                Self::subscriber_from_row,
+            )
+            .optional()
+            .map_err(self.err("finding a subscriber"))
+    }
+}
