@@ -1,17 +1,22 @@
 //! dailydigest turns each day's news articles into a short digest and
 //! emails it to subscribers.
 //!
-//! Data flows one way: `ingest` reads articles into `Article`s, `text`
-//! splits them into sentences and words, `summarize` picks what matters,
-//! and `cli` wires the commands together. See `ARCHITECTURE` in the README.
+//! Layers point down only (README, "How it is built"):
+//! `cli` / `serve` → `pipeline` → `mail`, `render` → `digest` →
+//! `summarize`, `ingest` → `text`, `store`, `config`, `article`, `lock`.
+//! `pipeline` holds one day's flow over one open store; the cli parses,
+//! calls it, and prints.
 
 pub mod article;
 pub mod cli;
 pub mod config;
 pub mod digest;
 pub mod ingest;
+pub mod lock;
 pub mod mail;
+pub mod pipeline;
 pub mod render;
+pub mod serve;
 pub mod store;
 pub mod summarize;
 pub mod text;

@@ -10,16 +10,12 @@ use axum::routing::get;
 use axum::Router;
 use chrono::{NaiveDate, Utc};
 
-use super::load_templates;
-use crate::config::Config;
-use crate::render::{Recipient, Renderer};
-use crate::store::{Status, Store};
+use crate::pipeline::{Error, Pipeline, Result};
+use crate::store::Status;
 
 struct App {
-    store: Mutex<Store>,
-    renderer: Renderer,
+    pipeline: Mutex<Pipeline>,
     title: String,
-    base_url: String,
 }
 
 fn page(title: &str, body: &str) -> Html<String> {
@@ -35,14 +31,18 @@ fn not_found(title: &str) -> Response {
     (StatusCode::NOT_FOUND, page(title, "<p>This link is not valid. If you followed it from a digest, it may have been copied incompletely.</p>")).into_response()
 }
 
-fn lock(app: &App) -> std::sync::MutexGuard<'_, Store> {
-    app.store.lock().unwrap_or_else(|p| p.into_inner())
+fn lock(app: &App) -> std::sync::MutexGuard<'_, Pipeline> {
+    app.pipeline.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// The confirmation page: unsubscribing takes a deliberate click (mail
 /// scanners follow GET links; they do not submit forms).
 async fn unsubscribe_page(State(app): State<Arc<App>>, Path(token): Path<String>) -> Response {
-    let known = lock(&app).subscriber_by_token(&token).ok().flatten();
+    let known = lock(&app)
+        .store()
+        .subscriber_by_token(&token)
+        .ok()
+        .flatten();
     match known {
         Some(s) if s.status == Status::Active => page(
             &format!("Unsubscribe from {}", app.title),
@@ -73,7 +73,8 @@ async fn unsubscribe(
         )
             .into_response();
     }
-    let store = lock(&app);
+    let pipeline = lock(&app);
+    let store = pipeline.store();
     let Some(sub) = store.subscriber_by_token(&token).ok().flatten() else {
         return not_found(&app.title);
     };
@@ -95,9 +96,12 @@ async fn unsubscribe(
 
 fn render_edition(app: &App, date: &str) -> Option<crate::render::Rendered> {
     let date: NaiveDate = date.parse().ok()?;
-    let stored = lock(app).edition(date).ok().flatten()?;
-    app.renderer
-        .render(&stored.edition, &Recipient::preview(&app.base_url))
+    let pipeline = lock(app);
+    let stored = pipeline.stored_edition(date).ok().flatten()?;
+    pipeline
+        .renderer()
+        .ok()?
+        .render(&stored.edition, &pipeline.preview_recipient())
         .ok()
 }
 
@@ -119,17 +123,14 @@ async fn edition_text(State(app): State<Arc<App>>, Path(date): Path<String>) -> 
     }
 }
 
-pub(super) fn serve(
-    config: &Config,
-    listen: Option<String>,
-) -> anyhow::Result<std::process::ExitCode> {
-    let renderer = load_templates(config)?;
-    let store = Store::open(&config.db)?;
+/// Serves until Ctrl-C: one-click unsubscribe and the stored editions.
+/// The templates are checked before the server listens.
+pub fn serve(pipeline: Pipeline, listen: Option<String>) -> Result<()> {
+    pipeline.renderer()?;
+    let addr = listen.unwrap_or_else(|| pipeline.config().listen.clone());
     let app = Arc::new(App {
-        store: Mutex::new(store),
-        renderer,
-        title: config.title.clone(),
-        base_url: config.base_url.clone(),
+        title: pipeline.config().title.clone(),
+        pipeline: Mutex::new(pipeline),
     });
     let router = Router::new()
         .route(
@@ -139,21 +140,24 @@ pub(super) fn serve(
         .route("/editions/{date}", get(edition_html))
         .route("/editions/{date}/text", get(edition_text))
         .with_state(app);
-    let addr = listen.unwrap_or_else(|| config.listen.clone());
+    let io = |context: String| move |source| Error::Io { context, source };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
-        .build()?;
+        .build()
+        .map_err(io("starting the server".into()))?;
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(&addr)
             .await
-            .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
-        eprintln!("listening on http://{}", listener.local_addr()?);
+            .map_err(io(format!("cannot listen on {addr}")))?;
+        let local = listener
+            .local_addr()
+            .map_err(io(format!("cannot listen on {addr}")))?;
+        eprintln!("listening on http://{local}");
         axum::serve(listener, router)
             .with_graceful_shutdown(async {
                 let _ = tokio::signal::ctrl_c().await;
             })
-            .await?;
-        anyhow::Ok(())
-    })?;
-    Ok(std::process::ExitCode::SUCCESS)
+            .await
+            .map_err(io("serving".into()))
+    })
 }

@@ -8,10 +8,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use chrono::NaiveDate;
-use dailydigest::cli::build_edition;
 use dailydigest::config::Config;
 use dailydigest::digest::Edition;
 use dailydigest::ingest::Input;
+use dailydigest::pipeline::build_edition;
 use dailydigest::render::{Recipient, Renderer};
 use support::{chromium, root, CHROMIUM_FLAGS};
 

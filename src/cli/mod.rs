@@ -14,11 +14,11 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde::Serialize;
 
 use crate::article::Article;
-use crate::config::{Config, ConfigError};
-use crate::digest::{self, Edition, EditionOptions};
-use crate::ingest::{Ingest, Input};
-use crate::render::{self, Recipient, Renderer, TemplateError};
-use crate::summarize::{Budget, Engine, Summarizer, Summary};
+use crate::config::{Budget, Config, ConfigError};
+use crate::ingest::Input;
+use crate::pipeline::{Pipeline, SendOutcome};
+use crate::render::{self, TemplateError};
+use crate::summarize::Summary;
 
 /// Turn each day's news articles into a short digest.
 #[derive(Debug, Parser)]
@@ -341,7 +341,10 @@ pub fn report_error(err: &anyhow::Error) -> ExitCode {
     }
     eprintln!("digest: error: {err:#}");
     if err.chain().any(|e| {
-        e.downcast_ref::<ConfigError>().is_some() || e.downcast_ref::<TemplateError>().is_some()
+        e.downcast_ref::<ConfigError>().is_some()
+            || e.downcast_ref::<TemplateError>().is_some()
+            || e.downcast_ref::<crate::pipeline::Error>()
+                .is_some_and(crate::pipeline::Error::is_config)
     }) {
         ExitCode::from(2)
     } else {
@@ -362,29 +365,73 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         config.models = models;
     }
     match cli.command {
-        Command::Summarize(args) => summarize(&config, args),
-        Command::Preview(args) => preview(&config, args),
+        Command::Summarize(args) => summarize(Pipeline::in_memory(config)?, args),
+        Command::Preview(args) => {
+            // The database, when there is one, adds fetched articles and subscribers.
+            let pipeline = if config.db.is_file() || args.subscriber.is_some() {
+                Pipeline::open(config)?
+            } else {
+                Pipeline::in_memory(config)?
+            };
+            preview(&pipeline, args)
+        }
         Command::Init(args) => init(&args.dir),
         Command::Templates(TemplatesCommand::Check) => templates_check(&config),
-        Command::Send(args) => send(&config, args),
-        Command::Subscribers(cmd) => subscribers(&config, cmd),
-        Command::Fetch { json } => run::fetch(&config, json),
-        Command::Run(args) => run::run(&config, args),
-        Command::Serve { listen } => serve::serve(&config, listen),
+        Command::Send(args) => send::send(Pipeline::open(config)?, args),
+        Command::Subscribers(cmd) => subscribers::subscribers(Pipeline::open(config)?, cmd),
+        Command::Fetch { json } => run::fetch(&Pipeline::open(config)?, json),
+        Command::Run(args) => run::run(Pipeline::open(config)?, args),
+        Command::Serve { listen } => {
+            crate::serve::serve(Pipeline::open(config)?, listen)?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Model(ModelCommand::Info) => model::info(&config),
         Command::Model(ModelCommand::Check) => model::check(&config),
     }
 }
 
-/// Loads and checks the templates: the first thing `preview` and `send` do.
-pub fn load_templates(config: &Config) -> Result<Renderer, TemplateError> {
-    let renderer = Renderer::load(Some(&config.templates), &config.title)?;
-    renderer.check()?;
-    Ok(renderer)
+/// Says on stderr how a send ended (for `send` and `run`).
+fn print_send_outcome(outcome: &SendOutcome) {
+    match outcome {
+        SendOutcome::Locked(locked) => eprintln!("digest: {locked}"),
+        SendOutcome::DryRun(d) => match d.open_deliveries {
+            None => eprintln!(
+                "dry run: the edition of {} ({} stories) would go to {} active subscribers via {}",
+                d.date, d.stories, d.active_subscribers, d.transport
+            ),
+            Some(open) => eprintln!(
+                "dry run: the stored edition of {}; {open} deliveries open, {} active subscribers, via {}",
+                d.date, d.active_subscribers, d.transport
+            ),
+        },
+        SendOutcome::Unreachable { server, error } => eprintln!(
+            "digest: cannot reach the mail server {server}: {error}; nothing was sent, run again later"
+        ),
+        SendOutcome::Sent(summary) => {
+            eprintln!(
+                "edition of {}: {} sent, {} failed, {} retrying, {} skipped (already done), {} remaining{}",
+                summary.date,
+                summary.sent,
+                summary.failed,
+                summary.retrying,
+                summary.skipped,
+                summary.remaining,
+                if summary.resumed > 0 {
+                    format!(", {} resumed after an interrupted run", summary.resumed)
+                } else {
+                    String::new()
+                }
+            );
+            if let Some(reason) = &summary.stopped {
+                eprintln!("digest: the run stopped early: {reason}");
+            }
+        }
+    }
 }
 
 fn templates_check(config: &Config) -> anyhow::Result<ExitCode> {
-    let renderer = load_templates(config)?;
+    let pipeline = Pipeline::in_memory(config.clone())?;
+    let renderer = pipeline.renderer()?;
     let mut out = io::stdout().lock();
     for (name, origin) in renderer.origins() {
         writeln!(out, "ok  {name}  ({origin})")?;
@@ -392,171 +439,15 @@ fn templates_check(config: &Config) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Today in the configured time zone.
-pub(crate) fn today(config: &Config) -> chrono::NaiveDate {
-    chrono::Utc::now().with_timezone(&config.tz()).date_naive()
-}
-
-pub(crate) fn inputs_or_config(config: &Config, args: &[String]) -> Vec<Input> {
-    if args.is_empty() {
-        config
-            .inputs
-            .iter()
-            .map(|p| Input::Path(p.clone()))
-            .collect()
-    } else {
-        args.iter().map(|p| Input::parse(p)).collect()
-    }
-}
-
-/// A spinner on stderr while articles are read, only when stderr is a terminal.
-fn progress_bar() -> indicatif::ProgressBar {
-    if !io::stderr().is_terminal() {
-        return indicatif::ProgressBar::hidden();
-    }
-    let bar = indicatif::ProgressBar::new_spinner();
-    bar.set_style(
-        indicatif::ProgressStyle::with_template(
-            "{spinner} {pos} articles read ({per_sec}) {wide_msg}",
-        )
-        .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
-    );
-    bar.enable_steady_tick(std::time::Duration::from_millis(120));
-    bar
-}
-
-/// Reads, summarizes and assembles the edition of `date`. Returns it with
-/// the number of inputs skipped.
-pub fn build_edition(
-    config: &Config,
-    date: chrono::NaiveDate,
-    inputs: Vec<Input>,
-) -> anyhow::Result<(Edition, usize)> {
-    build_edition_cached(config, date, inputs, None)
-}
-
-/// The configured summarizer; a `summarizer = transformer` that cannot load
-/// is a configuration error (exit 2).
-pub(crate) fn engine(config: &Config) -> anyhow::Result<Engine> {
-    Engine::new(config).map_err(|message| {
-        crate::config::ConfigError::Invalid {
-            key: "summarizer",
-            message,
-        }
-        .into()
-    })
-}
-
-/// Says how many of `total` model summaries the guard replaced, and why
-/// (`Summary::fallback`).
-fn report_fallbacks<'a>(total: usize, reasons: impl Iterator<Item = &'a str>) {
-    let mut kinds: std::collections::BTreeMap<&str, usize> = Default::default();
-    for why in reasons {
-        *kinds
-            .entry(why.split(' ').next().unwrap_or(""))
-            .or_default() += 1;
-    }
-    let replaced: usize = kinds.values().sum();
-    if replaced > 0 {
-        let detail: Vec<String> = kinds.iter().map(|(k, n)| format!("{n} {k}")).collect();
-        tracing::warn!(
-            "{replaced} of {total} model summaries were degenerate ({}) and replaced by extractive ones",
-            detail.join(", ")
-        );
-    }
-}
-
-/// `build_edition`, with summaries cached in the database when one is given.
-pub fn build_edition_cached(
-    config: &Config,
-    date: chrono::NaiveDate,
-    inputs: Vec<Input>,
-    store: Option<&crate::store::Store>,
-) -> anyhow::Result<(Edition, usize)> {
-    let engine = engine(config)?;
-    let cached;
-    let summarizer: &dyn Summarizer = match store {
-        Some(store) => {
-            cached = crate::summarize::Cached::new(&engine, store);
-            &cached
-        }
-        None => &engine,
+fn preview(pipeline: &Pipeline, args: PreviewArgs) -> anyhow::Result<ExitCode> {
+    let renderer = pipeline.renderer()?;
+    let date = args.edition.date.unwrap_or_else(|| pipeline.today());
+    let built = pipeline.build(date, pipeline.inputs(&args.edition.inputs))?;
+    let (edition, recipient) = match &args.subscriber {
+        Some(email) => pipeline.copy_for(&built.edition, email)?,
+        None => (built.edition, pipeline.preview_recipient()),
     };
-    let bar = progress_bar();
-    // Files and folders, then the articles fetched from feeds for this date.
-    let fetched = match store.map(|s| s.articles_for(date)).transpose() {
-        Ok(articles) => articles.unwrap_or_default(),
-        Err(e) => {
-            tracing::warn!("{e}");
-            Vec::new()
-        }
-    };
-    let items = Ingest::new(inputs).chain(fetched.into_iter().map(Ok));
-    let gathered = digest::gather(items, date, summarizer, config.budget(), |a| {
-        bar.inc(1);
-        bar.set_message(a.origin.clone());
-    });
-    bar.finish_and_clear();
-    if gathered.other_dates > 0 {
-        tracing::info!(
-            "{} articles dated another day left out of the edition of {date}",
-            gathered.other_dates
-        );
-    }
-    let opts = EditionOptions {
-        date,
-        max_stories: config.max_stories,
-        top_stories: config.top_stories,
-        source_weights: config.weights(),
-        merge_threshold: config.merge_threshold,
-    };
-    if engine.transformer().is_some() {
-        report_fallbacks(
-            gathered.entries.len(),
-            gathered
-                .entries
-                .iter()
-                .filter_map(|e| e.summary.fallback.as_deref()),
-        );
-    }
-    let edition = digest::assemble(gathered.entries, &opts);
-    tracing::info!(
-        "edition of {date}: {} stories from {} articles",
-        edition.stories.len(),
-        edition.article_count
-    );
-    Ok((edition, gathered.skipped))
-}
-
-fn preview(config: &Config, args: PreviewArgs) -> anyhow::Result<ExitCode> {
-    let renderer = load_templates(config)?;
-    let date = args.edition.date.unwrap_or_else(|| today(config));
-    // The database, when there is one, adds fetched articles and subscribers.
-    let store = if config.db.is_file() || args.subscriber.is_some() {
-        Some(crate::store::Store::open(&config.db)?)
-    } else {
-        None
-    };
-    let (mut edition, skipped) = build_edition_cached(
-        config,
-        date,
-        inputs_or_config(config, &args.edition.inputs),
-        store.as_ref(),
-    )?;
-    let mut recipient = Recipient::preview(&config.base_url);
-    if let (Some(email), Some(store)) = (&args.subscriber, &store) {
-        let email = crate::mail::validate_address(email).map_err(|e| anyhow::anyhow!(e))?;
-        let sub = store
-            .subscriber_by_email(&email)?
-            .ok_or_else(|| anyhow::anyhow!("no subscriber {email}"))?;
-        edition = digest::personalize(&edition, &sub.topics, sub.topics_only);
-        let settings = send::message_settings(config)?;
-        recipient = Recipient {
-            name: sub.name.clone(),
-            email: sub.email.clone(),
-            unsubscribe_url: settings.unsubscribe_url(&sub),
-        };
-    }
+    let skipped = built.skipped;
     let format = if args.open {
         PreviewFormat::Html
     } else {
@@ -617,36 +508,8 @@ fn open_in_browser(path: &std::path::Path) {
     }
 }
 
-/// The commented configuration `digest init` writes.
-pub const EXAMPLE_CONFIG: &str = include_str!("../digest.example.toml");
-
 fn init(dir: &std::path::Path) -> anyhow::Result<ExitCode> {
-    let mut files: Vec<(PathBuf, &str)> =
-        vec![(dir.join(crate::config::DEFAULT_CONFIG_FILE), EXAMPLE_CONFIG)];
-    for (name, text) in render::BUILT_IN {
-        files.push((dir.join("templates").join(name), text));
-    }
-    let existing: Vec<String> = files
-        .iter()
-        .filter(|(p, _)| p.exists())
-        .map(|(p, _)| p.display().to_string())
-        .collect();
-    if !existing.is_empty() {
-        anyhow::bail!(
-            "refusing to overwrite existing files: {}",
-            existing.join(", ")
-        );
-    }
-    std::fs::create_dir_all(dir.join("templates"))
-        .with_context(|| format!("creating {}", dir.join("templates").display()))?;
-    for (path, text) in &files {
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(path)
-            .with_context(|| format!("creating {}", path.display()))?;
-        f.write_all(text.as_bytes())
-            .with_context(|| format!("writing {}", path.display()))?;
+    for path in crate::pipeline::init(dir)? {
         eprintln!("wrote {}", path.display());
     }
     Ok(ExitCode::SUCCESS)
@@ -664,7 +527,8 @@ struct ArticleSummary<'a> {
     sentences: &'a Summary,
 }
 
-fn summarize(config: &Config, args: SummarizeArgs) -> anyhow::Result<ExitCode> {
+fn summarize(pipeline: Pipeline, args: SummarizeArgs) -> anyhow::Result<ExitCode> {
+    let config = pipeline.config();
     let budget = Budget {
         sentences: args
             .sentences
@@ -674,87 +538,52 @@ fn summarize(config: &Config, args: SummarizeArgs) -> anyhow::Result<ExitCode> {
     let inputs: Vec<Input> = if args.jsonl {
         vec![Input::Stdin]
     } else {
-        inputs_or_config(config, &args.paths)
+        pipeline.inputs(&args.paths)
     };
-    let summarizer = engine(config)?;
-    let mut fallbacks = Vec::new();
     let stdout = io::stdout().lock();
     let mut out = BufWriter::new(stdout);
-    let mut skipped = 0usize;
     let mut count = 0usize;
-    // Articles are summarized `batch_size` at a time: a transformer runs
-    // them through the model together. Output keeps the input order.
-    let size = summarizer.batch_size().max(1);
-    let mut batch: Vec<Article> = Vec::new();
-    for item in Ingest::new(inputs).map(Some).chain(std::iter::once(None)) {
-        match item {
-            Some(Err(e)) => {
-                tracing::warn!("skipped {e}");
-                skipped += 1;
-                continue;
-            }
-            Some(Ok(article)) => {
-                batch.push(article);
-                if batch.len() < size {
-                    continue;
+    let done = pipeline.summarize_each(inputs, budget, |article, summary| {
+        if args.jsonl {
+            serde_json::to_writer(
+                &mut out,
+                &serde_json::json!({ "id": article.id, "summary": summary.lines() }),
+            )?;
+            out.write_all(b"\n")?;
+        } else {
+            match args.format {
+                OutputFormat::Text => write_text(&mut out, article, summary, count)?,
+                OutputFormat::Json => {
+                    out.write_all(if count == 0 { b"[\n" } else { b",\n" })?;
+                    let record = ArticleSummary {
+                        id: &article.id,
+                        headline: &article.title,
+                        date: article.date,
+                        source: article.source.as_deref(),
+                        url: article.url.as_deref(),
+                        summary: summary.lines(),
+                        sentences: summary,
+                    };
+                    serde_json::to_writer_pretty(&mut out, &record)?;
                 }
             }
-            None if batch.is_empty() => break,
-            None => {}
         }
-        let refs: Vec<&Article> = batch.iter().collect();
-        let results = summarizer.summarize_batch(&refs, budget);
-        for (article, result) in batch.drain(..).zip(results) {
-            let summary = match result {
-                Ok(s) => s,
-                Err(e) => {
-                    tracing::warn!("skipped {}: {e}", article.origin);
-                    skipped += 1;
-                    continue;
-                }
-            };
-            if let Some(why) = &summary.fallback {
-                fallbacks.push(why.clone());
-            }
-            if args.jsonl {
-                serde_json::to_writer(
-                    &mut out,
-                    &serde_json::json!({ "id": article.id, "summary": summary.lines() }),
-                )?;
-                out.write_all(b"\n")?;
-            } else {
-                match args.format {
-                    OutputFormat::Text => write_text(&mut out, &article, &summary, count)?,
-                    OutputFormat::Json => {
-                        out.write_all(if count == 0 { b"[\n" } else { b",\n" })?;
-                        let record = ArticleSummary {
-                            id: &article.id,
-                            headline: &article.title,
-                            date: article.date,
-                            source: article.source.as_deref(),
-                            url: article.url.as_deref(),
-                            summary: summary.lines(),
-                            sentences: &summary,
-                        };
-                        serde_json::to_writer_pretty(&mut out, &record)?;
-                    }
-                }
-            }
-            count += 1;
-        }
-    }
+        count += 1;
+        Ok(())
+    })?;
     if args.format == OutputFormat::Json && !args.jsonl {
-        out.write_all(if count == 0 { b"[]\n" } else { b"\n]\n" })?;
+        out.write_all(if done.count == 0 { b"[]\n" } else { b"\n]\n" })?;
     }
     out.flush().context("writing summaries")?;
-    if summarizer.transformer().is_some() {
-        report_fallbacks(count, fallbacks.iter().map(String::as_str));
-    }
-    if skipped > 0 {
-        tracing::warn!("{count} articles summarized, {skipped} skipped");
+    if done.skipped > 0 {
+        tracing::warn!(
+            "{} articles summarized, {} skipped",
+            done.count,
+            done.skipped
+        );
         return Ok(ExitCode::from(1));
     }
-    tracing::debug!("{count} articles summarized");
+    tracing::debug!("{} articles summarized", done.count);
     Ok(ExitCode::SUCCESS)
 }
 
@@ -787,8 +616,4 @@ fn write_text(
 mod model;
 mod run;
 mod send;
-mod serve;
 mod subscribers;
-
-use send::send;
-use subscribers::subscribers;

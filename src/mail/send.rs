@@ -22,7 +22,6 @@
 //! Message-ID), never a missing one.
 
 use std::collections::VecDeque;
-use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
@@ -32,8 +31,12 @@ use serde::Serialize;
 
 use super::message::{self, MessageSettings};
 use super::transport::{SendError, Transport};
+use crate::digest::Edition;
 use crate::render::{Recipient, Renderer};
-use crate::store::{Delivery, DeliveryState, Store, StoreError, StoredEdition};
+use crate::store::{Delivery, DeliveryState, Store, StoreError};
+
+/// The stored edition a run sends.
+type StoredEdition = crate::store::StoredEdition<Edition>;
 
 /// How a run sends.
 #[derive(Debug, Clone)]
@@ -152,10 +155,11 @@ impl RateLimit {
     }
 }
 
-/// Sends the stored edition to every active subscriber who has not had it.
+/// Sends the stored edition to every active subscriber who has not had it,
+/// through the process's one store handle (its workers share it).
 #[allow(clippy::too_many_arguments)]
 pub fn deliver(
-    db_path: &Path,
+    store: &mut Store,
     transport: &Transport,
     renderer: &Renderer,
     stored: &StoredEdition,
@@ -163,8 +167,7 @@ pub fn deliver(
     opts: &SendOptions,
     progress: &indicatif::ProgressBar,
 ) -> Result<RunSummary, DeliverError> {
-    let store = Store::open(db_path)?;
-    let date = stored.edition.date;
+    let date = stored.date;
     let planned = store.plan_deliveries(
         stored.id,
         |s| message::message_id(date, s, settings.domain()),
@@ -384,14 +387,14 @@ enum Outcome {
     Store(StoreError),
 }
 
-fn lock(store: &Mutex<Store>) -> std::sync::MutexGuard<'_, Store> {
+fn lock<'a, 's>(store: &'a Mutex<&'s mut Store>) -> std::sync::MutexGuard<'a, &'s mut Store> {
     store
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 fn send_one(
-    store: &Mutex<Store>,
+    store: &Mutex<&mut Store>,
     transport: &Transport,
     renderer: &Renderer,
     stored: &StoredEdition,
@@ -423,7 +426,7 @@ fn send_one(
     if !claimed {
         return Err(Outcome::Skipped);
     }
-    let name = format!("{}-{:07}", stored.edition.date, sub.id);
+    let name = format!("{}-{:07}", stored.date, sub.id);
     transport.send(&message, &name).map_err(Outcome::Send)?;
     lock(store)
         .mark_done(

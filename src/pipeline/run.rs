@@ -1,0 +1,176 @@
+//! The cron job: fetch the feeds, build today's edition, send it, under the
+//! run lock, over the one open store; and the JSON report it leaves.
+
+use std::time::Duration;
+
+use chrono::{NaiveDate, Utc};
+use serde::Serialize;
+
+use super::{Error, Pipeline, Result, SendOutcome, SendRequest};
+use crate::config::Config;
+use crate::ingest::feeds::{fetch_all, FeedReport};
+use crate::lock::{Locked, RunLock};
+use crate::mail::RunSummary;
+use crate::store::Store;
+
+/// What `digest run` does.
+#[derive(Debug, Clone, Default)]
+pub struct RunRequest {
+    /// The edition date [default: today in the configured time zone].
+    pub date: Option<NaiveDate>,
+    /// SMTP server URL, over `smtp_url`.
+    pub smtp: Option<String>,
+    /// Send an edition older than `max_edition_age_days`.
+    pub force: bool,
+}
+
+/// What `digest run` did, written to `run_report` (and stdout with --json).
+#[derive(Debug, Clone, Serialize)]
+pub struct RunReport {
+    pub started_at: String,
+    pub finished_at: String,
+    pub date: String,
+    pub exit_code: u8,
+    pub feeds: Vec<FeedReport>,
+    pub send: Option<RunSummary>,
+    pub error: Option<String>,
+}
+
+/// How a run ended.
+#[derive(Debug)]
+pub enum RunOutcome {
+    /// Another run holds the lock: nothing was done, no report written.
+    Locked(Locked),
+    /// The run went through (its report says how well); `send` is how the
+    /// sending step ended, when it got that far.
+    Ran(Box<Ran>),
+}
+
+/// A run that went through.
+#[derive(Debug)]
+pub struct Ran {
+    pub report: RunReport,
+    /// The report as written to `run_report`.
+    pub json: String,
+    pub send: Option<SendOutcome>,
+}
+
+pub(super) fn fetch_feeds(config: &Config, store: &Store) -> Result<Vec<FeedReport>> {
+    if config.feeds.is_empty() {
+        tracing::info!("no feeds configured");
+        return Ok(Vec::new());
+    }
+    let reports = fetch_all(
+        store,
+        &config.feeds,
+        config.tz(),
+        Utc::now(),
+        Duration::from_secs(config.fetch_timeout_secs),
+        config.feed_failure_threshold,
+    )?;
+    for r in &reports {
+        match &r.error {
+            None => tracing::info!(
+                "feed {}: {} ({} new articles)",
+                r.name,
+                r.status,
+                r.new_articles
+            ),
+            Some(e) => tracing::info!("feed {}: failed: {e}", r.name),
+        }
+    }
+    Ok(reports)
+}
+
+impl Pipeline {
+    /// Feeds whose failure has lasted `feed_failure_threshold` runs.
+    pub fn persistent_failures(&self, reports: &[FeedReport]) -> usize {
+        reports
+            .iter()
+            .filter(|r| r.consecutive_failures >= self.config.feed_failure_threshold)
+            .count()
+    }
+
+    /// `digest run`: the lock, the feeds, the edition, the send, the report.
+    /// A failing step ends the run with its error in the report (exit 2 for
+    /// a configuration problem, else 1); only writing the report itself can
+    /// fail here.
+    pub fn run(&mut self, request: &RunRequest) -> Result<RunOutcome> {
+        let started_at = Utc::now();
+        let date = request.date.unwrap_or_else(|| self.today());
+        let lock = match RunLock::acquire(&self.config.db)? {
+            Ok(lock) => lock,
+            Err(locked) => return Ok(RunOutcome::Locked(locked)),
+        };
+        let mut report = RunReport {
+            started_at: started_at.to_rfc3339(),
+            finished_at: String::new(),
+            date: date.to_string(),
+            exit_code: 0,
+            feeds: Vec::new(),
+            send: None,
+            error: None,
+        };
+        let mut send = None;
+        let outcome = (|| -> Result<u8> {
+            report.feeds = self.fetch()?;
+            let outcome = self.send_locked(&SendRequest {
+                date: Some(date),
+                inputs: Vec::new(),
+                smtp: request.smtp.clone(),
+                dry_run: false,
+                limit: None,
+                force: request.force,
+            })?;
+            report.send = outcome.summary().cloned();
+            let code = match outcome.exit_code() {
+                0 if self.persistent_failures(&report.feeds) > 0 => 1,
+                0 => 0,
+                2 => 2,
+                _ => 1,
+            };
+            send = Some(outcome);
+            Ok(code)
+        })();
+        report.exit_code = match outcome {
+            Ok(code) => code,
+            Err(e) => {
+                report.error = Some(format!("{:#}", anyhow_like(&e)));
+                if e.is_config() {
+                    2
+                } else {
+                    1
+                }
+            }
+        };
+        report.finished_at = Utc::now().to_rfc3339();
+        let json = serde_json::to_string_pretty(&report).expect("reports serialize") + "\n";
+        let path = &self.config.run_report;
+        let tmp = path.with_extension("json.tmp");
+        std::fs::write(&tmp, &json)
+            .and_then(|_| std::fs::rename(&tmp, path))
+            .map_err(Error::io(format!(
+                "writing the run report {}",
+                path.display()
+            )))?;
+        drop(lock);
+        Ok(RunOutcome::Ran(Box::new(Ran { report, json, send })))
+    }
+}
+
+/// An error with its chain of causes, `a: b: c`, as the cli prints it.
+fn anyhow_like(e: &Error) -> impl std::fmt::Display + '_ {
+    struct Chain<'a>(&'a Error);
+    impl std::fmt::Display for Chain<'_> {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "{}", self.0)?;
+            let mut source = std::error::Error::source(self.0);
+            while let Some(s) = source {
+                write!(f, ": {s}")?;
+                source = s.source();
+            }
+            Ok(())
+        }
+    }
+    Chain(e)
+}

@@ -1,0 +1,299 @@
+//! Sending the day's edition: check everything that can be wrong with the
+//! configuration, take the stored edition (or build and store it), reach the
+//! mail server, and run the delivery loop over the one open store.
+
+use std::io::{self, IsTerminal};
+use std::time::Duration;
+
+use chrono::{NaiveDate, Utc};
+
+use super::{Pipeline, Result, StoredEdition};
+use crate::config::{Config, ConfigError};
+use crate::ingest::Input;
+use crate::lock::{Locked, RunLock};
+use crate::mail::transport::{redact_url, TransportConfigError};
+use crate::mail::{
+    deliver, MessageSettings, RunSummary, SendError, SendOptions, Transport, TransportSettings,
+};
+use crate::store::{DeliveryState, Status};
+
+/// What to send.
+#[derive(Debug, Clone, Default)]
+pub struct SendRequest {
+    /// The edition date [default: today in the configured time zone].
+    pub date: Option<NaiveDate>,
+    /// Where the edition's articles come from when it is not stored yet.
+    pub inputs: Vec<Input>,
+    /// SMTP server URL, over `smtp_url`.
+    pub smtp: Option<String>,
+    /// Build and count; send and record nothing.
+    pub dry_run: bool,
+    /// At most this many messages.
+    pub limit: Option<usize>,
+    /// Send an edition older than `max_edition_age_days`.
+    pub force: bool,
+}
+
+/// What a dry run found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DryRun {
+    pub date: NaiveDate,
+    /// `Some(open deliveries)` when the edition was already stored; `None`
+    /// when it was built for the dry run (and not stored).
+    pub open_deliveries: Option<usize>,
+    pub stories: usize,
+    pub active_subscribers: usize,
+    pub transport: String,
+}
+
+/// How a send ended (errors aside).
+#[derive(Debug, Clone)]
+pub enum SendOutcome {
+    /// Another run holds the lock: nothing was done.
+    Locked(Locked),
+    DryRun(DryRun),
+    /// The mail server could not be reached: nothing was sent, run again later.
+    Unreachable {
+        server: String,
+        error: String,
+    },
+    /// The delivery loop ran.
+    Sent(RunSummary),
+}
+
+impl SendOutcome {
+    /// The exit status: 0 all done, 1 something failed or remains, 2 a
+    /// configuration problem the server told us about (login, TLS, a relay
+    /// that refuses us), 75 locked.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            SendOutcome::Locked(_) => crate::lock::EXIT_LOCKED,
+            SendOutcome::DryRun(_) => 0,
+            SendOutcome::Unreachable { .. } => 1,
+            SendOutcome::Sent(summary) => {
+                if summary.stopped.as_deref().is_some_and(|r| {
+                    r.contains("refused the login")
+                        || r.contains("TLS")
+                        || r.contains(crate::mail::send::BREAKER_REASON)
+                }) {
+                    2
+                } else if summary.complete() {
+                    0
+                } else {
+                    1
+                }
+            }
+        }
+    }
+
+    /// The delivery loop's summary, when it ran.
+    pub fn summary(&self) -> Option<&RunSummary> {
+        match self {
+            SendOutcome::Sent(summary) => Some(summary),
+            _ => None,
+        }
+    }
+}
+
+/// The SMTP password: DIGEST_SMTP_PASSWORD, else the first line of
+/// `smtp_password_file`.
+fn smtp_password(config: &Config) -> Result<Option<String>, ConfigError> {
+    if let Ok(p) = std::env::var("DIGEST_SMTP_PASSWORD") {
+        return Ok(Some(p));
+    }
+    match &config.smtp_password_file {
+        None => Ok(None),
+        Some(path) => {
+            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                path: path.clone(),
+                source,
+            })?;
+            Ok(Some(text.lines().next().unwrap_or("").to_owned()))
+        }
+    }
+}
+
+/// The sender, list id and unsubscribe links of every message.
+pub(super) fn message_settings(config: &Config) -> Result<MessageSettings, ConfigError> {
+    let from: lettre::message::Mailbox = config.from.parse().map_err(|e| ConfigError::Invalid {
+        key: "from",
+        message: format!("{:?}: {e}", config.from),
+    })?;
+    let list_id = config
+        .list_id
+        .clone()
+        .unwrap_or_else(|| format!("{} <list.{}>", config.title, from.email.domain()));
+    Ok(MessageSettings {
+        from,
+        list_id,
+        base_url: config.base_url.clone(),
+        unsubscribe_mailto: config.unsubscribe_mailto.clone(),
+    })
+}
+
+fn bar() -> indicatif::ProgressBar {
+    if !io::stderr().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new(0);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{bar:40} {pos}/{len} sent ({per_sec}, {eta} left)",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    bar
+}
+
+impl Pipeline {
+    /// `digest send`: holds the run lock (unless a dry run), so a manual
+    /// send beside the cron job cannot send the same edition twice.
+    pub fn send(&mut self, request: &SendRequest) -> Result<SendOutcome> {
+        let _lock = if request.dry_run {
+            None
+        } else {
+            match RunLock::acquire(&self.config.db)? {
+                Ok(lock) => Some(lock),
+                Err(locked) => return Ok(SendOutcome::Locked(locked)),
+            }
+        };
+        self.send_locked(request)
+    }
+
+    /// The work of `send` (and of `run` after fetching), the lock held.
+    pub(super) fn send_locked(&mut self, request: &SendRequest) -> Result<SendOutcome> {
+        // Everything that can be wrong with the configuration fails here,
+        // before any message is sent.
+        self.renderer()?;
+        let config = &self.config;
+        let settings = message_settings(config)?;
+        let smtp_url = request.smtp.clone().or_else(|| config.smtp_url.clone());
+        let transport_settings = TransportSettings {
+            smtp_url: smtp_url.clone(),
+            sendmail: config.sendmail.clone(),
+            outbox: config.outbox.clone(),
+            ca_file: config.smtp_ca_file.clone(),
+            timeout: Duration::from_secs(config.smtp_timeout_secs),
+            pool_size: config.concurrency as u32,
+        };
+        let transport = Transport::new(&transport_settings, smtp_password(config)?).map_err(
+            |TransportConfigError(m)| ConfigError::Invalid {
+                key: "smtp_url",
+                message: m,
+            },
+        )?;
+        let today = self.today();
+        let date = request.date.unwrap_or(today);
+        let age = (today - date).num_days();
+        if age > config.max_edition_age_days && !request.force {
+            return Err(ConfigError::Invalid {
+                key: "max_edition_age_days",
+                message: format!(
+                    "the edition of {date} is {age} days old (limit {}); use --force to send it late",
+                    config.max_edition_age_days
+                ),
+            }
+            .into());
+        }
+
+        let stored: StoredEdition = match self.store.edition(date)? {
+            Some(stored) => {
+                tracing::info!(
+                    "sending the stored edition of {date} (rendered {})",
+                    stored.rendered_at
+                );
+                stored
+            }
+            None => {
+                let built = self.build(date, request.inputs.clone())?;
+                if built.skipped > 0 {
+                    tracing::warn!(
+                        "{} inputs skipped while building the edition",
+                        built.skipped
+                    );
+                }
+                if request.dry_run {
+                    return Ok(SendOutcome::DryRun(DryRun {
+                        date,
+                        open_deliveries: None,
+                        stories: built.edition.stories.len(),
+                        active_subscribers: self.active_subscribers()?,
+                        transport: transport.describe(),
+                    }));
+                }
+                self.store.store_edition(date, &built.edition, Utc::now())?
+            }
+        };
+        if request.dry_run {
+            let open = self
+                .store
+                .deliveries(
+                    stored.id,
+                    &[
+                        DeliveryState::Pending,
+                        DeliveryState::Retry,
+                        DeliveryState::Sending,
+                    ],
+                )?
+                .len();
+            return Ok(SendOutcome::DryRun(DryRun {
+                date,
+                open_deliveries: Some(open),
+                stories: stored.edition.stories.len(),
+                active_subscribers: self.active_subscribers()?,
+                transport: transport.describe(),
+            }));
+        }
+        if stored.edition.stories.is_empty() {
+            tracing::warn!("the edition of {date} has no stories");
+        }
+
+        tracing::info!("sending via {}", transport.describe());
+        match transport.check() {
+            Ok(()) => {}
+            Err(SendError::Fatal(m)) => {
+                return Err(ConfigError::Invalid {
+                    key: "smtp_url",
+                    message: m,
+                }
+                .into())
+            }
+            Err(e) => {
+                return Ok(SendOutcome::Unreachable {
+                    server: smtp_url.as_deref().map(redact_url).unwrap_or_default(),
+                    error: e.to_string(),
+                })
+            }
+        }
+
+        let opts = SendOptions {
+            concurrency: self.config.concurrency,
+            rate_limit: self.config.rate_limit,
+            limit: request.limit,
+            max_attempts: self.config.max_attempts.max(1),
+            retry_base: Duration::from_millis(self.config.retry_base_ms),
+        };
+        let renderer = self.renderer.get().expect("loaded above");
+        let bar = bar();
+        let summary = deliver(
+            &mut self.store,
+            &transport,
+            renderer,
+            &stored,
+            &settings,
+            &opts,
+            &bar,
+        )?;
+        bar.finish_and_clear();
+        Ok(SendOutcome::Sent(summary))
+    }
+
+    fn active_subscribers(&self) -> Result<usize> {
+        Ok(self
+            .store
+            .subscribers()?
+            .iter()
+            .filter(|s| s.status == Status::Active)
+            .count())
+    }
+}
