@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use super::{ListFormat, SubscribersCommand};
 use crate::pipeline::Pipeline;
-use crate::store::Subscriber;
+use crate::store::Store;
 
 pub(super) fn subscribers(
     mut pipeline: Pipeline,
@@ -28,20 +28,16 @@ pub(super) fn subscribers(
             Ok(ExitCode::SUCCESS)
         }
         SubscribersCommand::List { format } | SubscribersCommand::Export { format } => {
-            write_list(&pipeline.store().subscribers()?, format)?;
+            write_list(pipeline.store(), format)?;
             Ok(ExitCode::SUCCESS)
         }
         SubscribersCommand::Import { file } => {
-            let report = pipeline.import_subscribers(&file)?;
-            for line in &report.rejected {
-                eprintln!("{line}");
-            }
+            let report = pipeline.import_subscribers(&file, |line| eprintln!("{line}"))?;
             eprintln!(
                 "imported {} subscribers, {} rows rejected",
-                report.added,
-                report.rejected.len()
+                report.added, report.rejected
             );
-            Ok(if report.rejected.is_empty() {
+            Ok(if report.rejected == 0 {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::from(1)
@@ -50,17 +46,31 @@ pub(super) fn subscribers(
     }
 }
 
-fn write_list(subs: &[Subscriber], format: ListFormat) -> anyhow::Result<()> {
-    let mut out = io::stdout().lock();
+/// Writes the list as it is read, one subscriber in memory at a time.
+fn write_list(store: &Store, format: ListFormat) -> anyhow::Result<()> {
+    let mut out = io::BufWriter::new(io::stdout().lock());
     match format {
         ListFormat::Json => {
-            serde_json::to_writer_pretty(&mut out, subs)?;
-            writeln!(out)?;
+            // serde_json's pretty array, one element at a time.
+            let mut first = true;
+            store.for_each_subscriber(|s| -> anyhow::Result<()> {
+                out.write_all(if first { b"[\n" } else { b",\n" })?;
+                first = false;
+                let item = serde_json::to_string_pretty(&s)?;
+                for (i, line) in item.lines().enumerate() {
+                    if i > 0 {
+                        out.write_all(b"\n")?;
+                    }
+                    write!(out, "  {line}")?;
+                }
+                Ok(())
+            })?;
+            out.write_all(if first { b"[]\n" } else { b"\n]\n" })?;
         }
         ListFormat::Csv => {
             let mut w = csv::Writer::from_writer(&mut out);
             w.write_record(["email", "name", "topics", "status", "created_at"])?;
-            for s in subs {
+            store.for_each_subscriber(|s| -> anyhow::Result<()> {
                 w.write_record([
                     s.email.as_str(),
                     s.name.as_deref().unwrap_or(""),
@@ -68,28 +78,19 @@ fn write_list(subs: &[Subscriber], format: ListFormat) -> anyhow::Result<()> {
                     s.status.as_str(),
                     &s.created_at,
                 ])?;
-            }
+                Ok(())
+            })?;
             w.flush()?;
         }
         ListFormat::Table => {
-            let width = subs
-                .iter()
-                .map(|s| s.email.chars().count())
-                .max()
-                .unwrap_or(5)
-                .max(5);
-            let name_width = subs
-                .iter()
-                .map(|s| s.name.as_deref().unwrap_or("").chars().count())
-                .max()
-                .unwrap_or(4)
-                .max(4);
+            let (width, name_width) = store.subscriber_widths()?;
+            let (width, name_width) = (width.max(5), name_width.max(4));
             writeln!(
                 out,
                 "{:<width$}  {:<name_width$}  {:<12}  TOPICS",
                 "EMAIL", "NAME", "STATUS"
             )?;
-            for s in subs {
+            store.for_each_subscriber(|s| -> anyhow::Result<()> {
                 writeln!(
                     out,
                     "{:<width$}  {:<name_width$}  {:<12}  {}",
@@ -98,7 +99,8 @@ fn write_list(subs: &[Subscriber], format: ListFormat) -> anyhow::Result<()> {
                     s.status.as_str(),
                     s.topics
                 )?;
-            }
+                Ok(())
+            })?;
         }
     }
     out.flush()?;

@@ -46,11 +46,17 @@ impl MessageSettings {
 /// crash carries the same one, so mail systems and readers can recognise it.
 /// It is a hash of the subscriber's token, so it reveals nothing.
 pub fn message_id(date: NaiveDate, subscriber: &Subscriber, domain: &str) -> String {
+    message_id_for(date, &subscriber.token, domain)
+}
+
+/// `message_id` from the subscriber's token alone (planning computes it
+/// inside SQLite).
+pub fn message_id_for(date: NaiveDate, token: &str, domain: &str) -> String {
     let mut h = Sha256::new();
     h.update(b"dailydigest message-id\0");
     h.update(date.to_string().as_bytes());
     h.update(b"\0");
-    h.update(subscriber.token.as_bytes());
+    h.update(token.as_bytes());
     let digest: String = h.finalize()[..12]
         .iter()
         .map(|b| format!("{b:02x}"))

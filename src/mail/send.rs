@@ -114,10 +114,28 @@ struct Job {
     attempts_this_run: u32,
 }
 
+/// Deliveries read from the store a page at a time (keyset pagination by
+/// subscriber id), so a run holds at most a page and the retries in memory,
+/// whatever the size of the list.
+#[derive(Debug, Clone, Copy)]
+struct Pages {
+    /// The last subscriber id read.
+    after: i64,
+    /// How many more may be read this run (`--limit`).
+    left: usize,
+}
+
+/// Deliveries per page.
+const PAGE: usize = 512;
+
 #[derive(Default)]
 struct Queue {
     ready: VecDeque<Job>,
     delayed: Vec<(Instant, Job)>,
+    /// `None` once every open delivery was read.
+    pages: Option<Pages>,
+    /// Deliveries read in `sending`: left there by a run that stopped.
+    resumed: usize,
     in_flight: usize,
     stop: Option<String>,
 }
@@ -168,60 +186,35 @@ pub fn deliver(
     progress: &indicatif::ProgressBar,
 ) -> Result<RunSummary, DeliverError> {
     let date = stored.date;
+    let domain = settings.domain().to_owned();
     let planned = store.plan_deliveries(
         stored.id,
-        |s| message::message_id(date, s, settings.domain()),
+        move |_, token| message::message_id_for(date, token, &domain),
         Utc::now(),
     )?;
     if planned > 0 {
         tracing::debug!("{planned} new deliveries planned");
     }
-    let all = store.deliveries(
-        stored.id,
-        &[
-            DeliveryState::Pending,
-            DeliveryState::Sending,
-            DeliveryState::Retry,
-            DeliveryState::Sent,
-            DeliveryState::Failed,
-        ],
-    )?;
+    // Counted by index; the deliveries themselves are read a page at a time.
+    let active = store.active_subscribers()?;
+    let open = store.open_counts(stored.id)?;
     let mut summary = RunSummary {
         date: date.to_string(),
         transport: transport.describe(),
-        subscribers: all.len(),
+        subscribers: active,
+        skipped: active.saturating_sub(open.total()),
         ..Default::default()
     };
-    let mut work: Vec<Delivery> = Vec::new();
-    for d in all {
-        match d.state {
-            DeliveryState::Sent | DeliveryState::Failed => summary.skipped += 1,
-            _ => work.push(d),
-        }
-    }
-    if let Some(limit) = opts.limit {
-        if work.len() > limit {
-            summary.remaining = work.len() - limit;
-            work.truncate(limit);
-        }
-    }
-    for d in work.iter().filter(|d| d.state == DeliveryState::Sending) {
-        tracing::warn!(
-            "{}: an earlier run stopped while sending; sending again with the same Message-ID",
-            d.subscriber.email
-        );
-        summary.resumed += 1;
-    }
-    progress.set_length(work.len() as u64);
+    let to_send = open.total().min(opts.limit.unwrap_or(usize::MAX));
+    // Beyond `--limit`: left for the next run.
+    summary.remaining = open.total() - to_send;
+    progress.set_length(to_send as u64);
 
     let queue = Mutex::new(Queue {
-        ready: work
-            .into_iter()
-            .map(|delivery| Job {
-                delivery,
-                attempts_this_run: 0,
-            })
-            .collect(),
+        pages: Some(Pages {
+            after: 0,
+            left: to_send,
+        }),
         ..Default::default()
     });
     let wake = Condvar::new();
@@ -234,11 +227,12 @@ pub fn deliver(
     let interrupted = AtomicUsize::new(0);
     let claimed_elsewhere = AtomicUsize::new(0);
     let shared = Mutex::new(store);
+    let fetch = |after: i64, n: usize| lock(&shared).open_deliveries(stored.id, after, n);
 
     std::thread::scope(|scope| {
         for _ in 0..opts.concurrency.max(1) {
             scope.spawn(|| {
-                while let Some(mut job) = next_job(&queue, &wake) {
+                while let Some(mut job) = next_job(&queue, &wake, &fetch) {
                     rate.wait();
                     // A panic in one send (a template, the transport) stops the
                     // run cleanly instead of leaving the other workers waiting.
@@ -334,15 +328,60 @@ pub fn deliver(
     }
     summary.failed = summary.failures.len();
     summary.retrying = retrying.into_inner() + q.delayed.len();
-    summary.remaining += q.ready.len() + interrupted.into_inner();
+    // Not attempted: what was read but not taken, what was never read (a
+    // limit, a stop), what a stopping error interrupted.
+    let unread = q.pages.as_ref().map_or(0, |p| p.left);
+    summary.resumed = q.resumed;
+    summary.remaining += q.ready.len() + unread + interrupted.into_inner();
     summary.skipped += claimed_elsewhere.into_inner();
     summary.stopped = q.stop;
     Ok(summary)
 }
 
-/// The next job, waiting for delayed retries to come due; `None` when
-/// everything is done or the run was stopped.
-fn next_job(queue: &Mutex<Queue>, wake: &Condvar) -> Option<Job> {
+/// The next page of open deliveries, and where the one after starts
+/// (`None`: nothing more to read).
+fn read_page(
+    pages: Pages,
+    fetch: &dyn Fn(i64, usize) -> Result<Vec<Delivery>, StoreError>,
+) -> Result<(Vec<Job>, Option<Pages>), StoreError> {
+    if pages.left == 0 {
+        return Ok((Vec::new(), None));
+    }
+    let want = pages.left.min(PAGE);
+    let page = fetch(pages.after, want)?;
+    let next = match page.last() {
+        Some(last) if page.len() == want => Some(Pages {
+            after: last.subscriber.id,
+            left: pages.left - want,
+        }),
+        _ => None,
+    };
+    let jobs = page
+        .into_iter()
+        .map(|delivery| {
+            if delivery.state == DeliveryState::Sending {
+                tracing::warn!(
+                    "{}: an earlier run stopped while sending; sending again with the same Message-ID",
+                    delivery.subscriber.email
+                );
+            }
+            Job {
+                delivery,
+                attempts_this_run: 0,
+            }
+        })
+        .collect();
+    Ok((jobs, next))
+}
+
+/// The next job, waiting for delayed retries to come due and reading the
+/// next page of deliveries when the queue runs dry; `None` when everything
+/// is done or the run was stopped.
+fn next_job(
+    queue: &Mutex<Queue>,
+    wake: &Condvar,
+    fetch: &dyn Fn(i64, usize) -> Result<Vec<Delivery>, StoreError>,
+) -> Option<Job> {
     let mut q = queue.lock().expect("queue lock");
     loop {
         if q.stop.is_some() {
@@ -356,6 +395,25 @@ fn next_job(queue: &Mutex<Queue>, wake: &Condvar) -> Option<Job> {
                 q.ready.push_back(job);
             } else {
                 i += 1;
+            }
+        }
+        if q.ready.is_empty() {
+            if let Some(pages) = q.pages {
+                match read_page(pages, fetch) {
+                    Ok((jobs, next)) => {
+                        q.resumed += jobs
+                            .iter()
+                            .filter(|j| j.delivery.state == DeliveryState::Sending)
+                            .count();
+                        q.ready.extend(jobs);
+                        q.pages = next;
+                    }
+                    Err(e) => {
+                        tracing::error!("{e}");
+                        q.stop = Some(format!("database error: {e}"));
+                        return None;
+                    }
+                }
             }
         }
         if let Some(job) = q.ready.pop_front() {

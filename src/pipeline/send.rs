@@ -15,7 +15,6 @@ use crate::mail::transport::{redact_url, TransportConfigError};
 use crate::mail::{
     deliver, MessageSettings, RunSummary, SendError, SendOptions, Transport, TransportSettings,
 };
-use crate::store::{DeliveryState, Status};
 
 /// What to send.
 #[derive(Debug, Clone, Default)]
@@ -217,7 +216,7 @@ impl Pipeline {
                         date,
                         open_deliveries: None,
                         stories: built.edition.stories.len(),
-                        active_subscribers: self.active_subscribers()?,
+                        active_subscribers: self.store.active_subscribers()?,
                         transport: transport.describe(),
                     }));
                 }
@@ -225,22 +224,12 @@ impl Pipeline {
             }
         };
         if request.dry_run {
-            let open = self
-                .store
-                .deliveries(
-                    stored.id,
-                    &[
-                        DeliveryState::Pending,
-                        DeliveryState::Retry,
-                        DeliveryState::Sending,
-                    ],
-                )?
-                .len();
+            let open = self.store.open_counts(stored.id)?.total();
             return Ok(SendOutcome::DryRun(DryRun {
                 date,
                 open_deliveries: Some(open),
                 stories: stored.edition.stories.len(),
-                active_subscribers: self.active_subscribers()?,
+                active_subscribers: self.store.active_subscribers()?,
                 transport: transport.describe(),
             }));
         }
@@ -286,14 +275,5 @@ impl Pipeline {
         )?;
         bar.finish_and_clear();
         Ok(SendOutcome::Sent(summary))
-    }
-
-    fn active_subscribers(&self) -> Result<usize> {
-        Ok(self
-            .store
-            .subscribers()?
-            .iter()
-            .filter(|s| s.status == Status::Active)
-            .count())
     }
 }

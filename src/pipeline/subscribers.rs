@@ -10,11 +10,10 @@ use crate::mail::{validate_address, validate_name};
 use crate::store::{NewSubscriber, Status};
 
 /// What an import did.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct ImportReport {
     pub added: usize,
-    /// One `file:line: reason` per rejected row, in file order.
-    pub rejected: Vec<String>,
+    pub rejected: usize,
 }
 
 fn check_row(email: &str, name: Option<&str>, topics: &str) -> Result<NewSubscriber, String> {
@@ -79,9 +78,15 @@ impl Pipeline {
         Ok(email)
     }
 
-    /// Imports `email,name[,topics[,topics_only]]` rows: the good rows in
-    /// one transaction, each bad row reported by line.
-    pub fn import_subscribers(&mut self, file: &Path) -> Result<ImportReport> {
+    /// Imports `email,name[,topics[,topics_only]]` rows, streamed: the good
+    /// rows in one transaction, each bad row given to `rejected` as
+    /// `file:line: reason` as it is found. Memory stays flat whatever the
+    /// file's size.
+    pub fn import_subscribers(
+        &mut self,
+        file: &Path,
+        mut rejected: impl FnMut(&str),
+    ) -> Result<ImportReport> {
         let shown = file.display().to_string();
         let mut reader = csv::ReaderBuilder::new()
             .has_headers(false)
@@ -90,31 +95,23 @@ impl Pipeline {
             .comment(Some(b'#'))
             .from_path(file)
             .map_err(|e| Error::Invalid(format!("reading {shown}: {e}")))?;
-        let mut report = ImportReport::default();
-        let mut good: Vec<(u64, NewSubscriber)> = Vec::new();
-        let mut seen = std::collections::HashSet::new();
-        for (i, record) in reader.records().enumerate() {
+        let rows = reader.records().enumerate().filter_map(|(i, record)| {
             let line = i as u64 + 1;
             let record = match record {
                 Ok(r) => r,
                 Err(e) => {
                     let line = e.position().map_or(line, |p| p.line());
-                    report
-                        .rejected
-                        .push(format!("{shown}:{line}: unreadable row: {e}"));
-                    continue;
+                    return Some((line, Err(format!("unreadable row: {e}"))));
                 }
             };
             let line = record.position().map_or(line, |p| p.line());
             let email = record.get(0).unwrap_or("");
-            if line == 1 && email.eq_ignore_ascii_case("email") {
-                continue;
+            if (line == 1 && email.eq_ignore_ascii_case("email"))
+                || record.iter().all(str::is_empty)
+            {
+                return None;
             }
-            if record.iter().all(str::is_empty) {
-                continue;
-            }
-            let only = record.get(3).unwrap_or("");
-            let topics_only = match only.to_ascii_lowercase().as_str() {
+            let topics_only = match record.get(3).unwrap_or("").to_ascii_lowercase().as_str() {
                 "" | "no" | "false" | "0" => Ok(false),
                 "yes" | "only" | "true" | "1" => Ok(true),
                 other => Err(format!("invalid topics_only {other:?} (yes or no)")),
@@ -123,23 +120,17 @@ impl Pipeline {
                 check_row(email, record.get(1), record.get(2).unwrap_or("")).and_then(|row| {
                     topics_only.map(|topics_only| NewSubscriber { topics_only, ..row })
                 });
-            match row {
-                Ok(row) if !seen.insert(row.email.to_lowercase()) => report.rejected.push(format!(
-                    "{shown}:{line}: duplicate: {} appears earlier in the file",
-                    row.email
-                )),
-                Ok(row) => good.push((line, row)),
-                Err(e) => report.rejected.push(format!("{shown}:{line}: {e}")),
-            }
-        }
-        let rows: Vec<NewSubscriber> = good.iter().map(|(_, r)| r.clone()).collect();
-        let results = self.store.add_subscribers(&rows, Utc::now(), false)?;
-        for ((line, _), result) in good.iter().zip(results) {
-            match result {
+            Some((line, row))
+        });
+        let mut report = ImportReport::default();
+        self.store
+            .add_subscribers_each(rows, Utc::now(), false, |line, result| match result {
                 Ok(_) => report.added += 1,
-                Err(e) => report.rejected.push(format!("{shown}:{line}: {e}")),
-            }
-        }
+                Err(e) => {
+                    report.rejected += 1;
+                    rejected(&format!("{shown}:{line}: {e}"));
+                }
+            })?;
         Ok(report)
     }
 }

@@ -52,52 +52,168 @@ pub struct Delivery {
     pub next_attempt_at: Option<DateTime<Utc>>,
 }
 
+/// Open deliveries of active subscribers after a subscriber id, in id
+/// order: one index range per open state (`deliveries_state`: edition,
+/// state, subscriber), merged. `CROSS JOIN` keeps the deliveries index as
+/// the outer loop (the subscriber is a primary-key lookup), so a page costs
+/// its own size, whatever the list's.
+pub(super) const OPEN_PAGE: &str = "
+    SELECT d.subscriber_id AS sid, d.state, d.attempts, d.last_error, d.message_id, d.next_attempt_at, s.*
+      FROM deliveries d CROSS JOIN subscribers s ON s.id = d.subscriber_id
+     WHERE d.edition_id = ?1 AND d.state = 'sending' AND d.subscriber_id > ?2 AND s.status = 'active'
+    UNION ALL
+    SELECT d.subscriber_id AS sid, d.state, d.attempts, d.last_error, d.message_id, d.next_attempt_at, s.*
+      FROM deliveries d CROSS JOIN subscribers s ON s.id = d.subscriber_id
+     WHERE d.edition_id = ?1 AND d.state = 'retry' AND d.subscriber_id > ?2 AND s.status = 'active'
+    UNION ALL
+    SELECT d.subscriber_id AS sid, d.state, d.attempts, d.last_error, d.message_id, d.next_attempt_at, s.*
+      FROM deliveries d CROSS JOIN subscribers s ON s.id = d.subscriber_id
+     WHERE d.edition_id = ?1 AND d.state = 'pending' AND d.subscriber_id > ?2 AND s.status = 'active'
+    ORDER BY sid LIMIT ?3";
+
+/// Open deliveries of active subscribers, by state: only the open entries
+/// of the state index are visited.
+pub(super) const OPEN_COUNTS: &str = "
+    SELECT d.state, COUNT(*)
+      FROM deliveries d CROSS JOIN subscribers s ON s.id = d.subscriber_id
+     WHERE d.edition_id = ?1 AND d.state IN ('pending', 'retry', 'sending') AND s.status = 'active'
+     GROUP BY d.state";
+
+/// A pending delivery for every active subscriber who has none yet, in one
+/// statement; the Message-ID comes from the caller's function.
+pub(super) const PLAN: &str = "
+    INSERT OR IGNORE INTO deliveries (edition_id, subscriber_id, state, message_id, created_at, updated_at)
+    SELECT ?1, s.id, 'pending', digest_message_id(s.id, s.token), ?2, ?2
+      FROM subscribers s INDEXED BY subscribers_status
+     WHERE s.status = 'active'
+       AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.edition_id = ?1 AND d.subscriber_id = s.id)";
+
+/// Claims a delivery: only one still open, to a subscriber still active
+/// (both by primary key).
+pub(super) const MARK_SENDING: &str = "
+    UPDATE deliveries SET state = 'sending', attempts = attempts + 1, updated_at = ?3
+     WHERE edition_id = ?1 AND subscriber_id = ?2 AND state IN ('pending', 'retry', 'sending')
+       AND EXISTS (SELECT 1 FROM subscribers s WHERE s.id = deliveries.subscriber_id AND s.status = 'active')";
+
+pub(super) const MARK_DONE: &str = "
+    UPDATE deliveries SET state = ?3, last_error = ?4, next_attempt_at = ?5, updated_at = ?6, sent_at = COALESCE(?7, sent_at)
+     WHERE edition_id = ?1 AND subscriber_id = ?2";
+
+pub(super) const DELIVERY_COUNTS: &str =
+    "SELECT state, COUNT(*) FROM deliveries WHERE edition_id = ?1 GROUP BY state ORDER BY state";
+
+/// The open deliveries of an edition, by state.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OpenCounts {
+    pub pending: usize,
+    pub retry: usize,
+    /// Left in `sending` by a run that stopped mid-send.
+    pub sending: usize,
+}
+
+impl OpenCounts {
+    pub fn total(&self) -> usize {
+        self.pending + self.retry + self.sending
+    }
+}
+
+fn delivery_from_row(edition_id: i64, r: &rusqlite::Row<'_>) -> rusqlite::Result<Delivery> {
+    Ok(Delivery {
+        edition_id,
+        state: DeliveryState::parse(&r.get::<_, String>("state")?),
+        attempts: r.get("attempts")?,
+        last_error: r.get("last_error")?,
+        message_id: r.get("message_id")?,
+        next_attempt_at: r
+            .get::<_, Option<String>>("next_attempt_at")?
+            .and_then(|t| DateTime::parse_from_rfc3339(&t).ok())
+            .map(|t| t.with_timezone(&Utc)),
+        subscriber: Store::subscriber_from_row(r)?,
+    })
+}
+
 impl Store {
     /// Creates a pending delivery for every active subscriber who has none
-    /// for this edition yet. Returns how many were created.
+    /// for this edition yet, in one set-based statement (nothing is loaded
+    /// into memory). `message_id(subscriber id, token)` names each message.
+    /// Returns how many were created.
     pub fn plan_deliveries(
         &self,
         edition_id: i64,
-        message_id: impl Fn(&Subscriber) -> String,
+        message_id: impl Fn(i64, &str) -> String + Send + 'static,
         now: DateTime<Utc>,
     ) -> Result<usize> {
-        let missing: Vec<Subscriber> = {
-            let mut stmt = self
-                .conn
-                .prepare(
-                    "SELECT s.* FROM subscribers s WHERE s.status = 'active' AND NOT EXISTS
-                     (SELECT 1 FROM deliveries d WHERE d.edition_id = ?1 AND d.subscriber_id = s.id) ORDER BY s.id",
-                )
-                .map_err(self.err("planning deliveries"))?;
-            let rows = stmt
-                .query_map([edition_id], Self::subscriber_from_row)
-                .map_err(self.err("planning deliveries"))?;
-            rows.collect::<rusqlite::Result<_>>()
-                .map_err(self.err("planning deliveries"))?
-        };
-        let tx = self
-            .conn
-            .unchecked_transaction()
+        use rusqlite::functions::FunctionFlags;
+        self.conn
+            .create_scalar_function(
+                "digest_message_id",
+                2,
+                FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC,
+                move |ctx| {
+                    let id: i64 = ctx.get(0)?;
+                    let token: String = ctx.get(1)?;
+                    Ok(message_id(id, &token))
+                },
+            )
             .map_err(self.err("planning deliveries"))?;
-        {
-            let mut insert = tx
-                .prepare(
-                    "INSERT OR IGNORE INTO deliveries (edition_id, subscriber_id, state, message_id, created_at, updated_at)
-                     VALUES (?1, ?2, 'pending', ?3, ?4, ?4)",
-                )
-                .map_err(self.err("planning deliveries"))?;
-            for s in &missing {
-                insert
-                    .execute(params![edition_id, s.id, message_id(s), ts(now)])
-                    .map_err(self.err("planning deliveries"))?;
+        let planned = self
+            .conn
+            .execute(PLAN, params![edition_id, ts(now)])
+            .map_err(self.err("planning deliveries"));
+        let _ = self.conn.remove_function("digest_message_id", 2);
+        planned
+    }
+
+    /// At most `limit` open deliveries (pending, retry, or left `sending` by
+    /// a stopped run) of active subscribers whose id is above `after`, by
+    /// subscriber id: the send loop's pages (keyset pagination).
+    pub fn open_deliveries(
+        &self,
+        edition_id: i64,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<Delivery>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(OPEN_PAGE)
+            .map_err(self.err("reading deliveries"))?;
+        let rows = stmt
+            .query_map(params![edition_id, after, limit as i64], |r| {
+                delivery_from_row(edition_id, r)
+            })
+            .map_err(self.err("reading deliveries"))?;
+        rows.collect::<rusqlite::Result<_>>()
+            .map_err(self.err("reading deliveries"))
+    }
+
+    /// How many deliveries of active subscribers are open, by state.
+    pub fn open_counts(&self, edition_id: i64) -> Result<OpenCounts> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(OPEN_COUNTS)
+            .map_err(self.err("counting deliveries"))?;
+        let mut counts = OpenCounts::default();
+        let rows = stmt
+            .query_map([edition_id], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as usize))
+            })
+            .map_err(self.err("counting deliveries"))?;
+        for row in rows {
+            let (state, n) = row.map_err(self.err("counting deliveries"))?;
+            match DeliveryState::parse(&state) {
+                DeliveryState::Pending => counts.pending = n,
+                DeliveryState::Retry => counts.retry = n,
+                DeliveryState::Sending => counts.sending = n,
+                _ => {}
             }
         }
-        tx.commit().map_err(self.err("planning deliveries"))?;
-        Ok(missing.len())
+        Ok(counts)
     }
 
     /// Deliveries of an edition in the given states, by subscriber id,
-    /// leaving out subscribers who are no longer active.
+    /// leaving out subscribers who are no longer active. The whole list:
+    /// for tests; the send loop pages with `open_deliveries`.
+    #[cfg(test)]
     pub fn deliveries(&self, edition_id: i64, states: &[DeliveryState]) -> Result<Vec<Delivery>> {
         let mut stmt = self
             .conn
@@ -108,20 +224,7 @@ impl Store {
             )
             .map_err(self.err("reading deliveries"))?;
         let rows = stmt
-            .query_map([edition_id], |r| {
-                Ok(Delivery {
-                    edition_id,
-                    state: DeliveryState::parse(&r.get::<_, String>(0)?),
-                    attempts: r.get(1)?,
-                    last_error: r.get(2)?,
-                    message_id: r.get(3)?,
-                    next_attempt_at: r
-                        .get::<_, Option<String>>(4)?
-                        .and_then(|t| DateTime::parse_from_rfc3339(&t).ok())
-                        .map(|t| t.with_timezone(&Utc)),
-                    subscriber: Self::subscriber_from_row(r)?,
-                })
-            })
+            .query_map([edition_id], |r| delivery_from_row(edition_id, r))
             .map_err(self.err("reading deliveries"))?;
         let all: Vec<Delivery> = rows
             .collect::<rusqlite::Result<_>>()
@@ -136,7 +239,7 @@ impl Store {
     pub fn delivery_counts(&self, edition_id: i64) -> Result<Vec<(DeliveryState, usize)>> {
         let mut stmt = self
             .conn
-            .prepare("SELECT state, COUNT(*) FROM deliveries WHERE edition_id = ?1 GROUP BY state ORDER BY state")
+            .prepare_cached(DELIVERY_COUNTS)
             .map_err(self.err("counting deliveries"))?;
         let rows = stmt
             .query_map([edition_id], |r| {
@@ -152,22 +255,18 @@ impl Store {
 
     /// Marks a delivery as being sent, in its own transaction, before the
     /// message leaves: a crash after this point is recognised by the next run.
+    /// Only a delivery that is still open, to a subscriber who is still
+    /// active: someone who unsubscribed mid-run gets nothing more.
     pub fn mark_sending(
         &self,
         edition_id: i64,
         subscriber_id: i64,
         now: DateTime<Utc>,
     ) -> Result<bool> {
-        // Only a delivery that is still open, to a subscriber who is still
-        // active: someone who unsubscribed mid-run gets nothing more.
         let n = self
             .conn
-            .execute(
-                "UPDATE deliveries SET state = 'sending', attempts = attempts + 1, updated_at = ?3
-                 WHERE edition_id = ?1 AND subscriber_id = ?2 AND state IN ('pending', 'retry', 'sending')
-                 AND subscriber_id IN (SELECT id FROM subscribers WHERE status = 'active')",
-                params![edition_id, subscriber_id, ts(now)],
-            )
+            .prepare_cached(MARK_SENDING)
+            .and_then(|mut stmt| stmt.execute(params![edition_id, subscriber_id, ts(now)]))
             .map_err(self.err("recording a delivery"))?;
         Ok(n > 0)
     }
@@ -184,11 +283,18 @@ impl Store {
     ) -> Result<()> {
         let sent_at = (state == DeliveryState::Sent).then(|| ts(now));
         self.conn
-            .execute(
-                "UPDATE deliveries SET state = ?3, last_error = ?4, next_attempt_at = ?5, updated_at = ?6, sent_at = COALESCE(?7, sent_at)
-                 WHERE edition_id = ?1 AND subscriber_id = ?2",
-                params![edition_id, subscriber_id, state.as_str(), error, next_attempt_at.map(ts), ts(now), sent_at],
-            )
+            .prepare_cached(MARK_DONE)
+            .and_then(|mut stmt| {
+                stmt.execute(params![
+                    edition_id,
+                    subscriber_id,
+                    state.as_str(),
+                    error,
+                    next_attempt_at.map(ts),
+                    ts(now),
+                    sent_at
+                ])
+            })
             .map_err(self.err("recording a delivery"))?;
         Ok(())
     }

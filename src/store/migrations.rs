@@ -73,6 +73,13 @@ pub(super) const MIGRATIONS: &[&str] = &[
     CREATE INDEX articles_link ON articles (link);
     CREATE INDEX articles_hash ON articles (content_hash);
     CREATE INDEX articles_date ON articles (edition_date);",
+    // 3: every statement of the send loop by index. The state index gains
+    // the subscriber id, so the open deliveries are read in pages (keyset
+    // pagination) straight from it; subscribers by status for planning and
+    // counting.
+    "DROP INDEX deliveries_state;
+    CREATE INDEX deliveries_state ON deliveries (edition_id, state, subscriber_id);
+    CREATE INDEX subscribers_status ON subscribers (status);",
 ];
 
 impl Store {

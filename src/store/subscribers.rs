@@ -76,6 +76,9 @@ pub struct NewSubscriber {
     pub topics_only: bool,
 }
 
+/// Active subscribers, counted from the status index.
+pub(super) const ACTIVE_COUNT: &str = "SELECT COUNT(*) FROM subscribers WHERE status = 'active'";
+
 impl Store {
     pub(super) fn subscriber_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Subscriber> {
         Ok(Subscriber {
@@ -94,13 +97,36 @@ impl Store {
     /// Adds subscribers in one transaction. An address already present is
     /// reactivated when `reactivate` is set, else reported as a duplicate.
     /// Returns, for each input, `Ok(id)` or `Err(reason)`.
-    #[tracing::instrument(skip(self, rows))]
     pub fn add_subscribers(
         &mut self,
         rows: &[NewSubscriber],
         now: DateTime<Utc>,
         reactivate: bool,
     ) -> Result<Vec<std::result::Result<i64, String>>> {
+        let mut out = Vec::with_capacity(rows.len());
+        self.add_subscribers_each(
+            rows.iter().map(|r| ((), Ok(r.clone()))),
+            now,
+            reactivate,
+            |(), result| out.push(result),
+        )?;
+        Ok(out)
+    }
+
+    /// Adds subscribers as they come, in one transaction, holding one row
+    /// at a time (an import of a million rows streams through). Each item
+    /// carries a tag (a line number) and the row or why it was rejected;
+    /// `each` gets the tag back with the new (or reactivated) id or the
+    /// reason. An address added earlier by the same call is reported as
+    /// appearing earlier in the input.
+    #[tracing::instrument(skip_all)]
+    pub fn add_subscribers_each<T>(
+        &mut self,
+        rows: impl IntoIterator<Item = (T, std::result::Result<NewSubscriber, String>)>,
+        now: DateTime<Utc>,
+        reactivate: bool,
+        mut each: impl FnMut(T, std::result::Result<i64, String>),
+    ) -> Result<()> {
         let path = self.path.clone();
         let e = |context: &str| {
             let path = path.clone();
@@ -112,10 +138,14 @@ impl Store {
             }
         };
         let tx = self.conn.transaction().map_err(e("adding subscribers"))?;
-        let mut out = Vec::with_capacity(rows.len());
         {
+            let before: i64 = tx
+                .query_row("SELECT COALESCE(MAX(id), 0) FROM subscribers", [], |r| {
+                    r.get(0)
+                })
+                .map_err(e("adding subscribers"))?;
             let mut find = tx
-                .prepare("SELECT id, status FROM subscribers WHERE email = ?1")
+                .prepare("SELECT id FROM subscribers WHERE email = ?1")
                 .map_err(e("adding subscribers"))?;
             let mut insert = tx
                 .prepare("INSERT INTO subscribers (email, name, status, topics, topics_only, token, token_hash, created_at, updated_at) VALUES (?1, ?2, 'active', ?3, ?4, ?5, ?6, ?7, ?7)")
@@ -123,25 +153,34 @@ impl Store {
             let mut update = tx
                 .prepare("UPDATE subscribers SET status = 'active', name = COALESCE(?2, name), topics = ?3, topics_only = ?4, updated_at = ?5 WHERE id = ?1")
                 .map_err(e("adding subscribers"))?;
-            for NewSubscriber {
-                email,
-                name,
-                topics,
-                topics_only,
-            } in rows
-            {
-                let existing: Option<(i64, String)> = find
-                    .query_row([email], |r| Ok((r.get(0)?, r.get(1)?)))
+            for (tag, row) in rows {
+                let NewSubscriber {
+                    email,
+                    name,
+                    topics,
+                    topics_only,
+                } = match row {
+                    Ok(row) => row,
+                    Err(reason) => {
+                        each(tag, Err(reason));
+                        continue;
+                    }
+                };
+                let existing: Option<i64> = find
+                    .query_row([&email], |r| r.get(0))
                     .optional()
                     .map_err(e("adding subscribers"))?;
-                match existing {
-                    Some((id, _)) if reactivate => {
+                let result = match existing {
+                    Some(id) if id > before => {
+                        Err(format!("duplicate: {email} appears earlier in the file"))
+                    }
+                    Some(id) if reactivate => {
                         update
                             .execute(params![id, name, topics, topics_only, ts(now)])
                             .map_err(e("adding subscribers"))?;
-                        out.push(Ok(id));
+                        Ok(id)
                     }
-                    Some(_) => out.push(Err(format!("duplicate: {email} is already a subscriber"))),
+                    Some(_) => Err(format!("duplicate: {email} is already a subscriber")),
                     None => {
                         let token = random_token();
                         insert
@@ -155,13 +194,14 @@ impl Store {
                                 ts(now)
                             ])
                             .map_err(e("adding subscribers"))?;
-                        out.push(Ok(tx.last_insert_rowid()));
+                        Ok(tx.last_insert_rowid())
                     }
-                }
+                };
+                each(tag, result);
             }
         }
         tx.commit().map_err(e("adding subscribers"))?;
-        Ok(out)
+        Ok(())
     }
 
     /// Sets a subscriber's status; returns false when there is no such address.
@@ -185,16 +225,52 @@ impl Store {
         Ok(n > 0)
     }
 
-    /// Every subscriber, by id.
+    /// Every subscriber, by id. The whole list: for small lists and tests;
+    /// `for_each_subscriber` streams.
     pub fn subscribers(&self) -> Result<Vec<Subscriber>> {
+        let mut out = Vec::new();
+        self.for_each_subscriber(|s| {
+            out.push(s);
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    /// Calls `each` with every subscriber, by id, one row in memory at a
+    /// time. An error from `each` stops the walk and is returned.
+    pub fn for_each_subscriber<E: From<StoreError>>(
+        &self,
+        mut each: impl FnMut(Subscriber) -> std::result::Result<(), E>,
+    ) -> std::result::Result<(), E> {
         let mut stmt = self
             .conn
             .prepare("SELECT * FROM subscribers ORDER BY id")
             .map_err(self.err("listing subscribers"))?;
-        let rows = stmt
-            .query_map([], Self::subscriber_from_row)
-            .map_err(self.err("listing subscribers"))?;
-        rows.collect::<rusqlite::Result<_>>()
+        let mut rows = stmt.query([]).map_err(self.err("listing subscribers"))?;
+        while let Some(row) = rows.next().map_err(self.err("listing subscribers"))? {
+            let sub = Self::subscriber_from_row(row).map_err(self.err("listing subscribers"))?;
+            each(sub)?;
+        }
+        Ok(())
+    }
+
+    /// How many subscribers are active (by the status index).
+    pub fn active_subscribers(&self) -> Result<usize> {
+        self.conn
+            .query_row(ACTIVE_COUNT, [], |r| r.get::<_, i64>(0))
+            .map(|n| n as usize)
+            .map_err(self.err("counting subscribers"))
+    }
+
+    /// The longest address and name, in characters (for aligned listings
+    /// without holding the list).
+    pub fn subscriber_widths(&self) -> Result<(usize, usize)> {
+        self.conn
+            .query_row(
+                "SELECT COALESCE(MAX(LENGTH(email)), 0), COALESCE(MAX(LENGTH(name)), 0) FROM subscribers",
+                [],
+                |r| Ok((r.get::<_, i64>(0)? as usize, r.get::<_, i64>(1)? as usize)),
+            )
             .map_err(self.err("listing subscribers"))
     }
 
