@@ -56,7 +56,8 @@ fn bench(n: usize, concurrency: usize) -> Row {
         format!("inputs = [\"{root}/examples\"]\nmax_edition_age_days = 100000\nconcurrency = {concurrency}\nrate_limit = 0.0\n"),
     )
     .unwrap();
-    let mut csv = std::io::BufWriter::new(std::fs::File::create(dir.path().join("subs.csv")).unwrap());
+    let mut csv =
+        std::io::BufWriter::new(std::fs::File::create(dir.path().join("subs.csv")).unwrap());
     writeln!(csv, "email,name").unwrap();
     for i in 0..n {
         writeln!(csv, "reader{i:07}@example.com,Reader {i}").unwrap();

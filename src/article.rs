@@ -6,6 +6,9 @@ use sha2::{Digest, Sha256};
 
 use crate::text::{self, clean};
 
+/// The longest title kept as a headline, in characters (cut at a word).
+pub const MAX_TITLE_CHARS: usize = 150;
+
 /// The longest headline derived from a lead sentence, in characters.
 const HEADLINE_CHARS: usize = 72;
 
@@ -59,10 +62,20 @@ impl Article {
             return Err(ArticleError::Empty);
         }
         let clean_opt = |s: Option<String>| s.map(|s| clean::inline(&s)).filter(|s| !s.is_empty());
-        let url = clean_opt(raw.url);
+        let origin = origin.into();
+        let url = clean_opt(raw.url).and_then(|u| {
+            let safe = http_url(&u);
+            if safe.is_none() {
+                tracing::warn!(
+                    "{origin}: link {:?} dropped: only http and https links are kept",
+                    u.chars().take(80).collect::<String>()
+                );
+            }
+            safe
+        });
         let source = clean_opt(raw.source).or_else(|| url.as_deref().and_then(host_of));
         let (title, title_derived) = match clean_opt(raw.title) {
-            Some(t) => (t, false),
+            Some(t) => (text::shorten(&t, MAX_TITLE_CHARS), false),
             None => (derive_headline(&paragraphs), true),
         };
         let id = match clean_opt(raw.id) {
@@ -80,7 +93,7 @@ impl Article {
             source,
             url,
             paragraphs,
-            origin: origin.into(),
+            origin,
         })
     }
 
@@ -129,6 +142,19 @@ pub fn parse_date(s: &str) -> Option<NaiveDate> {
         return Some(dt.date());
     }
     None
+}
+
+/// The link as it may be shown and followed: an absolute `http` or `https`
+/// URL with a host, normalised (`url`'s WHATWG parser: spaces, tabs and
+/// control characters stripped or percent-encoded, as browsers do), after
+/// HTML entities are decoded. Anything else (`javascript:`, `data:`,
+/// `vbscript:`, `file:`, relative links, in any case or disguise) is `None`.
+pub fn http_url(raw: &str) -> Option<String> {
+    let decoded = htmlize::unescape(raw);
+    let url = url::Url::parse(decoded.trim()).ok()?;
+    let web =
+        matches!(url.scheme(), "http" | "https") && url.host_str().is_some_and(|h| !h.is_empty());
+    web.then(|| url.as_str().to_owned())
 }
 
 fn host_of(url: &str) -> Option<String> {
@@ -213,6 +239,48 @@ fn trim_debris(s: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_http_links_survive_in_any_disguise() {
+        for bad in [
+            "javascript:alert(1)",
+            "JavaScript:alert(1)",
+            "  javascript:alert(1)",
+            "java\tscript:alert(1)",
+            "java\nscript:alert(1)",
+            "\u{1}javascript:alert(1)",
+            "javascript&#58;alert(1)",
+            "&#106;avascript:alert(1)",
+            "jav&#x09;ascript:alert(1)",
+            "data:text/html,<script>alert(1)</script>",
+            "vbscript:msgbox(1)",
+            "VBScript:msgbox(1)",
+            "file:///etc/passwd",
+            "//evil.example.com/x",
+            "/relative/path",
+            "http://",
+        ] {
+            assert_eq!(http_url(bad), None, "{bad:?}");
+        }
+        assert_eq!(
+            http_url(" https://news.example.com/a?b=1&amp;c=2 ").as_deref(),
+            Some("https://news.example.com/a?b=1&c=2")
+        );
+        assert_eq!(
+            http_url("HTTP://News.Example.com/a\"onmouseover=\"x").as_deref(),
+            Some("http://news.example.com/a%22onmouseover=%22x")
+        );
+        let article = Article::from_raw(
+            RawArticle {
+                url: Some("javascript:alert(document.domain)".into()),
+                text: "Some article text that is long enough to keep.".into(),
+                ..Default::default()
+            },
+            "x.json",
+        )
+        .unwrap();
+        assert_eq!(article.url, None);
+    }
 
     fn raw(text: &str) -> RawArticle {
         RawArticle {

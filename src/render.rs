@@ -30,6 +30,9 @@ pub const BUILT_IN: [(&str, &str); 4] = [
     (SUBJECT, include_str!("../templates/subject.tera")),
 ];
 
+/// Longest subject, in characters before encoding.
+pub const MAX_SUBJECT_CHARS: usize = 100;
+
 /// A template that does not parse or does not render.
 #[derive(Debug, thiserror::Error)]
 #[error("template {name}{}: {message}", location.map(|(l, c)| format!(" (line {l}, column {c})")).unwrap_or_default())]
@@ -141,8 +144,7 @@ impl Renderer {
         recipient: &Recipient,
     ) -> Result<Rendered, TemplateError> {
         let mut ctx = self.context(edition, recipient);
-        let subject = self.render_template(SUBJECT, &ctx)?;
-        let subject = subject.split_whitespace().collect::<Vec<_>>().join(" ");
+        let subject = self.subject(&ctx)?;
         ctx.insert("subject", &subject);
         let text = self.render_template(TEXT, &ctx)?;
         let html = self.render_template(HTML, &ctx)?;
@@ -161,9 +163,17 @@ impl Renderer {
         recipient: &Recipient,
     ) -> Result<String, TemplateError> {
         let mut ctx = self.context(edition, recipient);
-        let subject = self.render_template(SUBJECT, &ctx)?;
-        ctx.insert("subject", subject.trim());
+        let subject = self.subject(&ctx)?;
+        ctx.insert("subject", &subject);
         self.render_template(name, &ctx)
+    }
+
+    /// The subject on one line, at most `MAX_SUBJECT_CHARS` characters (cut
+    /// at a word): a header a server cannot refuse as too long.
+    fn subject(&self, ctx: &Context) -> Result<String, TemplateError> {
+        let subject = self.render_template(SUBJECT, ctx)?;
+        let subject = subject.split_whitespace().collect::<Vec<_>>().join(" ");
+        Ok(crate::text::shorten(&subject, MAX_SUBJECT_CHARS))
     }
 
     fn render_template(&self, name: &str, ctx: &Context) -> Result<String, TemplateError> {
@@ -222,18 +232,19 @@ struct EditionView<'a> {
     source_count: usize,
 }
 
-/// A story as templates see it: the `Story` fields plus `summary_text`.
+/// A story as templates see it: the `Story` fields (links checked) plus
+/// `summary_text`.
 #[derive(Serialize)]
-struct StoryView<'a> {
+struct StoryView {
     #[serde(flatten)]
-    story: &'a Story,
+    story: Story,
     summary_text: String,
 }
 
-impl<'a> From<&'a Story> for StoryView<'a> {
-    fn from(story: &'a Story) -> Self {
+impl From<&Story> for StoryView {
+    fn from(story: &Story) -> Self {
         StoryView {
-            story,
+            story: web_links(story),
             summary_text: story.summary.join(" "),
         }
     }
@@ -366,6 +377,17 @@ fn register_filters(tera: &mut Tera) {
         let n = args.get("n").and_then(Value::as_u64).unwrap_or(1).min(1000) as usize;
         Ok(Value::String(text.repeat(n)))
     });
+    // md: text for Markdown, its HTML and Markdown syntax escaped.
+    tera.register_filter("md", |value: &Value, _: &HashMap<String, Value>| {
+        let text = tera::try_get_value!("md", "value", String, value);
+        Ok(Value::String(markdown_text(&text)))
+    });
+    // md_url: a link target for Markdown: only http(s), parentheses and
+    // spaces percent-encoded; anything else becomes empty.
+    tera.register_filter("md_url", |value: &Value, _: &HashMap<String, Value>| {
+        let text = tera::try_get_value!("md_url", "value", String, value);
+        Ok(Value::String(markdown_url(&text)))
+    });
     tera.register_filter("pad", |value: &Value, args: &HashMap<String, Value>| {
         let text = match value {
             Value::String(s) => s.clone(),
@@ -374,6 +396,68 @@ fn register_filters(tera: &mut Tera) {
         let width = args.get("width").and_then(Value::as_u64).unwrap_or(0) as usize;
         Ok(Value::String(format!("{text:>width$}")))
     });
+}
+
+/// Escapes text for Markdown: HTML as entities, Markdown's inline syntax
+/// with backslashes, and a list or heading marker at the start.
+pub fn markdown_text(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '\\' | '`' | '*' | '_' | '[' | ']' | '(' | ')' | '#' | '!' | '|' | '~' => {
+                out.push('\\');
+                out.push(c);
+            }
+            c => out.push(c),
+        }
+    }
+    // "- x", "+ x", "1. x" at the start of a line would make a list.
+    let starts_list = out.starts_with("- ")
+        || out.starts_with("+ ")
+        || out
+            .split_once(". ")
+            .is_some_and(|(n, _)| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()));
+    if starts_list {
+        let first = out.chars().next().map_or(0, char::len_utf8);
+        if out.starts_with(['-', '+']) {
+            out.insert(0, '\\');
+        } else {
+            let dot = out.find(". ").unwrap_or(first);
+            out.insert(dot, '\\');
+        }
+    }
+    out
+}
+
+/// A Markdown link target: an http(s) URL (anything else is empty), with
+/// what would end or break the target percent-encoded.
+pub fn markdown_url(url: &str) -> String {
+    match crate::article::http_url(url) {
+        Some(u) => u
+            .replace('(', "%28")
+            .replace(')', "%29")
+            .replace(' ', "%20")
+            .replace('<', "%3C")
+            .replace('>', "%3E"),
+        None => String::new(),
+    }
+}
+
+/// A story with only links that may be followed: http(s). Ingest already
+/// drops other links; this also covers editions stored before it did, or
+/// edited by hand.
+fn web_links(story: &Story) -> Story {
+    let safe = |u: &Option<String>| u.as_deref().and_then(crate::article::http_url);
+    let mut s = story.clone();
+    s.url = safe(&story.url);
+    s.urls.retain(|u| crate::article::http_url(u).is_some());
+    for r in &mut s.also_reported_by {
+        r.url = safe(&r.url);
+    }
+    s
 }
 
 /// A small edition with every field filled: what templates are checked against.

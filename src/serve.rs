@@ -1,17 +1,29 @@
 //! `digest serve`: one-click unsubscribe (RFC 8058) and the editor's
-//! preview of stored editions, over HTTP (axum).
+//! preview of stored editions, over HTTP (axum on hyper).
+//!
+//! Database work runs on tokio's blocking pool, never on the thread that
+//! answers requests: a database another process holds locked slows only the
+//! requests that need to write, and an unsubscribe that meets such a lock is
+//! queued durably beside the database (`Store::unsubscribe_by_token`) before
+//! the client hears 200. Connections get a header-read timeout and a cap, so
+//! half-sent requests cannot pile up; every page carries security headers.
 
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-use axum::extract::{Path, State};
-use axum::http::{header, StatusCode};
+use axum::extract::{Path, Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use chrono::{NaiveDate, Utc};
 
 use crate::pipeline::{Error, Pipeline, Result};
-use crate::store::Status;
+use crate::store::{Status, Unsubscribed};
+
+/// Connections served at once; more are closed as they arrive.
+pub const MAX_CONNECTIONS: usize = 512;
 
 struct App {
     pipeline: Mutex<Pipeline>,
@@ -31,31 +43,56 @@ fn not_found(title: &str) -> Response {
     (StatusCode::NOT_FOUND, page(title, "<p>This link is not valid. If you followed it from a digest, it may have been copied incompletely.</p>")).into_response()
 }
 
-fn lock(app: &App) -> std::sync::MutexGuard<'_, Pipeline> {
-    app.pipeline.lock().unwrap_or_else(|p| p.into_inner())
+fn unavailable(title: &str) -> Response {
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        [(header::RETRY_AFTER, "10")],
+        page(
+            title,
+            "<p>Something went wrong; please try again in a moment.</p>",
+        ),
+    )
+        .into_response()
+}
+
+/// Runs `work` with the pipeline on the blocking pool.
+async fn with_pipeline<T: Send + 'static>(
+    app: &Arc<App>,
+    work: impl FnOnce(&Pipeline) -> T + Send + 'static,
+) -> Option<T> {
+    let app = app.clone();
+    tokio::task::spawn_blocking(move || {
+        let pipeline = app.pipeline.lock().unwrap_or_else(|p| p.into_inner());
+        work(&pipeline)
+    })
+    .await
+    .ok()
 }
 
 /// The confirmation page: unsubscribing takes a deliberate click (mail
 /// scanners follow GET links; they do not submit forms).
 async fn unsubscribe_page(State(app): State<Arc<App>>, Path(token): Path<String>) -> Response {
-    let known = lock(&app)
-        .store()
-        .subscriber_by_token(&token)
-        .ok()
-        .flatten();
+    let known = with_pipeline(&app, move |p| p.store().subscriber_by_token(&token)).await;
     match known {
-        Some(s) if s.status == Status::Active => page(
+        Some(Ok(Some(s))) if s.status == Status::Active => page(
             &format!("Unsubscribe from {}", app.title),
             "<p>Stop receiving this digest?</p><form method=\"post\"><input type=\"hidden\" name=\"List-Unsubscribe\" value=\"One-Click\">\
              <button type=\"submit\" style=\"font-size: 1em; padding: 0.5em 1.2em;\">Unsubscribe</button></form>",
         )
         .into_response(),
-        Some(_) => page(&format!("Unsubscribe from {}", app.title), "<p>You are already unsubscribed.</p>").into_response(),
-        None => not_found(&app.title),
+        Some(Ok(Some(_))) => page(&format!("Unsubscribe from {}", app.title), "<p>You are already unsubscribed.</p>").into_response(),
+        Some(Ok(None)) => not_found(&app.title),
+        Some(Err(e)) => {
+            tracing::error!("unsubscribe page: {e}");
+            unavailable(&app.title)
+        }
+        None => unavailable(&app.title),
     }
 }
 
 /// RFC 8058 one-click unsubscribe: `POST` with `List-Unsubscribe=One-Click`.
+/// 200 only once the unsubscribe is recorded (in the database, or durably
+/// in the queue beside it when the database is busy).
 async fn unsubscribe(
     State(app): State<Arc<App>>,
     Path(token): Path<String>,
@@ -73,47 +110,56 @@ async fn unsubscribe(
         )
             .into_response();
     }
-    let pipeline = lock(&app);
-    let store = pipeline.store();
-    let Some(sub) = store.subscriber_by_token(&token).ok().flatten() else {
-        return not_found(&app.title);
-    };
-    if let Err(e) = store.set_status(&sub.email, Status::Unsubscribed, Utc::now()) {
-        tracing::error!("unsubscribe: {e}");
-        return (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            page(&app.title, "<p>Something went wrong; please try again.</p>"),
-        )
-            .into_response();
+    let done = with_pipeline(&app, move |p| {
+        p.store().unsubscribe_by_token(&token, Utc::now())
+    })
+    .await;
+    match done {
+        Some(Ok(Unsubscribed::Unknown)) => not_found(&app.title),
+        Some(Ok(how)) => {
+            match how {
+                Unsubscribed::Queued => {
+                    tracing::warn!("a subscriber unsubscribed; the database is busy, so it waits in the queue beside it")
+                }
+                _ => tracing::info!("a subscriber unsubscribed"),
+            }
+            page(
+                &format!("Unsubscribed from {}", app.title),
+                "<p>You are unsubscribed and will not receive the digest again.</p>",
+            )
+            .into_response()
+        }
+        Some(Err(e)) => {
+            tracing::error!("unsubscribe: {e}");
+            unavailable(&app.title)
+        }
+        None => unavailable(&app.title),
     }
-    tracing::info!("a subscriber unsubscribed");
-    page(
-        &format!("Unsubscribed from {}", app.title),
-        "<p>You are unsubscribed and will not receive the digest again.</p>",
-    )
-    .into_response()
 }
 
-fn render_edition(app: &App, date: &str) -> Option<crate::render::Rendered> {
+async fn render_edition(app: &Arc<App>, date: String) -> Option<crate::render::Rendered> {
     let date: NaiveDate = date.parse().ok()?;
-    let pipeline = lock(app);
-    let stored = pipeline.stored_edition(date).ok().flatten()?;
-    pipeline
-        .renderer()
-        .ok()?
-        .render(&stored.edition, &pipeline.preview_recipient())
-        .ok()
+    with_pipeline(app, move |pipeline| {
+        let stored = pipeline.stored_edition(date).ok().flatten()?;
+        pipeline
+            .renderer()
+            .ok()?
+            .render(&stored.edition, &pipeline.preview_recipient())
+            .ok()
+    })
+    .await
+    .flatten()
 }
 
 async fn edition_html(State(app): State<Arc<App>>, Path(date): Path<String>) -> Response {
-    match render_edition(&app, &date) {
+    match render_edition(&app, date).await {
         Some(r) => Html(r.html).into_response(),
         None => not_found(&app.title),
     }
 }
 
 async fn edition_text(State(app): State<Arc<App>>, Path(date): Path<String>) -> Response {
-    match render_edition(&app, &date) {
+    match render_edition(&app, date).await {
         Some(r) => (
             [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
             format!("Subject: {}\n\n{}", r.subject, r.text),
@@ -123,11 +169,33 @@ async fn edition_text(State(app): State<Arc<App>>, Path(date): Path<String>) -> 
     }
 }
 
+/// Security headers on every response: no script may run (the pages have
+/// none; an edition's HTML keeps its inline styles), nothing is sniffed,
+/// framed, referred or cached.
+async fn security_headers(request: Request, next: Next) -> Response {
+    let mut response = next.run(request).await;
+    let headers = response.headers_mut();
+    for (name, value) in [
+        (
+            header::CONTENT_SECURITY_POLICY,
+            "default-src 'none'; style-src 'unsafe-inline'; img-src https: http: data:; form-action 'self'; base-uri 'none'; frame-ancestors 'none'",
+        ),
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (header::REFERRER_POLICY, "no-referrer"),
+        (header::X_FRAME_OPTIONS, "DENY"),
+        (header::CACHE_CONTROL, "no-store"),
+    ] {
+        headers.insert(name, HeaderValue::from_static(value));
+    }
+    response
+}
+
 /// Serves until Ctrl-C: one-click unsubscribe and the stored editions.
 /// The templates are checked before the server listens.
 pub fn serve(pipeline: Pipeline, listen: Option<String>) -> Result<()> {
     pipeline.renderer()?;
     let addr = listen.unwrap_or_else(|| pipeline.config().listen.clone());
+    let header_timeout = Duration::from_secs(pipeline.config().http_header_timeout_secs);
     let app = Arc::new(App {
         title: pipeline.config().title.clone(),
         pipeline: Mutex::new(pipeline),
@@ -139,7 +207,9 @@ pub fn serve(pipeline: Pipeline, listen: Option<String>) -> Result<()> {
         )
         .route("/editions/{date}", get(edition_html))
         .route("/editions/{date}/text", get(edition_text))
-        .with_state(app);
+        .fallback(|State(app): State<Arc<App>>| async move { not_found(&app.title) })
+        .layer(axum::middleware::from_fn(security_headers))
+        .with_state(app.clone());
     let io = |context: String| move |source| Error::Io { context, source };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -153,11 +223,50 @@ pub fn serve(pipeline: Pipeline, listen: Option<String>) -> Result<()> {
             .local_addr()
             .map_err(io(format!("cannot listen on {addr}")))?;
         eprintln!("listening on http://{local}");
-        axum::serve(listener, router)
-            .with_graceful_shutdown(async {
-                let _ = tokio::signal::ctrl_c().await;
-            })
-            .await
-            .map_err(io("serving".into()))
+        // Unsubscribes queued while the database was busy are applied here.
+        let drainer = app.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                with_pipeline(&drainer, |p| {
+                    if let Err(e) = p.store().apply_queued_unsubscribes(Utc::now()) {
+                        tracing::debug!("queued unsubscribes wait: {e}");
+                    }
+                })
+                .await;
+            }
+        });
+        let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+        let shutdown = tokio::signal::ctrl_c();
+        tokio::pin!(shutdown);
+        loop {
+            let (stream, _) = tokio::select! {
+                _ = &mut shutdown => break,
+                accepted = listener.accept() => match accepted {
+                    Ok(conn) => conn,
+                    Err(e) => {
+                        tracing::warn!("accepting a connection: {e}");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+            };
+            let Ok(slot) = slots.clone().try_acquire_owned() else {
+                tracing::warn!("{MAX_CONNECTIONS} connections open; closing a new one");
+                continue;
+            };
+            let service = hyper_util::service::TowerToHyperService::new(router.clone());
+            tokio::spawn(async move {
+                let connection = hyper::server::conn::http1::Builder::new()
+                    .timer(hyper_util::rt::TokioTimer::new())
+                    .header_read_timeout(header_timeout)
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+                if let Err(e) = connection.await {
+                    tracing::debug!("connection: {e}");
+                }
+                drop(slot);
+            });
+        }
+        Ok(())
     })
 }

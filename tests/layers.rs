@@ -151,7 +151,8 @@ fn only_the_pipeline_opens_the_database() {
     rust_files(&src, &mut files);
     let mut openers: Vec<String> = files
         .iter()
-        .filter(|f| code(&std::fs::read_to_string(f).unwrap()).contains("Store::open("))
+        .filter(|f| !f.starts_with(src.join("store")))
+        .filter(|f| code(&std::fs::read_to_string(f).unwrap()).contains("Store::open"))
         .map(|f| f.strip_prefix(&src).unwrap().display().to_string())
         .collect();
     openers.sort();

@@ -6,145 +6,71 @@
 mod support;
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::io::Write;
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use support::{chromium, digest, root, text, Server as Smtp, CHROMIUM_FLAGS};
+use support::{
+    chromium, digest, http, reply, root, text, HttpServer, Serve, Server as Smtp, CHROMIUM_FLAGS,
+};
 
-/// The requests a fixture server saw: path and headers (lowercased names).
-type RequestLog = Arc<Mutex<Vec<(String, HashMap<String, String>)>>>;
-
-/// A small HTTP/1.1 server for the fixture feeds.
-struct FeedServer {
-    base: String,
-    /// Requests per path, and the conditional headers they carried.
-    log: RequestLog,
-}
-
-fn respond(mut stream: TcpStream, status: &str, headers: &[(&str, String)], body: &[u8]) {
-    let mut head = format!(
-        "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n",
-        body.len()
-    );
-    for (k, v) in headers {
-        head.push_str(&format!("{k}: {v}\r\n"));
-    }
-    head.push_str("\r\n");
-    let _ = stream.write_all(head.as_bytes());
-    let _ = stream.write_all(body);
-}
-
-impl FeedServer {
-    fn start() -> FeedServer {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        let log: RequestLog = Arc::default();
-        let fixtures = root().join("tests/fixtures/feeds");
-        let (b, l) = (base.clone(), log.clone());
-        std::thread::spawn(move || {
-            for stream in listener.incoming().flatten() {
-                let (fixtures, base, log) = (fixtures.clone(), b.clone(), l.clone());
-                std::thread::spawn(move || {
-                    let mut reader = BufReader::new(stream.try_clone().unwrap());
-                    let mut line = String::new();
-                    if reader.read_line(&mut line).is_err() {
-                        return;
-                    }
-                    let path = line.split_whitespace().nth(1).unwrap_or("/").to_owned();
-                    let mut headers = HashMap::new();
-                    loop {
-                        let mut h = String::new();
-                        if reader.read_line(&mut h).unwrap_or(0) == 0 || h.trim().is_empty() {
-                            break;
-                        }
-                        if let Some((k, v)) = h.split_once(':') {
-                            headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_owned());
-                        }
-                    }
-                    log.lock().unwrap().push((path.clone(), headers.clone()));
-                    let file = |name: &str| std::fs::read(fixtures.join(name)).unwrap();
-                    match path.as_str() {
-                        "/rss.xml" => {
-                            if headers.get("if-none-match").map(String::as_str)
-                                == Some("\"rss-v1\"")
-                            {
-                                respond(
-                                    stream,
-                                    "304 Not Modified",
-                                    &[("ETag", "\"rss-v1\"".into())],
-                                    b"",
-                                );
-                            } else {
-                                respond(
-                                    stream,
-                                    "200 OK",
-                                    &[
-                                        ("ETag", "\"rss-v1\"".into()),
-                                        ("Content-Type", "application/rss+xml".into()),
-                                    ],
-                                    &file("rss.xml"),
-                                );
-                            }
-                        }
-                        "/atom.xml" => {
-                            let lm = "Mon, 14 Mar 2022 10:00:00 GMT".to_owned();
-                            if headers.get("if-modified-since") == Some(&lm) {
-                                respond(stream, "304 Not Modified", &[], b"");
-                            } else {
-                                respond(
-                                    stream,
-                                    "200 OK",
-                                    &[("Last-Modified", lm)],
-                                    &file("atom.xml"),
-                                );
-                            }
-                        }
-                        "/feed.json" => respond(
-                            stream,
-                            "200 OK",
-                            &[("Content-Type", "application/feed+json".into())],
-                            &file("feed.json"),
-                        ),
-                        "/teaser.xml" => {
-                            let body = text(&file("teaser.xml")).replace("{BASE}", &base);
-                            respond(stream, "200 OK", &[], body.as_bytes())
-                        }
-                        "/pages/football.html" => respond(
-                            stream,
-                            "200 OK",
-                            &[("Content-Type", "text/html".into())],
-                            &file("football.html"),
-                        ),
-                        "/broken.xml" => respond(stream, "200 OK", &[], &file("broken.xml")),
-                        "/error" => respond(stream, "500 Internal Server Error", &[], b"boom"),
-                        "/hang" => {
-                            std::thread::sleep(Duration::from_secs(20));
-                            drop(stream);
-                        }
-                        _ => respond(stream, "404 Not Found", &[], b"no"),
-                    }
-                });
+/// The fixture feeds over HTTP on 127.0.0.1: good, malformed, failing,
+/// hanging, not modified, and a teaser feed whose pages are here too.
+fn feed_server() -> HttpServer {
+    let fixtures = root().join("tests/fixtures/feeds");
+    HttpServer::start(move |req| {
+        let file = |name: &str| std::fs::read(fixtures.join(name)).unwrap();
+        match req.path.as_str() {
+            "/rss.xml" => {
+                if req.headers.get("if-none-match").map(String::as_str) == Some("\"rss-v1\"") {
+                    reply("304 Not Modified", &[("ETag", "\"rss-v1\"".into())], "")
+                } else {
+                    reply(
+                        "200 OK",
+                        &[
+                            ("ETag", "\"rss-v1\"".into()),
+                            ("Content-Type", "application/rss+xml".into()),
+                        ],
+                        file("rss.xml"),
+                    )
+                }
             }
-        });
-        FeedServer { base, log }
-    }
-
-    fn requests(&self, path: &str) -> Vec<HashMap<String, String>> {
-        self.log
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|(p, _)| p == path)
-            .map(|(_, h)| h.clone())
-            .collect()
-    }
+            "/atom.xml" => {
+                let lm = "Mon, 14 Mar 2022 10:00:00 GMT".to_owned();
+                if req.headers.get("if-modified-since") == Some(&lm) {
+                    reply("304 Not Modified", &[], "")
+                } else {
+                    reply("200 OK", &[("Last-Modified", lm)], file("atom.xml"))
+                }
+            }
+            "/feed.json" => reply(
+                "200 OK",
+                &[("Content-Type", "application/feed+json".into())],
+                file("feed.json"),
+            ),
+            "/teaser.xml" => {
+                let body = text(&file("teaser.xml")).replace("{BASE}", &req.base);
+                reply("200 OK", &[], body)
+            }
+            "/pages/football.html" => reply(
+                "200 OK",
+                &[("Content-Type", "text/html".into())],
+                file("football.html"),
+            ),
+            "/broken.xml" => reply("200 OK", &[], file("broken.xml")),
+            "/error" => reply("500 Internal Server Error", &[], "boom"),
+            "/hang" => {
+                // Longer than the fetch timeout: the answer comes too late.
+                std::thread::sleep(Duration::from_secs(20));
+                reply("200 OK", &[], "")
+            }
+            _ => reply("404 Not Found", &[], "no"),
+        }
+    })
 }
 
-fn site(feeds: &FeedServer, extra: &str) -> tempfile::TempDir {
+fn site(feeds: &HttpServer, extra: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let b = &feeds.base;
     std::fs::write(
@@ -156,6 +82,8 @@ retry_base_ms = 50
 fetch_timeout_secs = 2
 feed_failure_threshold = 2
 base_url = "http://127.0.0.1:9"
+# The article pages of the full-text feed are on this machine too.
+fetch_allow_hosts = ["127.0.0.1"]
 {extra}
 [[feeds]]
 name = "World Wire"
@@ -204,7 +132,7 @@ fn subscribe(dir: &Path, emails: &[&str]) {
 
 #[test]
 fn fetch_handles_every_kind_of_feed_and_dedupes_across_runs() {
-    let feeds = FeedServer::start();
+    let feeds = feed_server();
     let dir = site(&feeds, "");
     let out = digest(dir.path())
         .args(["fetch", "--json"])
@@ -331,7 +259,7 @@ fn fetch_handles_every_kind_of_feed_and_dedupes_across_runs() {
 
 #[test]
 fn run_twice_sends_once_writes_reports_and_topics_shape_each_copy() {
-    let feeds = FeedServer::start();
+    let feeds = feed_server();
     let smtp = Smtp::start(&[]);
     let dir = site(&feeds, "");
     subscribe(dir.path(), &["ann@example.com", "bob@example.com"]);
@@ -425,8 +353,9 @@ fn run_twice_sends_once_writes_reports_and_topics_shape_each_copy() {
 
 #[test]
 fn overlapping_runs_cannot_both_send() {
-    let feeds = FeedServer::start();
+    let feeds = feed_server();
     let dir = site(&feeds, "");
+    subscribe(dir.path(), &["ann@example.com"]);
     let lock = std::fs::File::create(dir.path().join("dailydigest.db.lock")).unwrap();
     lock.try_lock().unwrap();
     let out = digest(dir.path())
@@ -438,50 +367,9 @@ fn overlapping_runs_cannot_both_send() {
     drop(lock);
 }
 
-struct Serve {
-    child: Child,
-    base: String,
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn serve(dir: &Path) -> Serve {
-    let mut child = digest(dir)
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut reader = BufReader::new(child.stderr.take().unwrap());
-    let base = loop {
-        let mut line = String::new();
-        assert!(reader.read_line(&mut line).unwrap() > 0, "serve exited");
-        if let Some(rest) = line.trim().strip_prefix("listening on ") {
-            break rest.to_owned();
-        }
-    };
-    std::thread::spawn(move || {
-        let mut sink = String::new();
-        let _ = reader.read_to_string(&mut sink);
-    });
-    Serve { child, base }
-}
-
-fn http() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(10)))
-        .build()
-        .into()
-}
-
 #[test]
 fn one_click_unsubscribe_is_honoured_by_the_next_send_and_bad_tokens_change_nothing() {
-    let feeds = FeedServer::start();
+    let feeds = feed_server();
     let smtp = Smtp::start(&[]);
     let dir = site(&feeds, "");
     subscribe(dir.path(), &["ann@example.com", "bob@example.com"]);
@@ -507,7 +395,7 @@ fn one_click_unsubscribe_is_honoured_by_the_next_send_and_bad_tokens_change_noth
         .raw;
     let token = unsubscribe_token(&ann);
 
-    let server = serve(dir.path());
+    let server = Serve::start(dir.path());
     let agent = http();
     let page = agent
         .get(format!("{}/unsubscribe/{token}", server.base))
@@ -600,7 +488,7 @@ fn one_click_unsubscribe_is_honoured_by_the_next_send_and_bad_tokens_change_noth
 
 #[test]
 fn the_editors_preview_page_renders_in_headless_chromium() {
-    let feeds = FeedServer::start();
+    let feeds = feed_server();
     let dir = site(&feeds, "");
     subscribe(dir.path(), &["ann@example.com"]);
     let out = digest(dir.path())
@@ -614,7 +502,7 @@ fn the_editors_preview_page_renders_in_headless_chromium() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", text(&out.stderr));
-    let server = serve(dir.path());
+    let server = Serve::start(dir.path());
     let agent = http();
     let text_part = agent
         .get(format!("{}/editions/2022-03-14/text", server.base))

@@ -16,7 +16,7 @@ use serde::Serialize;
 use crate::article::Article;
 use crate::config::{Budget, Config, ConfigError};
 use crate::ingest::Input;
-use crate::pipeline::{Pipeline, SendOutcome};
+use crate::pipeline::{Access, Pipeline, SendOutcome};
 use crate::render::{self, TemplateError};
 use crate::summarize::Summary;
 
@@ -207,11 +207,14 @@ pub enum SubscribersCommand {
         #[arg(long, value_enum, default_value_t = ListFormat::Table)]
         format: ListFormat,
     },
-    /// Import `email,name[,topics[,topics_only]]` rows from a CSV file
-    /// (header optional; topics_only is yes or no): the good rows in one
-    /// transaction, each bad row reported by line.
+    /// Import subscribers from CSV: `email,name,topics,topics_only,status`,
+    /// as `export` writes it (with a header row the columns may come in any
+    /// order; without one, in this order and the last ones optional;
+    /// topics_only is yes or no). The good rows in one transaction, each bad
+    /// row reported by line.
     Import { file: PathBuf },
-    /// Export every subscriber (CSV by default) to stdout.
+    /// Export every subscriber (CSV by default, the columns `import` reads
+    /// back) to stdout.
     Export {
         #[arg(long, value_enum, default_value_t = ListFormat::Csv)]
         format: ListFormat,
@@ -369,7 +372,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Preview(args) => {
             // The database, when there is one, adds fetched articles and subscribers.
             let pipeline = if config.db.is_file() || args.subscriber.is_some() {
-                Pipeline::open(config)?
+                Pipeline::open_with(config, Access::ReadOnly)?
             } else {
                 Pipeline::in_memory(config)?
             };
@@ -377,12 +380,25 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Init(args) => init(&args.dir),
         Command::Templates(TemplatesCommand::Check) => templates_check(&config),
-        Command::Send(args) => send::send(Pipeline::open(config)?, args),
-        Command::Subscribers(cmd) => subscribers::subscribers(Pipeline::open(config)?, cmd),
+        // Only adding subscribers and fetching create a database; the rest
+        // refuse to start an empty one (a command run in the wrong folder).
+        Command::Send(args) => send::send(Pipeline::open_with(config, Access::Existing)?, args),
+        Command::Subscribers(cmd) => {
+            let access = match cmd {
+                SubscribersCommand::Add { .. } | SubscribersCommand::Import { .. } => {
+                    Access::Create
+                }
+                SubscribersCommand::Remove { .. } => Access::Existing,
+                SubscribersCommand::List { .. } | SubscribersCommand::Export { .. } => {
+                    Access::ReadOnly
+                }
+            };
+            subscribers::subscribers(Pipeline::open_with(config, access)?, cmd)
+        }
         Command::Fetch { json } => run::fetch(&Pipeline::open(config)?, json),
-        Command::Run(args) => run::run(Pipeline::open(config)?, args),
+        Command::Run(args) => run::run(Pipeline::open_with(config, Access::Existing)?, args),
         Command::Serve { listen } => {
-            crate::serve::serve(Pipeline::open(config)?, listen)?;
+            crate::serve::serve(Pipeline::open_with(config, Access::Existing)?, listen)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Model(ModelCommand::Info) => model::info(&config),

@@ -4,7 +4,7 @@ use std::io::{self, Write};
 use std::process::ExitCode;
 
 use super::{ListFormat, SubscribersCommand};
-use crate::pipeline::Pipeline;
+use crate::pipeline::{csv_cell, Pipeline, CSV_COLUMNS};
 use crate::store::Store;
 
 pub(super) fn subscribers(
@@ -69,14 +69,14 @@ fn write_list(store: &Store, format: ListFormat) -> anyhow::Result<()> {
         }
         ListFormat::Csv => {
             let mut w = csv::Writer::from_writer(&mut out);
-            w.write_record(["email", "name", "topics", "status", "created_at"])?;
+            w.write_record(CSV_COLUMNS)?;
             store.for_each_subscriber(|s| -> anyhow::Result<()> {
                 w.write_record([
-                    s.email.as_str(),
-                    s.name.as_deref().unwrap_or(""),
-                    &s.topics,
+                    csv_cell(&s.email).as_ref(),
+                    csv_cell(s.name.as_deref().unwrap_or("")).as_ref(),
+                    csv_cell(&s.topics).as_ref(),
+                    if s.topics_only { "yes" } else { "no" },
                     s.status.as_str(),
-                    &s.created_at,
                 ])?;
                 Ok(())
             })?;

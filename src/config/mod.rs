@@ -14,6 +14,11 @@ mod summarizer;
 
 pub use summarizer::{Budget, Choice, Params, Preset};
 
+/// Most messages in flight at once.
+pub const MAX_CONCURRENCY: usize = 64;
+/// Longest `title` (it heads every subject line).
+pub const MAX_TITLE_CHARS: usize = 80;
+
 /// The file read when `--config` is not given, if it exists.
 pub const DEFAULT_CONFIG_FILE: &str = "digest.toml";
 
@@ -87,10 +92,18 @@ pub struct Config {
     pub feeds: Vec<FeedSource>,
     /// Seconds before a feed (or article page) download is abandoned.
     pub fetch_timeout_secs: u64,
+    /// With `full_text`, fetch article pages on private, loopback and
+    /// link-local addresses too (a newsroom's intranet). Off: refused.
+    pub allow_private_fetch: bool,
+    /// Hosts whose article pages are fetched whatever address they have.
+    pub fetch_allow_hosts: Vec<String>,
     /// Consecutive failures of one feed after which each run warns about it.
     pub feed_failure_threshold: u32,
     /// Address `digest serve` listens on.
     pub listen: String,
+    /// Seconds `digest serve` waits for a request's headers before closing
+    /// the connection.
+    pub http_header_timeout_secs: u64,
     /// Where `digest run` writes its JSON report.
     pub run_report: PathBuf,
     /// Weights of the extractive summarizer.
@@ -176,8 +189,11 @@ impl Default for Config {
             unsubscribe_mailto: None,
             feeds: Vec::new(),
             fetch_timeout_secs: 15,
+            allow_private_fetch: false,
+            fetch_allow_hosts: Vec::new(),
             feed_failure_threshold: 3,
             listen: "127.0.0.1:8080".into(),
+            http_header_timeout_secs: 10,
             run_report: PathBuf::from("run-report.json"),
             extractive: Params::default(),
         }
@@ -287,11 +303,86 @@ impl Config {
                 message: format!("{:?} is not an address: {e}", self.from),
             });
         }
-        if self.concurrency == 0 {
-            return Err(ConfigError::Invalid {
-                key: "concurrency",
-                message: "must be at least 1".into(),
-            });
+        let invalid =
+            |key: &'static str, message: String| Err(ConfigError::Invalid { key, message });
+        if !(1..=MAX_CONCURRENCY).contains(&self.concurrency) {
+            return invalid(
+                "concurrency",
+                format!("must be between 1 and {MAX_CONCURRENCY} (messages in flight)"),
+            );
+        }
+        if !self.rate_limit.is_finite()
+            || !(self.rate_limit == 0.0 || (0.01..=100_000.0).contains(&self.rate_limit))
+        {
+            return invalid(
+                "rate_limit",
+                format!(
+                    "{} is not a rate: 0 (no limit) or between 0.01 and 100000 messages per second",
+                    self.rate_limit
+                ),
+            );
+        }
+        if !(1..=3_600_000).contains(&self.retry_base_ms) {
+            return invalid(
+                "retry_base_ms",
+                format!(
+                    "{} must be between 1 and 3600000 (an hour)",
+                    self.retry_base_ms
+                ),
+            );
+        }
+        if !(1..=20).contains(&self.max_attempts) {
+            return invalid(
+                "max_attempts",
+                format!("{} must be between 1 and 20", self.max_attempts),
+            );
+        }
+        for (key, secs) in [
+            ("fetch_timeout_secs", self.fetch_timeout_secs),
+            ("smtp_timeout_secs", self.smtp_timeout_secs),
+            ("http_header_timeout_secs", self.http_header_timeout_secs),
+        ] {
+            if !(1..=3600).contains(&secs) {
+                return invalid(key, format!("{secs} must be between 1 and 3600 seconds"));
+            }
+        }
+        if self.title.chars().count() > MAX_TITLE_CHARS || self.title.chars().any(char::is_control)
+        {
+            return invalid(
+                "title",
+                format!("at most {MAX_TITLE_CHARS} characters, on one line"),
+            );
+        }
+        if let Some(list_id) = &self.list_id {
+            if list_id.len() > 200 || list_id.chars().any(char::is_control) {
+                return invalid("list_id", "at most 200 characters, on one line".into());
+            }
+        }
+        let base_ok = self.base_url.len() <= 500
+            && !self
+                .base_url
+                .chars()
+                .any(|c| c.is_control() || c.is_whitespace())
+            && url::Url::parse(&self.base_url)
+                .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some());
+        if !base_ok {
+            return invalid(
+                "base_url",
+                format!(
+                    "{:?} is not an http(s) URL on one line (at most 500 characters)",
+                    self.base_url.chars().take(80).collect::<String>()
+                ),
+            );
+        }
+        if let Some(mailto) = &self.unsubscribe_mailto {
+            if mailto.chars().any(|c| c.is_control() || c.is_whitespace())
+                || mailto.parse::<lettre::Address>().is_err()
+            {
+                return invalid(
+                    "unsubscribe_mailto",
+                    format!("{mailto:?} is not an email address"),
+                );
+            }
         }
         if self.summary_sentences == 0 {
             return Err(ConfigError::Invalid {

@@ -12,6 +12,7 @@ use std::time::Duration;
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::Serialize;
 
+use super::network::{FetchPolicy, PublicOnly};
 use crate::article::{short_hash, Article, RawArticle};
 use crate::config::FeedSource;
 use crate::store::{FeedState, Store, StoreError};
@@ -46,13 +47,27 @@ enum Fetched {
     },
 }
 
-fn agent(timeout: Duration) -> ureq::Agent {
+fn config(timeout: Duration) -> ureq::config::Config {
     ureq::Agent::config_builder()
         .timeout_global(Some(timeout))
         .http_status_as_error(false)
         .user_agent(concat!("dailydigest/", env!("CARGO_PKG_VERSION")))
         .build()
-        .into()
+}
+
+/// The agent for feeds: their URLs are the operator's own.
+fn agent(timeout: Duration) -> ureq::Agent {
+    config(timeout).into()
+}
+
+/// The agent for article pages (links a feed wrote): every connection,
+/// redirects included, goes through the public-address check.
+fn page_agent(timeout: Duration, policy: &FetchPolicy) -> ureq::Agent {
+    ureq::Agent::with_parts(
+        config(timeout),
+        ureq::unversioned::transport::DefaultConnector::default(),
+        PublicOnly::new(policy.clone()),
+    )
 }
 
 /// One HTTP response: status, body, and the validators for the next
@@ -191,7 +206,12 @@ fn parse_feed(bytes: &[u8], source: &FeedSource) -> Result<Vec<Item>, String> {
         .collect())
 }
 
-fn fetch_one(source: &FeedSource, state: &FeedState, timeout: Duration) -> Result<Fetched, String> {
+fn fetch_one(
+    source: &FeedSource,
+    state: &FeedState,
+    timeout: Duration,
+    policy: &FetchPolicy,
+) -> Result<Fetched, String> {
     let agent = agent(timeout);
     let Response {
         status,
@@ -208,7 +228,10 @@ fn fetch_one(source: &FeedSource, state: &FeedState, timeout: Duration) -> Resul
     if source.full_text {
         // All the pages of one feed share a deadline, so that a feed of
         // slow pages cannot hold the run for pages × timeout.
+        // The deadline covers extraction too: a page that takes longer is
+        // left to finish on its own while the teaser is kept.
         let deadline = std::time::Instant::now() + timeout * 2;
+        let pages = page_agent(timeout, policy);
         for item in &mut items {
             if std::time::Instant::now() >= deadline {
                 tracing::warn!(
@@ -220,12 +243,12 @@ fn fetch_one(source: &FeedSource, state: &FeedState, timeout: Duration) -> Resul
             let Some(url) = item.raw.url.clone() else {
                 continue;
             };
-            match get(&agent, &url, None) {
+            match get(&pages, &url, None) {
                 Ok(Response {
                     status: 200..=299,
                     body: page,
                     ..
-                }) => match crate::ingest::files::parse_html(&String::from_utf8_lossy(&page)) {
+                }) => match extract_within(page, deadline) {
                     Ok(full) if full.text.len() > item.raw.text.len() => item.raw.text = full.text,
                     Ok(_) => {}
                     Err(e) => {
@@ -247,6 +270,21 @@ fn fetch_one(source: &FeedSource, state: &FeedState, timeout: Duration) -> Resul
     })
 }
 
+/// Extracts the article from a page on a thread of its own, waiting until
+/// `deadline` at most: the fetch's time limit covers extraction as well.
+fn extract_within(page: Vec<u8>, deadline: std::time::Instant) -> Result<RawArticle, String> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(
+            crate::ingest::files::parse_html(&String::from_utf8_lossy(&page))
+                .map_err(|e| e.to_string()),
+        );
+    });
+    let left = deadline.saturating_duration_since(std::time::Instant::now());
+    rx.recv_timeout(left)
+        .map_err(|_| "out of time extracting the article".to_string())?
+}
+
 /// Fetches every feed (in parallel), stores the new articles, and reports.
 pub fn fetch_all(
     store: &Store,
@@ -255,6 +293,7 @@ pub fn fetch_all(
     now: DateTime<Utc>,
     timeout: Duration,
     failure_threshold: u32,
+    policy: &FetchPolicy,
 ) -> Result<Vec<FeedReport>, StoreError> {
     let states: Vec<FeedState> = sources
         .iter()
@@ -264,7 +303,7 @@ pub fn fetch_all(
         let handles: Vec<_> = sources
             .iter()
             .zip(&states)
-            .map(|(source, state)| scope.spawn(move || fetch_one(source, state, timeout)))
+            .map(|(source, state)| scope.spawn(move || fetch_one(source, state, timeout, policy)))
             .collect();
         handles
             .into_iter()
@@ -371,9 +410,33 @@ fn edition_date(
     today: NaiveDate,
 ) -> NaiveDate {
     match date {
-        Some(d) if d <= now => d.with_timezone(&tz).date_naive(),
-        _ => today,
+        Some(d) if d > now => {
+            tracing::debug!(
+                "an item dated {d} (in the future) belongs to {today}, when it was first seen"
+            );
+            today
+        }
+        Some(d) if d < oldest_plausible() => {
+            tracing::debug!(
+                "an item dated {d} (implausibly old) belongs to {today}, when it was first seen"
+            );
+            today
+        }
+        Some(d) => d.with_timezone(&tz).date_naive(),
+        None => today,
     }
+}
+
+/// Dates before web feeds existed (RSS is from 1999) are placeholders or
+/// mistakes (`1900-01-01`, `1970-01-01`), not when the item was published.
+fn oldest_plausible() -> DateTime<Utc> {
+    DateTime::from_naive_utc_and_offset(
+        NaiveDate::from_ymd_opt(1995, 1, 1)
+            .expect("a valid date")
+            .and_hms_opt(0, 0, 0)
+            .expect("a valid time"),
+        Utc,
+    )
 }
 
 #[cfg(test)]
@@ -427,6 +490,16 @@ mod tests {
             .unwrap()
             .with_timezone(&Utc);
         assert_eq!(edition_date(Some(future), now, tz, today), today);
+        for placeholder in ["1900-01-01T00:00:00Z", "1970-01-01T00:00:00Z"] {
+            let old = DateTime::parse_from_rfc3339(placeholder)
+                .unwrap()
+                .with_timezone(&Utc);
+            assert_eq!(
+                edition_date(Some(old), now, tz, today),
+                today,
+                "{placeholder}"
+            );
+        }
         assert_eq!(edition_date(None, now, tz, today), today);
     }
 }

@@ -68,6 +68,74 @@ pub enum ParseError {
     FrontMatter(String),
     #[error("no article text found in the HTML page")]
     Html,
+    #[error("the HTML page nests elements {0} deep (at most {MAX_HTML_DEPTH} are extracted)")]
+    TooDeep(usize),
+    #[error("the HTML page is {0} bytes (at most {MAX_HTML_BYTES} are extracted)")]
+    TooLarge(usize),
+}
+
+/// Deepest nesting extracted: the extractor's cost grows with depth times
+/// size (50,000 nested `div`s took minutes). Browsers' parsers cap depth at
+/// 512 too; real articles stay far below.
+pub const MAX_HTML_DEPTH: usize = 512;
+/// Largest page extracted.
+pub const MAX_HTML_BYTES: usize = 4 * 1024 * 1024;
+
+/// How deeply a page nests its elements, from its tags alone (one linear
+/// pass, before any parsing). Void elements, self-closing tags and the
+/// elements whose end tag HTML lets authors leave out (`p`, `li`, `td`, ...)
+/// do not count; comments, scripts and styles are skipped.
+pub fn nesting_depth(html: &str) -> usize {
+    const FLAT: &[&str] = &[
+        "area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source",
+        "track", "wbr", "param", "p", "li", "dt", "dd", "tr", "td", "th", "option", "optgroup",
+        "thead", "tbody", "tfoot", "colgroup", "caption", "rb", "rt", "rtc", "rp", "html", "head",
+        "body",
+    ];
+    let bytes = html.as_bytes();
+    let (mut depth, mut deepest, mut i) = (0usize, 0usize, 0usize);
+    while let Some(off) = memchr_lt(&bytes[i..]) {
+        i += off + 1;
+        if html[i..].starts_with("!--") {
+            i = html[i..].find("-->").map_or(bytes.len(), |e| i + e + 3);
+            continue;
+        }
+        let closing = bytes.get(i) == Some(&b'/');
+        let start = if closing { i + 1 } else { i };
+        let name_len = bytes[start..]
+            .iter()
+            .take_while(|b| b.is_ascii_alphanumeric())
+            .count();
+        if name_len == 0 {
+            continue;
+        }
+        let name = html[start..start + name_len].to_ascii_lowercase();
+        let end = html[start..].find('>').map_or(bytes.len(), |e| start + e);
+        let self_closing = end > 0 && bytes.get(end - 1) == Some(&b'/');
+        i = end.min(bytes.len());
+        if FLAT.contains(&name.as_str()) || self_closing {
+            continue;
+        }
+        if closing {
+            depth = depth.saturating_sub(1);
+        } else if name == "script" || name == "style" {
+            // Past the matching end tag: its contents are not markup.
+            let close = format!("</{name}");
+            i = html[i..]
+                .to_ascii_lowercase()
+                .find(&close)
+                .and_then(|e| html[i + e..].find('>').map(|g| i + e + g))
+                .unwrap_or(bytes.len());
+        } else {
+            depth += 1;
+            deepest = deepest.max(depth);
+        }
+    }
+    deepest
+}
+
+fn memchr_lt(bytes: &[u8]) -> Option<usize> {
+    bytes.iter().position(|&b| b == b'<')
 }
 
 /// The JSON shape of an article (JSON and JSON Lines inputs). Unknown fields
@@ -286,6 +354,13 @@ fn markdown_to_text(md: &str) -> (Option<String>, String) {
 /// Extracts the article from a saved HTML page with a Readability port
 /// (`dom_smoothie`): navigation, scripts and ads are dropped.
 pub fn parse_html(content: &str) -> Result<RawArticle, ParseError> {
+    if content.len() > MAX_HTML_BYTES {
+        return Err(ParseError::TooLarge(content.len()));
+    }
+    let depth = nesting_depth(content);
+    if depth > MAX_HTML_DEPTH {
+        return Err(ParseError::TooDeep(depth));
+    }
     let cfg = dom_smoothie::Config {
         text_mode: dom_smoothie::TextMode::Formatted,
         ..Default::default()
@@ -311,6 +386,21 @@ pub fn parse_html(content: &str) -> Result<RawArticle, ParseError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn deep_nesting_is_measured_in_one_pass_and_refused() {
+        assert_eq!(
+            nesting_depth("<html><body><div><p>a<p>b<br><img src=x /></div></body></html>"),
+            1
+        );
+        assert_eq!(nesting_depth("<div><!-- <div><div> --><script>if (a<b) {}</script><section><div></div></section></div>"), 3);
+        let deep = format!("{}x{}", "<div>".repeat(50_000), "</div>".repeat(50_000));
+        assert_eq!(nesting_depth(&deep), 50_000);
+        assert!(matches!(
+            parse_html(&deep),
+            Err(ParseError::TooDeep(50_000))
+        ));
+    }
 
     #[test]
     fn seed_header() {

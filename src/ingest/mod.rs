@@ -8,6 +8,7 @@
 
 pub mod feeds;
 pub mod files;
+pub mod network;
 
 use std::collections::VecDeque;
 use std::fmt;

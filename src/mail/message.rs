@@ -77,12 +77,20 @@ pub fn validate_address(raw: &str) -> Result<String, String> {
     ))
 }
 
+/// Longest display name.
+pub const MAX_NAME_CHARS: usize = 100;
+
 /// Rejects display names that could break a header: CR, LF and other
 /// control characters.
 pub fn validate_name(name: &str) -> Result<Option<String>, String> {
     if name.chars().any(|c| c.is_control()) {
         return Err(format!(
             "invalid name {name:?}: control characters (line breaks) are not allowed"
+        ));
+    }
+    if name.trim().chars().count() > MAX_NAME_CHARS {
+        return Err(format!(
+            "invalid name: longer than {MAX_NAME_CHARS} characters"
         ));
     }
     let name = name.trim();
@@ -103,7 +111,11 @@ pub fn build(
 ) -> Result<Message, String> {
     let to_address = Address::from_str(&subscriber.email)
         .map_err(|e| format!("invalid address {:?}: {e}", subscriber.email))?;
-    let to = Mailbox::new(subscriber.name.clone(), to_address);
+    let name = subscriber
+        .name
+        .as_deref()
+        .map(|n| crate::text::shorten(n, MAX_NAME_CHARS));
+    let to = Mailbox::new(name, to_address);
     let unsubscribe = settings.unsubscribe_url(subscriber);
     let list_unsubscribe = match &settings.unsubscribe_mailto {
         Some(mailto) => format!("<{unsubscribe}>, <mailto:{mailto}?subject=unsubscribe>"),

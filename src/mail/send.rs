@@ -67,6 +67,9 @@ pub struct Failure {
 /// denies us, a rejected From address): the run stops and they stay open.
 pub const FAILURE_BREAKER: usize = 10;
 
+/// The longest wait before a retry within a run.
+const MAX_BACKOFF: Duration = Duration::from_secs(24 * 3600);
+
 /// The marker of a run stopped by the failure breaker (a configuration
 /// problem: exit 2).
 pub const BREAKER_REASON: &str = "permanent failures in a row and nothing sent";
@@ -266,7 +269,7 @@ pub fn deliver(
                             f.push(Failure { email: job.delivery.subscriber.email.clone(), error: reason.clone(), subscriber_id: sub });
                             if f.len() >= FAILURE_BREAKER && sent.load(Ordering::Relaxed) == 0 {
                                 q.stop.get_or_insert_with(|| {
-                                    format!("{} {BREAKER_REASON}; the server refuses this sender, not the recipients? Check `from` and the relay. The last reply: {reason}", f.len())
+                                    format!("{} {BREAKER_REASON}; the server's last reply: {reason}", f.len())
                                 });
                             }
                             drop(f);
@@ -275,7 +278,7 @@ pub fn deliver(
                         }
                         Err(Outcome::Send(SendError::Transient(reason))) => {
                             let total_attempts = job.delivery.attempts + job.attempts_this_run;
-                            let backoff = opts.retry_base * 2u32.saturating_pow(job.attempts_this_run.saturating_sub(1));
+                            let backoff = opts.retry_base.saturating_mul(2u32.saturating_pow(job.attempts_this_run.saturating_sub(1))).min(MAX_BACKOFF);
                             let next = now + chrono::Duration::from_std(backoff).unwrap_or_default();
                             let result = lock(&shared).mark_done(stored.id, sub, DeliveryState::Retry, Some(&reason), Some(next), now);
                             if job.attempts_this_run < opts.max_attempts && q.stop.is_none() {

@@ -63,16 +63,45 @@ pub enum Transport {
     Outbox(PathBuf),
 }
 
-/// The URL with any user name and password removed, for logs.
+/// The URL with everything between `://` and the last `@` removed, for
+/// logs: whatever a password holds (even an unencoded `@`, `/` or `#`), no
+/// part of it is shown.
 pub fn redact_url(raw: &str) -> String {
-    match url::Url::parse(raw) {
-        Ok(mut u) => {
-            let _ = u.set_username("");
-            let _ = u.set_password(None);
-            u.to_string()
-        }
+    let Some((scheme, rest)) = raw.split_once("://") else {
+        return "(unparseable SMTP URL)".into();
+    };
+    let shown = match rest.rfind('@') {
+        Some(at) => format!("{scheme}://{}", &rest[at + 1..]),
+        None => raw.to_owned(),
+    };
+    match url::Url::parse(&shown) {
+        Ok(_) => shown,
         Err(_) => "(unparseable SMTP URL)".into(),
     }
+}
+
+/// Whether the user and password of an SMTP URL hold a character that ends
+/// the authority unencoded (`/`, `?`, `#`): the URL would then be read with
+/// part of the password as the host or path.
+fn userinfo_unencoded(raw: &str) -> bool {
+    let rest = raw.split_once("://").map_or(raw, |(_, r)| r);
+    match (rest.rfind('@'), rest.find(['/', '?', '#'])) {
+        (Some(at), Some(end)) => end < at,
+        _ => false,
+    }
+}
+
+/// A sendmail command that can run: an executable file, by path or on PATH.
+fn executable(command: &str) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    let runs = |p: &std::path::Path| {
+        std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
+    if command.contains('/') {
+        return runs(std::path::Path::new(command));
+    }
+    std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|dir| runs(&dir.join(command))))
 }
 
 fn is_loopback(host: &str) -> bool {
@@ -89,6 +118,11 @@ impl Transport {
         password: Option<String>,
     ) -> Result<Transport, TransportConfigError> {
         if let Some(command) = &settings.sendmail {
+            if !executable(command) {
+                return Err(TransportConfigError(format!(
+                    "sendmail {command:?} is not an executable file"
+                )));
+            }
             return Ok(Transport::Sendmail(
                 SendmailTransport::new_with_command(command),
                 command.clone(),
@@ -99,6 +133,12 @@ impl Transport {
         };
         let shown = redact_url(raw);
         let bad = |msg: String| TransportConfigError(format!("smtp_url {shown}: {msg}"));
+        if userinfo_unencoded(raw) {
+            return Err(bad(
+                "the user or password holds an unencoded / ? or # (or @): percent-encode them (%2F %3F %23 %40)"
+                    .into(),
+            ));
+        }
         let url = url::Url::parse(raw).map_err(|e| bad(e.to_string()))?;
         let host = url
             .host_str()

@@ -21,7 +21,7 @@ use chrono::NaiveDate;
 
 pub use run::{Ran, RunOutcome, RunReport, RunRequest};
 pub use send::{DryRun, SendOutcome, SendRequest};
-pub use subscribers::ImportReport;
+pub use subscribers::{csv_cell, ImportReport, CSV_COLUMNS};
 
 use crate::article::Article;
 use crate::config::{Budget, Config, ConfigError};
@@ -31,6 +31,7 @@ use crate::ingest::{Ingest, Input};
 use crate::lock::LockError;
 use crate::mail::send::DeliverError;
 use crate::render::{self, Recipient, Renderer, TemplateError};
+pub use crate::store::Access;
 use crate::store::{Store, StoreError};
 use crate::summarize::{Cached, Engine, Summarizer, Summary, SummaryCache};
 
@@ -115,7 +116,21 @@ pub struct Pipeline {
 impl Pipeline {
     /// The pipeline over the configured database (created if missing).
     pub fn open(config: Config) -> Result<Pipeline> {
-        let store = Store::open(&config.db)?;
+        Pipeline::open_with(config, Access::Create)
+    }
+
+    /// The pipeline over the configured database, opened as `access`
+    /// allows (commands that only read or update never create one).
+    pub fn open_with(config: Config, access: Access) -> Result<Pipeline> {
+        if access != Access::Create && !config.db.is_file() {
+            let here = std::env::current_dir().unwrap_or_default();
+            return Err(Error::Invalid(format!(
+                "no database file here: {} (in {}); `digest subscribers add`, `subscribers import` or `fetch` create one, or pass --db / set `db`",
+                config.db.display(),
+                here.display()
+            )));
+        }
+        let store = Store::open_with(&config.db, access)?;
         Ok(Pipeline::with_store(config, store))
     }
 

@@ -9,6 +9,7 @@ use serde::Serialize;
 use super::{Error, Pipeline, Result, SendOutcome, SendRequest};
 use crate::config::Config;
 use crate::ingest::feeds::{fetch_all, FeedReport};
+use crate::ingest::network::FetchPolicy;
 use crate::lock::{Locked, RunLock};
 use crate::mail::RunSummary;
 use crate::store::Store;
@@ -67,6 +68,10 @@ pub(super) fn fetch_feeds(config: &Config, store: &Store) -> Result<Vec<FeedRepo
         Utc::now(),
         Duration::from_secs(config.fetch_timeout_secs),
         config.feed_failure_threshold,
+        &FetchPolicy {
+            allow_private: config.allow_private_fetch,
+            allow_hosts: config.fetch_allow_hosts.clone(),
+        },
     )?;
     for r in &reports {
         match &r.error {

@@ -177,7 +177,11 @@ impl Pipeline {
         };
         let transport = Transport::new(&transport_settings, smtp_password(config)?).map_err(
             |TransportConfigError(m)| ConfigError::Invalid {
-                key: "smtp_url",
+                key: if config.sendmail.is_some() {
+                    "sendmail"
+                } else {
+                    "smtp_url"
+                },
                 message: m,
             },
         )?;
@@ -237,6 +241,10 @@ impl Pipeline {
             tracing::warn!("the edition of {date} has no stories");
         }
 
+        // Unsubscribes that met a busy database wait beside it: honour them first.
+        if let Err(e) = self.store.apply_queued_unsubscribes(Utc::now()) {
+            tracing::warn!("{e}");
+        }
         tracing::info!("sending via {}", transport.describe());
         match transport.check() {
             Ok(()) => {}

@@ -36,7 +36,82 @@ fn check_row(email: &str, name: Option<&str>, topics: &str) -> Result<NewSubscri
         name,
         topics,
         topics_only: false,
+        status: Status::Active,
     })
+}
+
+/// The columns of the subscriber CSV, in export order: what `export`
+/// writes and `import` reads back (with a header row; without one, the
+/// first columns in this order).
+pub const CSV_COLUMNS: [&str; 5] = ["email", "name", "topics", "topics_only", "status"];
+
+/// A cell as written to CSV: one that a spreadsheet would run as a formula
+/// (`=`, `+`, `-`, `@`, also after a tab or carriage return) gets a leading
+/// `'`, which import takes off again.
+pub fn csv_cell(value: &str) -> std::borrow::Cow<'_, str> {
+    if value.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{value}").into()
+    } else {
+        value.into()
+    }
+}
+
+/// The value a CSV cell stands for (`csv_cell` undone).
+fn from_csv_cell(cell: &str) -> &str {
+    match cell.strip_prefix('\'') {
+        Some(rest) if rest.starts_with(['=', '+', '-', '@', '\t', '\r']) => rest,
+        _ => cell,
+    }
+}
+
+/// The line number of a byte offset in a file, counted forward as offsets
+/// grow (one pass over the file, whatever its size).
+struct LineCounter {
+    reader: std::io::BufReader<std::fs::File>,
+    at: u64,
+    line: u64,
+}
+
+impl LineCounter {
+    fn open(path: &Path) -> std::io::Result<LineCounter> {
+        Ok(LineCounter {
+            reader: std::io::BufReader::new(std::fs::File::open(path)?),
+            at: 0,
+            line: 1,
+        })
+    }
+
+    /// The 1-based line of the record the csv reader places at byte
+    /// `offset` (offsets must not go back). The reader puts a record's start
+    /// on the line end before it (the `\n` of a CRLF, a skipped blank line),
+    /// so line ends at the offset are passed over first.
+    fn line_at(&mut self, offset: u64) -> u64 {
+        use std::io::BufRead;
+        while let Ok(buf) = self.reader.fill_buf() {
+            let Some(&next) = buf.first() else { break };
+            if self.at < offset {
+                let take = buf.len().min((offset - self.at) as usize);
+                self.line += buf[..take].iter().filter(|&&b| b == b'\n').count() as u64;
+                self.at += take as u64;
+                self.reader.consume(take);
+            } else if next == b'\n' || next == b'\r' {
+                self.line += u64::from(next == b'\n');
+                self.at += 1;
+                self.reader.consume(1);
+            } else {
+                break;
+            }
+        }
+        self.line
+    }
+}
+
+fn yes_no(cell: &str) -> Result<bool, String> {
+    match cell.to_ascii_lowercase().as_str() {
+        "" | "no" | "false" | "0" => Ok(false),
+        "yes" | "only" | "true" | "1" => Ok(true),
+        other => Err(format!("invalid topics_only {other:?} (yes or no)")),
+    }
 }
 
 impl Pipeline {
@@ -95,31 +170,72 @@ impl Pipeline {
             .comment(Some(b'#'))
             .from_path(file)
             .map_err(|e| Error::Invalid(format!("reading {shown}: {e}")))?;
+        // A header row names the columns (any order, any subset with
+        // `email`); without one they are `CSV_COLUMNS` in order.
+        let mut columns: Vec<Option<usize>> = (0..CSV_COLUMNS.len()).map(Some).collect();
+        let mut header_error: Option<String> = None;
+        // Line numbers from the records' byte offsets: the csv reader's own
+        // count is off after CRLF line ends.
+        let mut lines =
+            LineCounter::open(file).map_err(|e| Error::Invalid(format!("reading {shown}: {e}")))?;
         let rows = reader.records().enumerate().filter_map(|(i, record)| {
             let line = i as u64 + 1;
             let record = match record {
                 Ok(r) => r,
                 Err(e) => {
-                    let line = e.position().map_or(line, |p| p.line());
+                    let line = e.position().map_or(line, |p| lines.line_at(p.byte()));
                     return Some((line, Err(format!("unreadable row: {e}"))));
                 }
             };
-            let line = record.position().map_or(line, |p| p.line());
-            let email = record.get(0).unwrap_or("");
-            if (line == 1 && email.eq_ignore_ascii_case("email"))
-                || record.iter().all(str::is_empty)
+            let line = record.position().map_or(line, |p| lines.line_at(p.byte()));
+            if i == 0
+                && record
+                    .get(0)
+                    .is_some_and(|c| c.eq_ignore_ascii_case("email"))
             {
+                let find = |name: &str| record.iter().position(|c| c.eq_ignore_ascii_case(name));
+                columns = CSV_COLUMNS.iter().map(|c| find(c)).collect();
+                let unknown: Vec<&str> = record
+                    .iter()
+                    .filter(|c| {
+                        !CSV_COLUMNS.iter().any(|k| k.eq_ignore_ascii_case(c))
+                            && !c.eq_ignore_ascii_case("created_at")
+                    })
+                    .collect();
+                if !unknown.is_empty() {
+                    header_error = Some(format!(
+                        "unknown columns {unknown:?} (known: {})",
+                        CSV_COLUMNS.join(", ")
+                    ));
+                }
                 return None;
             }
-            let topics_only = match record.get(3).unwrap_or("").to_ascii_lowercase().as_str() {
-                "" | "no" | "false" | "0" => Ok(false),
-                "yes" | "only" | "true" | "1" => Ok(true),
-                other => Err(format!("invalid topics_only {other:?} (yes or no)")),
+            if record.iter().all(str::is_empty) {
+                return None;
+            }
+            if let Some(e) = &header_error {
+                return Some((line, Err(e.clone())));
+            }
+            let cell = |k: usize| {
+                columns[k]
+                    .and_then(|i| record.get(i))
+                    .map(from_csv_cell)
+                    .unwrap_or("")
             };
-            let row =
-                check_row(email, record.get(1), record.get(2).unwrap_or("")).and_then(|row| {
-                    topics_only.map(|topics_only| NewSubscriber { topics_only, ..row })
-                });
+            let status = match cell(4) {
+                "" => Ok(Status::Active),
+                s => Status::from_name(s).ok_or_else(|| {
+                    format!("invalid status {s:?} (active, unsubscribed or bounced)")
+                }),
+            };
+            let name = Some(cell(1)).filter(|n| !n.is_empty());
+            let row = check_row(cell(0), name, cell(2)).and_then(|row| {
+                Ok(NewSubscriber {
+                    topics_only: yes_no(cell(3))?,
+                    status: status?,
+                    ..row
+                })
+            });
             Some((line, row))
         });
         let mut report = ImportReport::default();

@@ -25,6 +25,9 @@ impl Store {
         summary_json: &str,
         now: DateTime<Utc>,
     ) -> Result<()> {
+        if self.read_only {
+            return Ok(()); // a database we may only read keeps no new summaries
+        }
         self.conn
             .execute(
                 "INSERT OR REPLACE INTO summary_cache (article_hash, settings, summary_json, created_at) VALUES (?1, ?2, ?3, ?4)",

@@ -24,7 +24,7 @@ use rusqlite::Connection;
 pub use articles::FeedState;
 pub use deliveries::{Delivery, DeliveryState, OpenCounts};
 pub use editions::StoredEdition;
-pub use subscribers::{NewSubscriber, Status, Subscriber};
+pub use subscribers::{NewSubscriber, Status, Subscriber, Unsubscribed};
 
 /// SHA-256 of a token, hex: what subscribers are looked up by, so that the
 /// lookup's timing says nothing about the token itself.
@@ -48,10 +48,34 @@ pub struct StoreError {
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
+/// How a command may open the database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Read and write; create the file when it is missing.
+    Create,
+    /// Read and write a database that must exist.
+    Existing,
+    /// Read a database that must exist; read-only when it cannot be written.
+    ReadOnly,
+}
+
 /// The database.
 pub struct Store {
     conn: Connection,
     path: String,
+    read_only: bool,
+}
+
+fn sqlite_error(code: std::os::raw::c_int, message: &str) -> rusqlite::Error {
+    rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(code), Some(message.to_owned()))
+}
+
+/// An error that says the file or its folder cannot be written.
+fn is_read_only(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::ReadOnly | rusqlite::ErrorCode::CannotOpen)
+    )
 }
 
 pub(crate) fn ts(t: DateTime<Utc>) -> String {
@@ -68,6 +92,34 @@ pub fn random_token() -> String {
 impl Store {
     /// Opens (creating if needed) the database at `path` and migrates it.
     pub fn open(path: &Path) -> Result<Store> {
+        Store::open_with(path, Access::Create)
+    }
+
+    /// Opens the database at `path` as `access` allows: `Create` makes it
+    /// when missing; `Existing` and `ReadOnly` refuse to (a command run in
+    /// the wrong folder must not start an empty list), and `ReadOnly` falls
+    /// back to reading a database it may not write.
+    pub fn open_with(path: &Path, access: Access) -> Result<Store> {
+        // Without `Create`, SQLite itself refuses a missing file.
+        match Store::open_read_write(path, access == Access::Create) {
+            Ok(store) => Ok(store),
+            Err(e) if is_read_only(&e.source) && access == Access::ReadOnly => {
+                tracing::debug!("{e}; reading it read-only");
+                Store::open_read_only(path)
+            }
+            Err(e) if is_read_only(&e.source) => Err(StoreError {
+                context: format!(
+                    "{}: the database or its folder is read-only (digest writes the file and, beside it, its -wal and -shm files)",
+                    e.context
+                ),
+                ..e
+            }),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn open_read_write(path: &Path, create: bool) -> Result<Store> {
+        use rusqlite::OpenFlags;
         let shown = path.display().to_string();
         let err = |context: &str| {
             let shown = shown.clone();
@@ -78,7 +130,13 @@ impl Store {
                 source,
             }
         };
-        let conn = Connection::open(path).map_err(err("opening"))?;
+        let mut flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_URI
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        if create {
+            flags |= OpenFlags::SQLITE_OPEN_CREATE;
+        }
+        let conn = Connection::open_with_flags(path, flags).map_err(err("opening"))?;
         conn.busy_timeout(std::time::Duration::from_secs(10))
             .map_err(err("setting the busy timeout"))?;
         conn.pragma_update(None, "journal_mode", "WAL")
@@ -87,9 +145,51 @@ impl Store {
             .map_err(err("setting synchronous"))?;
         conn.pragma_update(None, "foreign_keys", "ON")
             .map_err(err("enabling foreign keys"))?;
-        let mut store = Store { conn, path: shown };
+        let mut store = Store {
+            conn,
+            path: shown,
+            read_only: false,
+        };
         store.migrate()?;
         Ok(store)
+    }
+
+    /// A database this process may only read: no migration (it must be
+    /// current), and the summary cache keeps nothing.
+    fn open_read_only(path: &Path) -> Result<Store> {
+        use rusqlite::OpenFlags;
+        let shown = path.display().to_string();
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|source| StoreError {
+            path: shown.clone(),
+            context: "opening read-only".into(),
+            source,
+        })?;
+        let store = Store {
+            conn,
+            path: shown,
+            read_only: true,
+        };
+        let version = store.version()?;
+        if version != migrations::MIGRATIONS.len() {
+            return Err(StoreError {
+                path: store.path.clone(),
+                context: format!(
+                    "the database is read-only and at schema version {version}; this digest needs {} (run a command that may write it once)",
+                    migrations::MIGRATIONS.len()
+                ),
+                source: sqlite_error(rusqlite::ffi::SQLITE_READONLY, "read-only"),
+            });
+        }
+        Ok(store)
+    }
+
+    /// Whether the database was opened read-only.
+    pub fn is_read_only(&self) -> bool {
+        self.read_only
     }
 
     /// An in-memory database (tests).
@@ -102,6 +202,7 @@ impl Store {
         let mut store = Store {
             conn,
             path: ":memory:".into(),
+            read_only: false,
         };
         store.migrate()?;
         Ok(store)
@@ -144,6 +245,7 @@ mod tests {
             name: Some("Name".into()),
             topics: String::new(),
             topics_only: false,
+            status: Status::Active,
         }
     }
 

@@ -26,10 +26,16 @@ impl Status {
     }
 
     fn parse(s: &str) -> Status {
-        match s {
-            "unsubscribed" => Status::Unsubscribed,
-            "bounced" => Status::Bounced,
-            _ => Status::Active,
+        Status::from_name(s).unwrap_or(Status::Active)
+    }
+
+    /// `active`, `unsubscribed` or `bounced` (any case).
+    pub fn from_name(s: &str) -> Option<Status> {
+        match s.to_ascii_lowercase().as_str() {
+            "active" => Some(Status::Active),
+            "unsubscribed" => Some(Status::Unsubscribed),
+            "bounced" => Some(Status::Bounced),
+            _ => None,
         }
     }
 }
@@ -74,6 +80,9 @@ pub struct NewSubscriber {
     /// Comma-separated topics.
     pub topics: String,
     pub topics_only: bool,
+    /// `Active` for a new subscriber; an import restores what an export
+    /// recorded.
+    pub status: Status,
 }
 
 /// Active subscribers, counted from the status index.
@@ -148,7 +157,7 @@ impl Store {
                 .prepare("SELECT id FROM subscribers WHERE email = ?1")
                 .map_err(e("adding subscribers"))?;
             let mut insert = tx
-                .prepare("INSERT INTO subscribers (email, name, status, topics, topics_only, token, token_hash, created_at, updated_at) VALUES (?1, ?2, 'active', ?3, ?4, ?5, ?6, ?7, ?7)")
+                .prepare("INSERT INTO subscribers (email, name, status, topics, topics_only, token, token_hash, created_at, updated_at) VALUES (?1, ?2, ?8, ?3, ?4, ?5, ?6, ?7, ?7)")
                 .map_err(e("adding subscribers"))?;
             let mut update = tx
                 .prepare("UPDATE subscribers SET status = 'active', name = COALESCE(?2, name), topics = ?3, topics_only = ?4, updated_at = ?5 WHERE id = ?1")
@@ -159,6 +168,7 @@ impl Store {
                     name,
                     topics,
                     topics_only,
+                    status,
                 } = match row {
                     Ok(row) => row,
                     Err(reason) => {
@@ -191,7 +201,8 @@ impl Store {
                                 topics_only,
                                 token,
                                 token_hash(&token),
-                                ts(now)
+                                ts(now),
+                                status.as_str()
                             ])
                             .map_err(e("adding subscribers"))?;
                         Ok(tx.last_insert_rowid())
@@ -301,4 +312,157 @@ impl Store {
             .optional()
             .map_err(self.err("finding a subscriber"))
     }
+
+    // ------------------------------------------------ unsubscribes that wait
+
+    /// The file beside the database where unsubscribes that met a busy
+    /// database wait: one token hash a line.
+    pub fn unsubscribe_queue(&self) -> std::path::PathBuf {
+        std::path::PathBuf::from(format!("{}.unsubscribes", self.path))
+    }
+
+    /// Unsubscribes the holder of `token` (RFC 8058 one-click). When another
+    /// process holds the write lock for more than a moment, the request is
+    /// appended to `unsubscribe_queue` and synced to disk instead: it is
+    /// recorded either way before this returns, and applied by
+    /// `apply_queued_unsubscribes` (which `serve` runs every few seconds and
+    /// every send runs before it starts).
+    pub fn unsubscribe_by_token(&self, token: &str, now: DateTime<Utc>) -> Result<Unsubscribed> {
+        let Some(sub) = self.subscriber_by_token(token)? else {
+            return Ok(Unsubscribed::Unknown);
+        };
+        if sub.status != Status::Active {
+            return Ok(Unsubscribed::Already);
+        }
+        let _ = self
+            .conn
+            .busy_timeout(std::time::Duration::from_millis(1500));
+        let updated = self.conn.execute(
+            "UPDATE subscribers SET status = 'unsubscribed', updated_at = ?2 WHERE id = ?1",
+            params![sub.id, ts(now)],
+        );
+        let _ = self.conn.busy_timeout(std::time::Duration::from_secs(10));
+        match updated {
+            Ok(_) => Ok(Unsubscribed::Done),
+            Err(e)
+                if matches!(
+                    e.sqlite_error_code(),
+                    Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+                ) =>
+            {
+                self.queue_unsubscribe(&token_hash(token))
+                    .map_err(|io| StoreError {
+                        path: self.path.clone(),
+                        context: format!(
+                            "the database is busy and the unsubscribe queue {} cannot be written: {io}",
+                            self.unsubscribe_queue().display()
+                        ),
+                        source: e,
+                    })?;
+                Ok(Unsubscribed::Queued)
+            }
+            Err(e) => Err(self.err("unsubscribing")(e)),
+        }
+    }
+
+    fn apply_hashes(&self, hashes: &[&str], now: DateTime<Utc>) -> Result<()> {
+        let tx = self
+            .conn
+            .unchecked_transaction()
+            .map_err(self.err("applying queued unsubscribes"))?;
+        for hash in hashes {
+            tx.execute(
+                "UPDATE subscribers SET status = 'unsubscribed', updated_at = ?2 WHERE token_hash = ?1 AND status = 'active'",
+                params![hash, ts(now)],
+            )
+            .map_err(self.err("applying queued unsubscribes"))?;
+        }
+        tx.commit()
+            .map_err(self.err("applying queued unsubscribes"))
+    }
+
+    fn queue_unsubscribe(&self, hash: &str) -> std::io::Result<()> {
+        use std::io::Write;
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.unsubscribe_queue())?;
+        file.lock()?;
+        file.write_all(format!("{hash}\n").as_bytes())?;
+        file.sync_all()
+    }
+
+    /// Applies the unsubscribes waiting in `unsubscribe_queue`, then takes
+    /// them off it (lines appended meanwhile stay). Returns how many were
+    /// applied; a queue that cannot be read or a busy database is left for
+    /// the next call.
+    pub fn apply_queued_unsubscribes(&self, now: DateTime<Utc>) -> Result<usize> {
+        use std::io::{Read, Seek, Write};
+        let path = self.unsubscribe_queue();
+        let read = || -> std::io::Result<String> {
+            let mut file = std::fs::File::open(&path)?;
+            file.lock_shared()?;
+            let mut text = String::new();
+            file.read_to_string(&mut text)?;
+            Ok(text)
+        };
+        let text = match read() {
+            Ok(t) => t,
+            Err(_) => return Ok(0),
+        };
+        let hashes: Vec<&str> = text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect();
+        if hashes.is_empty() {
+            return Ok(0);
+        }
+        // A short wait: a busy database leaves the queue for the next call.
+        let _ = self
+            .conn
+            .busy_timeout(std::time::Duration::from_millis(200));
+        let applied = self.apply_hashes(&hashes, now);
+        let _ = self.conn.busy_timeout(std::time::Duration::from_secs(10));
+        applied?;
+        // Recorded in the database: drop what was applied, keep what came since.
+        let trim = || -> std::io::Result<()> {
+            let mut file = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(&path)?;
+            file.lock()?;
+            let mut now_text = String::new();
+            file.read_to_string(&mut now_text)?;
+            // Another process drained it meanwhile: leave it (harmless).
+            let Some(rest) = now_text.strip_prefix(text.as_str()) else {
+                return Ok(());
+            };
+            file.set_len(0)?;
+            file.seek(std::io::SeekFrom::Start(0))?;
+            file.write_all(rest.as_bytes())?;
+            file.sync_all()
+        };
+        if let Err(e) = trim() {
+            tracing::warn!(
+                "{}: {e} (its unsubscribes are applied; applying them again is harmless)",
+                path.display()
+            );
+        }
+        tracing::info!("{} queued unsubscribes applied", hashes.len());
+        Ok(hashes.len())
+    }
+}
+
+/// What a one-click unsubscribe did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unsubscribed {
+    /// No subscriber has this token.
+    Unknown,
+    /// Not active already.
+    Already,
+    /// Recorded in the database.
+    Done,
+    /// The database was busy: recorded durably in the queue beside it.
+    Queued,
 }

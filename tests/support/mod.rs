@@ -153,3 +153,153 @@ impl Server {
         out
     }
 }
+
+/// What a fixture HTTP server answers for one path: status line, headers, body.
+pub type Reply = (String, Vec<(String, String)>, Vec<u8>);
+
+/// One request a fixture HTTP server saw.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub path: String,
+    /// Header names lowercased.
+    pub headers: std::collections::HashMap<String, String>,
+    /// The server's own `http://127.0.0.1:PORT`.
+    pub base: String,
+}
+
+/// A small HTTP/1.1 server on 127.0.0.1 for fixtures: `route` gives each
+/// reply (each request on a thread of its own, so one may hang); every
+/// request is logged.
+pub struct HttpServer {
+    pub base: String,
+    log: std::sync::Arc<std::sync::Mutex<Vec<Request>>>,
+}
+
+impl HttpServer {
+    pub fn start(route: impl Fn(&Request) -> Reply + Send + Sync + 'static) -> HttpServer {
+        use std::io::Write;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let log: std::sync::Arc<std::sync::Mutex<Vec<Request>>> = Default::default();
+        let route = std::sync::Arc::new(route);
+        let (l, b) = (log.clone(), base.clone());
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let (route, log, base) = (route.clone(), l.clone(), b.clone());
+                std::thread::spawn(move || {
+                    let mut reader = BufReader::new(stream.try_clone().unwrap());
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).is_err() {
+                        return;
+                    }
+                    let path = line.split_whitespace().nth(1).unwrap_or("/").to_owned();
+                    let mut headers = std::collections::HashMap::new();
+                    loop {
+                        let mut h = String::new();
+                        if reader.read_line(&mut h).unwrap_or(0) == 0 || h.trim().is_empty() {
+                            break;
+                        }
+                        if let Some((k, v)) = h.split_once(':') {
+                            headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_owned());
+                        }
+                    }
+                    let request = Request {
+                        path,
+                        headers,
+                        base,
+                    };
+                    log.lock().unwrap().push(request.clone());
+                    let (status, headers, body) = route(&request);
+                    let mut head = format!(
+                        "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n",
+                        body.len()
+                    );
+                    for (k, v) in headers {
+                        head.push_str(&format!("{k}: {v}\r\n"));
+                    }
+                    head.push_str("\r\n");
+                    let mut stream = stream;
+                    let _ = stream.write_all(head.as_bytes());
+                    let _ = stream.write_all(&body);
+                });
+            }
+        });
+        HttpServer { base, log }
+    }
+
+    /// The headers of each request for `path`, in order.
+    pub fn requests(&self, path: &str) -> Vec<std::collections::HashMap<String, String>> {
+        self.log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|r| r.path == path)
+            .map(|r| r.headers.clone())
+            .collect()
+    }
+
+    /// How many requests asked for `path`.
+    pub fn hits(&self, path: &str) -> usize {
+        self.requests(path).len()
+    }
+}
+
+/// A reply with a status, headers and a body.
+pub fn reply(status: &str, headers: &[(&str, String)], body: impl Into<Vec<u8>>) -> Reply {
+    (
+        status.to_owned(),
+        headers
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect(),
+        body.into(),
+    )
+}
+
+/// An HTTP client that returns every status as a response.
+pub fn http() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(std::time::Duration::from_secs(10)))
+        .build()
+        .into()
+}
+
+/// `digest serve` in `dir` on a free port, stopped when dropped.
+pub struct Serve {
+    child: Child,
+    pub base: String,
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Serve {
+    /// Starts `digest serve` on a free port and waits until it listens.
+    pub fn start(dir: &Path) -> Serve {
+        use std::io::Read;
+        let mut child = digest(dir)
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut reader = BufReader::new(child.stderr.take().unwrap());
+        let base = loop {
+            let mut line = String::new();
+            assert!(reader.read_line(&mut line).unwrap() > 0, "serve exited");
+            if let Some(rest) = line.trim().strip_prefix("listening on ") {
+                break rest.to_owned();
+            }
+        };
+        // Keep reading stderr so the server never blocks on a full pipe.
+        std::thread::spawn(move || {
+            let mut sink = String::new();
+            let _ = reader.read_to_string(&mut sink);
+        });
+        Serve { child, base }
+    }
+}
