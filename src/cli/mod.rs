@@ -106,6 +106,11 @@ pub enum Command {
     /// another run is in progress.
     Run(RunArgs),
 
+    /// The editor's desk: build, read, fix and approve the stored edition
+    /// before it goes out.
+    #[command(subcommand)]
+    Edition(EditionCommand),
+
     /// Show or try the transformer model that summarizes.
     #[command(subcommand)]
     Model(ModelCommand),
@@ -116,6 +121,109 @@ pub enum Command {
         #[arg(long, value_name = "ADDR")]
         listen: Option<String>,
     },
+}
+
+/// Which stored edition: `--date` (default today).
+#[derive(Debug, Clone, Default, Args)]
+pub struct DateArg {
+    /// Edition date [default: today in the configured time zone].
+    #[arg(long, value_name = "YYYY-MM-DD")]
+    pub date: Option<chrono::NaiveDate>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EditionCommand {
+    /// Assemble and store the day's edition without sending it.
+    Build {
+        #[command(flatten)]
+        edition: EditionArgs,
+        /// Build it again from its articles (refused once sending started).
+        #[arg(long)]
+        rebuild: bool,
+    },
+    /// Show the stored edition exactly as it will be sent (`list`: ranks,
+    /// briefs included, and sources, for the other commands' N).
+    Show {
+        #[command(flatten)]
+        date: DateArg,
+        #[arg(long, value_enum, default_value_t = ShowFormat::Text)]
+        format: ShowFormat,
+    },
+    /// Edit the stored edition in $VISUAL / $EDITOR (a commented TOML document).
+    Edit {
+        #[command(flatten)]
+        date: DateArg,
+    },
+    /// Drop story N.
+    Drop {
+        n: usize,
+        #[command(flatten)]
+        date: DateArg,
+    },
+    /// Move story N to position M.
+    Move {
+        n: usize,
+        #[arg(long, value_name = "M")]
+        to: usize,
+        #[command(flatten)]
+        date: DateArg,
+    },
+    /// Replace story N's headline.
+    Headline {
+        n: usize,
+        text: String,
+        #[command(flatten)]
+        date: DateArg,
+    },
+    /// Replace story N's summary (sentences are split as usual).
+    Summary {
+        n: usize,
+        text: String,
+        #[command(flatten)]
+        date: DateArg,
+    },
+    /// Merge story M into story N (one event the grouping split).
+    Merge {
+        n: usize,
+        m: usize,
+        #[command(flatten)]
+        date: DateArg,
+    },
+    /// Split story N back into its reports (a wrong merge).
+    Split {
+        n: usize,
+        #[command(flatten)]
+        date: DateArg,
+    },
+    /// Approve the edition for sending (`require_approval`).
+    Approve {
+        #[command(flatten)]
+        date: DateArg,
+    },
+    /// Take approval back (before sending starts).
+    Unapprove {
+        #[command(flatten)]
+        date: DateArg,
+    },
+    /// List the changes made to the edition, with time and user.
+    Log {
+        #[command(flatten)]
+        date: DateArg,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ShowFormat {
+    /// The subject and the plain-text part.
+    Text,
+    /// The HTML part.
+    Html,
+    /// Markdown.
+    Markdown,
+    /// The edition as data.
+    Json,
+    /// One line a story: rank, full or brief, headline, sources.
+    List,
 }
 
 #[derive(Debug, Subcommand)]
@@ -401,6 +509,13 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             crate::serve::serve(Pipeline::open_with(config, Access::Existing)?, listen)?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Edition(cmd) => {
+            let access = match cmd {
+                EditionCommand::Show { .. } | EditionCommand::Log { .. } => Access::ReadOnly,
+                _ => Access::Existing,
+            };
+            edition::edition(Pipeline::open_with(config, access)?, cmd)
+        }
         Command::Model(ModelCommand::Info) => model::info(&config),
         Command::Model(ModelCommand::Check) => model::check(&config),
     }
@@ -423,6 +538,17 @@ fn print_send_outcome(outcome: &SendOutcome) {
         SendOutcome::Unreachable { server, error } => eprintln!(
             "digest: cannot reach the mail server {server}: {error}; nothing was sent, run again later"
         ),
+        SendOutcome::AwaitingApproval {
+            date,
+            notified,
+            held_past_deadline,
+        } => {
+            eprintln!(
+                "the edition of {date} awaits approval{}: nothing was sent; `digest edition approve --date {date}` approves it{}",
+                if *held_past_deadline { " (past the deadline, held)" } else { "" },
+                if *notified > 0 { format!("; {notified} editors notified") } else { String::new() }
+            );
+        }
         SendOutcome::Sent(summary) => {
             eprintln!(
                 "edition of {}: {} sent, {} failed, {} retrying, {} skipped (already done), {} remaining{}",
@@ -629,6 +755,7 @@ fn write_text(
     Ok(())
 }
 
+mod edition;
 mod model;
 mod run;
 mod send;

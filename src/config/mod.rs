@@ -106,8 +106,28 @@ pub struct Config {
     pub http_header_timeout_secs: u64,
     /// Where `digest run` writes its JSON report.
     pub run_report: PathBuf,
+    /// Send nothing until an editor runs `digest edition approve`.
+    pub require_approval: bool,
+    /// Addresses told (with the edition itself) when an edition awaits approval.
+    pub editors: Vec<String>,
+    /// `HH:MM` in `timezone`: after it, an unapproved edition is handled as
+    /// `on_deadline` says.
+    pub approval_deadline: Option<String>,
+    /// What a run after `approval_deadline` does with an unapproved edition.
+    pub on_deadline: OnDeadline,
     /// Weights of the extractive summarizer.
     pub extractive: Params,
+}
+
+/// What a run after the approval deadline does with an unapproved edition.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnDeadline {
+    /// Send it as it is.
+    Send,
+    /// Keep waiting for approval.
+    #[default]
+    Hold,
 }
 
 /// Settings of the transformer summarizer.
@@ -195,6 +215,10 @@ impl Default for Config {
             listen: "127.0.0.1:8080".into(),
             http_header_timeout_secs: 10,
             run_report: PathBuf::from("run-report.json"),
+            require_approval: false,
+            editors: Vec::new(),
+            approval_deadline: None,
+            on_deadline: OnDeadline::Hold,
             extractive: Params::default(),
         }
     }
@@ -374,6 +398,20 @@ impl Config {
                 ),
             );
         }
+        if let Some(deadline) = &self.approval_deadline {
+            if self.deadline_time().is_none() {
+                return invalid(
+                    "approval_deadline",
+                    format!("{deadline:?} is not a time of day HH:MM (for example \"06:00\")"),
+                );
+            }
+        }
+        for editor in &self.editors {
+            if editor.chars().any(|c| c.is_control()) || editor.parse::<lettre::Address>().is_err()
+            {
+                return invalid("editors", format!("{editor:?} is not an email address"));
+            }
+        }
         if let Some(mailto) = &self.unsubscribe_mailto {
             if mailto.chars().any(|c| c.is_control() || c.is_whitespace())
                 || mailto.parse::<lettre::Address>().is_err()
@@ -413,6 +451,12 @@ impl Config {
         w
     }
 
+    /// `approval_deadline` as a time of day.
+    pub fn deadline_time(&self) -> Option<chrono::NaiveTime> {
+        let text = self.approval_deadline.as_deref()?;
+        chrono::NaiveTime::parse_from_str(text.trim(), "%H:%M").ok()
+    }
+
     /// The summary budget these settings give.
     pub fn budget(&self) -> Budget {
         Budget {
@@ -447,6 +491,7 @@ const OPTIONAL_KEYS: &[&str] = &[
     "sendmail",
     "list_id",
     "unsubscribe_mailto",
+    "approval_deadline",
 ];
 
 /// Applies `DIGEST_<KEY>` variables to the top-level keys. The value is read

@@ -101,6 +101,45 @@ fn header(name: &'static str, value: String) -> HeaderValue {
     HeaderValue::new(HeaderName::new_from_ascii_str(name), value)
 }
 
+/// A message to an editor (not a subscriber: no list headers): the
+/// rendered edition with `note` before the text and atop the HTML.
+pub fn notice(
+    rendered: &Rendered,
+    to: &str,
+    note: &str,
+    settings: &MessageSettings,
+    message_id: &str,
+    date: DateTime<Utc>,
+) -> Result<Message, String> {
+    let to_address = Address::from_str(to).map_err(|e| format!("invalid address {to:?}: {e}"))?;
+    let banner = format!(
+        "<div style=\"padding:12px 16px;margin:0;background:#fff4ce;color:#1b1f24;font-family:Arial,Helvetica,sans-serif;font-size:15px;\">{}</div>",
+        htmlize::escape_text(note)
+    );
+    let html = match rendered.html.find("<body") {
+        Some(at) => {
+            let end = rendered.html[at..].find('>').map_or(at, |e| at + e + 1);
+            format!("{}{banner}{}", &rendered.html[..end], &rendered.html[end..])
+        }
+        None => format!("{banner}{}", rendered.html),
+    };
+    Message::builder()
+        .from(settings.from.clone())
+        .to(Mailbox::new(None, to_address))
+        .subject(crate::text::shorten(
+            &format!("[Awaiting approval] {}", rendered.subject),
+            120,
+        ))
+        .date(date.into())
+        .message_id(Some(message_id.to_owned()))
+        .raw_header(header("Auto-Submitted", "auto-generated".into()))
+        .multipart(MultiPart::alternative_plain_html(
+            format!("{note}\n\n{}", rendered.text),
+            html,
+        ))
+        .map_err(|e| format!("building the message: {e}"))
+}
+
 /// Builds one subscriber's message.
 pub fn build(
     rendered: &Rendered,

@@ -9,6 +9,7 @@
 //! of the day (grouping by meaning, approval, list hygiene) is a method here
 //! and a table in `store`, not a change across layers.
 
+mod edition;
 mod run;
 mod send;
 mod subscribers;
@@ -19,6 +20,7 @@ use std::path::{Path, PathBuf};
 
 use chrono::NaiveDate;
 
+pub use edition::{document, user, Change, Edited};
 pub use run::{Ran, RunOutcome, RunReport, RunRequest};
 pub use send::{DryRun, SendOutcome, SendRequest};
 pub use subscribers::{csv_cell, ImportReport, CSV_COLUMNS};

@@ -34,6 +34,8 @@ pub struct RunReport {
     pub exit_code: u8,
     pub feeds: Vec<FeedReport>,
     pub send: Option<RunSummary>,
+    /// The edition is stored and waits for an editor's approval.
+    pub awaiting_approval: bool,
     pub error: Option<String>,
 }
 
@@ -114,6 +116,7 @@ impl Pipeline {
             exit_code: 0,
             feeds: Vec::new(),
             send: None,
+            awaiting_approval: false,
             error: None,
         };
         let mut send = None;
@@ -128,6 +131,7 @@ impl Pipeline {
                 force: request.force,
             })?;
             report.send = outcome.summary().cloned();
+            report.awaiting_approval = matches!(outcome, SendOutcome::AwaitingApproval { .. });
             let code = match outcome.exit_code() {
                 0 if self.persistent_failures(&report.feeds) > 0 => 1,
                 0 => 0,

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use chrono::{NaiveDate, Utc};
 
-use super::{Pipeline, Result, StoredEdition};
-use crate::config::{Config, ConfigError};
+use super::{Error, Pipeline, Result, StoredEdition};
+use crate::config::{Config, ConfigError, OnDeadline};
 use crate::ingest::Input;
 use crate::lock::{Locked, RunLock};
 use crate::mail::transport::{redact_url, TransportConfigError};
@@ -58,6 +58,15 @@ pub enum SendOutcome {
     },
     /// The delivery loop ran.
     Sent(RunSummary),
+    /// `require_approval`: the edition is stored and waits for `digest
+    /// edition approve`; nothing was sent to subscribers.
+    AwaitingApproval {
+        date: NaiveDate,
+        /// Editors told by this run (0 when they were told before).
+        notified: usize,
+        /// The deadline passed and `on_deadline = "hold"` keeps it back.
+        held_past_deadline: bool,
+    },
 }
 
 impl SendOutcome {
@@ -67,7 +76,7 @@ impl SendOutcome {
     pub fn exit_code(&self) -> u8 {
         match self {
             SendOutcome::Locked(_) => crate::lock::EXIT_LOCKED,
-            SendOutcome::DryRun(_) => 0,
+            SendOutcome::DryRun(_) | SendOutcome::AwaitingApproval { .. } => 0,
             SendOutcome::Unreachable { .. } => 1,
             SendOutcome::Sent(summary) => {
                 if summary.stopped.as_deref().is_some_and(|r| {
@@ -160,6 +169,56 @@ impl Pipeline {
     }
 
     /// The work of `send` (and of `run` after fetching), the lock held.
+    /// Tells each editor, once per edition, that it awaits approval: the
+    /// edition itself with a first line saying so and the command that
+    /// approves it. A notice that cannot be sent is tried again next run.
+    fn notify_editors(
+        &self,
+        stored: &StoredEdition,
+        transport: &Transport,
+        settings: &MessageSettings,
+    ) -> Result<usize> {
+        if self.config.editors.is_empty() || stored.notified_at.is_some() {
+            return Ok(0);
+        }
+        let date = stored.date;
+        let note = format!(
+            "This edition awaits approval: nothing goes to subscribers until an editor runs `digest edition approve --date {date}` (or edits it first with `digest edition edit --date {date}`)."
+        );
+        let renderer = self.renderer()?;
+        let mut sent = 0;
+        for editor in &self.config.editors {
+            let recipient = crate::render::Recipient {
+                name: None,
+                email: editor.clone(),
+                unsubscribe_url: self.preview_recipient().unsubscribe_url,
+            };
+            let rendered = renderer.render(&stored.edition, &recipient)?;
+            let id = format!(
+                "<digest.{date}.approval.v{}.{}@{}>",
+                stored.version,
+                crate::article::short_hash(&[editor]),
+                settings.domain()
+            );
+            let message =
+                crate::mail::message::notice(&rendered, editor, &note, settings, &id, Utc::now())
+                    .map_err(Error::Invalid)?;
+            match transport.send(
+                &message,
+                &format!("{date}-editor-{}", crate::article::short_hash(&[editor])),
+            ) {
+                Ok(()) => sent += 1,
+                Err(e) => tracing::warn!(
+                    "the approval notice to {editor} was not sent: {e}; the next run tries again"
+                ),
+            }
+        }
+        if sent == self.config.editors.len() {
+            self.store.mark_notified(stored.id, Utc::now())?;
+        }
+        Ok(sent)
+    }
+
     pub(super) fn send_locked(&mut self, request: &SendRequest) -> Result<SendOutcome> {
         // Everything that can be wrong with the configuration fails here,
         // before any message is sent.
@@ -239,6 +298,35 @@ impl Pipeline {
         }
         if stored.edition.stories.is_empty() {
             tracing::warn!("the edition of {date} has no stories");
+        }
+
+        if self.config.require_approval && stored.approved.is_none() {
+            let deadline_passed = self.config.deadline_time().is_some_and(|at| {
+                let now = Utc::now().with_timezone(&self.config.tz()).naive_local();
+                now >= date.and_time(at)
+            });
+            match (deadline_passed, self.config.on_deadline) {
+                (true, OnDeadline::Send) => {
+                    tracing::warn!(
+                        "the edition of {date} was not approved by the deadline {}: sending it as it is (on_deadline = \"send\")",
+                        self.config.approval_deadline.as_deref().unwrap_or("")
+                    );
+                    self.store.log_edition(
+                        stored.id,
+                        &super::user(),
+                        "sent unapproved: the approval deadline passed",
+                        Utc::now(),
+                    )?;
+                }
+                (passed, _) => {
+                    let notified = self.notify_editors(&stored, &transport, &settings)?;
+                    return Ok(SendOutcome::AwaitingApproval {
+                        date,
+                        notified,
+                        held_past_deadline: passed,
+                    });
+                }
+            }
         }
 
         // Unsubscribes that met a busy database wait beside it: honour them first.

@@ -17,6 +17,29 @@ pub struct StoredEdition<E> {
     pub edition: E,
     pub content_hash: String,
     pub rendered_at: String,
+    /// Counts changes: an edit made from version N is refused once it is N+1.
+    pub version: i64,
+    /// Who approved it and when (`require_approval`).
+    pub approved: Option<(String, String)>,
+    /// When the editors were told it awaits approval.
+    pub notified_at: Option<String>,
+}
+
+/// One recorded change of an edition.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct LogEntry {
+    pub at: String,
+    pub user: String,
+    pub change: String,
+}
+
+/// Why a change to a stored edition was not made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refused {
+    /// Sending it has started: it is what subscribers get.
+    SendingStarted,
+    /// It changed since it was read (another edit, a rebuild).
+    Changed,
 }
 
 impl Store {
@@ -26,26 +49,194 @@ impl Store {
         &self,
         date: NaiveDate,
     ) -> Result<Option<StoredEdition<E>>> {
-        let row: Option<(i64, String, String, String)> = self
+        let row = self
             .conn
             .query_row(
-                "SELECT id, edition_json, content_hash, rendered_at FROM editions WHERE date = ?1",
+                "SELECT id, edition_json, content_hash, rendered_at, version, approved_by, approved_at, notified_at
+                 FROM editions WHERE date = ?1",
                 [date.to_string()],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+                |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, String>(2)?,
+                        r.get::<_, String>(3)?,
+                        r.get::<_, i64>(4)?,
+                        r.get::<_, Option<String>>(5)?,
+                        r.get::<_, Option<String>>(6)?,
+                        r.get::<_, Option<String>>(7)?,
+                    ))
+                },
             )
             .optional()
             .map_err(self.err("reading an edition"))?;
-        Ok(row.and_then(|(id, json, content_hash, rendered_at)| {
-            serde_json::from_str(&json)
-                .ok()
-                .map(|edition| StoredEdition {
+        Ok(row.and_then(
+            |(id, json, content_hash, rendered_at, version, by, at, notified_at)| {
+                serde_json::from_str(&json)
+                    .ok()
+                    .map(|edition| StoredEdition {
+                        id,
+                        date,
+                        edition,
+                        content_hash,
+                        rendered_at,
+                        version,
+                        approved: by.zip(at),
+                        notified_at,
+                    })
+            },
+        ))
+    }
+
+    /// Whether sending of an edition has started (any delivery exists).
+    pub fn sending_started(&self, edition_id: i64) -> Result<bool> {
+        self.conn
+            .query_row(
+                "SELECT EXISTS (SELECT 1 FROM deliveries WHERE edition_id = ?1)",
+                [edition_id],
+                |r| r.get(0),
+            )
+            .map_err(self.err("reading deliveries"))
+    }
+
+    /// Replaces an edition's content, in one transaction, only if it is
+    /// still at `version` and sending has not started; records the change
+    /// in its log. Returns the new version, or why it was refused.
+    pub fn change_edition<E: Serialize>(
+        &self,
+        id: i64,
+        version: i64,
+        edition: &E,
+        user: &str,
+        change: &str,
+        now: DateTime<Utc>,
+    ) -> Result<std::result::Result<i64, Refused>> {
+        let json = serde_json::to_string(edition).expect("editions serialize");
+        let hash = crate::article::short_hash(&[&json]);
+        self.in_immediate("changing an edition", |conn| {
+            if self.started_in(conn, id)? {
+                return Ok(Err(Refused::SendingStarted));
+            }
+            let n = conn.execute(
+                "UPDATE editions SET edition_json = ?3, content_hash = ?4, rendered_at = ?5, version = version + 1
+                 WHERE id = ?1 AND version = ?2",
+                params![id, version, json, hash, ts(now)],
+            )?;
+            if n == 0 {
+                return Ok(Err(Refused::Changed));
+            }
+            conn.execute(
+                "INSERT INTO edition_log (edition_id, at, user, change) VALUES (?1, ?2, ?3, ?4)",
+                params![id, ts(now), user, change],
+            )?;
+            Ok(Ok(version + 1))
+        })
+    }
+
+    /// Records `user`'s approval (`approve`) or takes it back, unless
+    /// sending has started.
+    pub fn set_approval(
+        &self,
+        id: i64,
+        approve: bool,
+        user: &str,
+        now: DateTime<Utc>,
+    ) -> Result<std::result::Result<(), Refused>> {
+        self.in_immediate("approving an edition", |conn| {
+            if self.started_in(conn, id)? {
+                return Ok(Err(Refused::SendingStarted));
+            }
+            conn.execute(
+                "UPDATE editions SET approved_by = ?2, approved_at = CASE WHEN ?2 IS NULL THEN NULL ELSE ?3 END WHERE id = ?1",
+                params![id, approve.then_some(user), ts(now)],
+            )?;
+            conn.execute(
+                "INSERT INTO edition_log (edition_id, at, user, change) VALUES (?1, ?2, ?3, ?4)",
+                params![
                     id,
-                    date,
-                    edition,
-                    content_hash,
-                    rendered_at,
+                    ts(now),
+                    user,
+                    if approve { "approved" } else { "approval withdrawn" }
+                ],
+            )?;
+            Ok(Ok(()))
+        })
+    }
+
+    /// Notes that the editors were told the edition awaits approval;
+    /// false when they already were.
+    pub fn mark_notified(&self, id: i64, now: DateTime<Utc>) -> Result<bool> {
+        let n = self
+            .conn
+            .execute(
+                "UPDATE editions SET notified_at = ?2 WHERE id = ?1 AND notified_at IS NULL",
+                params![id, ts(now)],
+            )
+            .map_err(self.err("recording the editors' notice"))?;
+        Ok(n > 0)
+    }
+
+    /// Adds a line to an edition's log.
+    pub fn log_edition(&self, id: i64, user: &str, change: &str, now: DateTime<Utc>) -> Result<()> {
+        self.conn
+            .execute(
+                "INSERT INTO edition_log (edition_id, at, user, change) VALUES (?1, ?2, ?3, ?4)",
+                params![id, ts(now), user, change],
+            )
+            .map_err(self.err("logging a change"))?;
+        Ok(())
+    }
+
+    /// An edition's changes, oldest first.
+    pub fn edition_log(&self, id: i64) -> Result<Vec<LogEntry>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT at, user, change FROM edition_log WHERE edition_id = ?1 ORDER BY id")
+            .map_err(self.err("reading the edition log"))?;
+        let rows = stmt
+            .query_map([id], |r| {
+                Ok(LogEntry {
+                    at: r.get(0)?,
+                    user: r.get(1)?,
+                    change: r.get(2)?,
                 })
-        }))
+            })
+            .map_err(self.err("reading the edition log"))?;
+        rows.collect::<rusqlite::Result<_>>()
+            .map_err(self.err("reading the edition log"))
+    }
+
+    fn started_in(&self, conn: &rusqlite::Connection, id: i64) -> rusqlite::Result<bool> {
+        conn.query_row(
+            "SELECT EXISTS (SELECT 1 FROM deliveries WHERE edition_id = ?1)",
+            [id],
+            |r| r.get(0),
+        )
+    }
+
+    /// Runs `work` in an IMMEDIATE transaction (the write lock taken first,
+    /// so a check and the change it guards cannot interleave with another
+    /// process's).
+    fn in_immediate<T>(
+        &self,
+        context: &str,
+        work: impl FnOnce(&rusqlite::Connection) -> rusqlite::Result<T>,
+    ) -> Result<T> {
+        self.conn
+            .execute_batch("BEGIN IMMEDIATE")
+            .map_err(self.err(context))?;
+        match work(&self.conn) {
+            Ok(value) => {
+                self.conn
+                    .execute_batch("COMMIT")
+                    .map_err(self.err(context))?;
+                Ok(value)
+            }
+            Err(e) => {
+                let _ = self.conn.execute_batch("ROLLBACK");
+                Err(self.err(context)(e))
+            }
+        }
     }
 
     /// Whether an edition of `date` was stored.

@@ -80,6 +80,20 @@ pub(super) const MIGRATIONS: &[&str] = &[
     "DROP INDEX deliveries_state;
     CREATE INDEX deliveries_state ON deliveries (edition_id, state, subscriber_id);
     CREATE INDEX subscribers_status ON subscribers (status);",
+    // 4: the editor's desk: an edition's version (every edit checks it),
+    // its approval, the editors' notice, and the log of changes.
+    "ALTER TABLE editions ADD COLUMN version INTEGER NOT NULL DEFAULT 1;
+    ALTER TABLE editions ADD COLUMN approved_at TEXT;
+    ALTER TABLE editions ADD COLUMN approved_by TEXT;
+    ALTER TABLE editions ADD COLUMN notified_at TEXT;
+    CREATE TABLE edition_log (
+        id INTEGER PRIMARY KEY,
+        edition_id INTEGER NOT NULL REFERENCES editions(id) ON DELETE CASCADE,
+        at TEXT NOT NULL,
+        user TEXT NOT NULL,
+        change TEXT NOT NULL
+    );
+    CREATE INDEX edition_log_edition ON edition_log (edition_id, id);",
 ];
 
 impl Store {

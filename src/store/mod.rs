@@ -23,7 +23,7 @@ use rusqlite::Connection;
 
 pub use articles::FeedState;
 pub use deliveries::{Delivery, DeliveryState, OpenCounts};
-pub use editions::StoredEdition;
+pub use editions::{LogEntry, Refused, StoredEdition};
 pub use subscribers::{NewSubscriber, Status, Subscriber, Unsubscribed};
 
 /// SHA-256 of a token, hex: what subscribers are looked up by, so that the

@@ -1,0 +1,185 @@
+//! `digest edition`: the editor's desk on the command line. The changes
+//! themselves are the pipeline's; here are the arguments, `$EDITOR` and
+//! what is printed.
+
+use std::io::{self, IsTerminal, Write};
+use std::process::ExitCode;
+
+use anyhow::Context;
+
+use super::{EditionCommand, ShowFormat};
+use crate::pipeline::{document, Change, Edited, Pipeline};
+use crate::render;
+
+pub(super) fn edition(pipeline: Pipeline, cmd: EditionCommand) -> anyhow::Result<ExitCode> {
+    let day = |d: Option<chrono::NaiveDate>| d.unwrap_or_else(|| pipeline.today());
+    let change = |date: Option<chrono::NaiveDate>, change: Change| -> anyhow::Result<ExitCode> {
+        let date = day(date);
+        let stored = pipeline.change(date, &change)?;
+        eprintln!(
+            "the edition of {date} is now version {} ({} stories)",
+            stored.version,
+            stored.edition.stories.len()
+        );
+        Ok(ExitCode::SUCCESS)
+    };
+    match cmd {
+        EditionCommand::Build { edition, rebuild } => {
+            pipeline.renderer()?;
+            let date = day(edition.date);
+            let (stored, skipped) =
+                pipeline.build_stored(date, pipeline.inputs(&edition.inputs), rebuild)?;
+            eprintln!(
+                "the edition of {date}, version {}: {} stories; `digest edition show --date {date}` shows it",
+                stored.version,
+                stored.edition.stories.len()
+            );
+            Ok(if skipped > 0 {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            })
+        }
+        EditionCommand::Show { date, format } => {
+            let stored = pipeline.stored(day(date.date))?;
+            let renderer = pipeline.renderer()?;
+            let recipient = pipeline.preview_recipient();
+            let body = match format {
+                ShowFormat::Text => {
+                    let r = renderer.render(&stored.edition, &recipient)?;
+                    format!("Subject: {}\n\n{}", r.subject, r.text)
+                }
+                ShowFormat::Html => renderer.render(&stored.edition, &recipient)?.html,
+                ShowFormat::Markdown => {
+                    renderer.render_one(render::MARKDOWN, &stored.edition, &recipient)?
+                }
+                ShowFormat::Json => serde_json::to_string_pretty(&stored.edition)? + "\n",
+                ShowFormat::List => {
+                    let mut out = format!(
+                        "edition of {}, version {}{}\n",
+                        stored.date,
+                        stored.version,
+                        match &stored.approved {
+                            Some((by, at)) => format!(", approved by {by} at {at}"),
+                            None => String::new(),
+                        }
+                    );
+                    for s in &stored.edition.stories {
+                        out.push_str(&format!(
+                            "{:>3}. {:<5} {}  [{}]\n",
+                            s.rank,
+                            if s.full { "full" } else { "brief" },
+                            s.headline,
+                            s.sources.join(", ")
+                        ));
+                    }
+                    out
+                }
+            };
+            let mut out = io::stdout().lock();
+            out.write_all(body.as_bytes())?;
+            out.flush()?;
+            Ok(ExitCode::SUCCESS)
+        }
+        EditionCommand::Edit { date } => edit(&pipeline, day(date.date)),
+        EditionCommand::Drop { n, date } => change(date.date, Change::Drop(n)),
+        EditionCommand::Move { n, to, date } => change(date.date, Change::Move { rank: n, to }),
+        EditionCommand::Headline { n, text, date } => change(date.date, Change::Headline(n, text)),
+        EditionCommand::Summary { n, text, date } => change(date.date, Change::Summary(n, text)),
+        EditionCommand::Merge { n, m, date } => change(date.date, Change::Merge(n, m)),
+        EditionCommand::Split { n, date } => change(date.date, Change::Split(n)),
+        EditionCommand::Approve { date } => {
+            let date = day(date.date);
+            let stored = pipeline.approve(date, true)?;
+            eprintln!(
+                "the edition of {date} (version {}) is approved; the next send or run sends it",
+                stored.version
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        EditionCommand::Unapprove { date } => {
+            let date = day(date.date);
+            pipeline.approve(date, false)?;
+            eprintln!("the edition of {date} is no longer approved");
+            Ok(ExitCode::SUCCESS)
+        }
+        EditionCommand::Log { date } => {
+            let mut out = io::stdout().lock();
+            for e in pipeline.edition_log(day(date.date))? {
+                writeln!(out, "{}  {}  {}", e.at, e.user, e.change)?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// Opens `$VISUAL` / `$EDITOR` on the edition as a document and saves what
+/// comes back. On a terminal an invalid document is reopened with the error
+/// at the top; elsewhere it is kept aside and the error printed. Nothing
+/// changes unless a valid document is saved.
+fn edit(pipeline: &Pipeline, date: chrono::NaiveDate) -> anyhow::Result<ExitCode> {
+    let stored = pipeline.editable(date)?;
+    let editor = std::env::var("VISUAL")
+        .ok()
+        .or_else(|| std::env::var("EDITOR").ok())
+        .filter(|e| !e.trim().is_empty())
+        .unwrap_or_else(|| "vi".into());
+    let path =
+        std::env::temp_dir().join(format!("digest-edition-{date}-{}.toml", std::process::id()));
+    let mut text = document(&stored);
+    let interactive = io::stdin().is_terminal();
+    loop {
+        std::fs::write(&path, &text).with_context(|| format!("writing {}", path.display()))?;
+        let status = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!("{editor} \"$1\""))
+            .arg("sh")
+            .arg(&path)
+            .status()
+            .with_context(|| format!("running the editor {editor:?}"))?;
+        if !status.success() {
+            eprintln!("digest: the editor {editor:?} exited with {status}; nothing was changed (your text is in {})", path.display());
+            return Ok(ExitCode::from(1));
+        }
+        let edited = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {}", path.display()))?;
+        if edited == text {
+            let _ = std::fs::remove_file(&path);
+            eprintln!("nothing was changed");
+            return Ok(ExitCode::SUCCESS);
+        }
+        let content: String = edited
+            .lines()
+            .filter(|l| !l.starts_with("# ERROR:"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        match pipeline.save_document(&stored, &content)? {
+            Edited::Saved(saved, change) => {
+                let _ = std::fs::remove_file(&path);
+                eprintln!(
+                    "the edition of {date} is now version {}: {change}",
+                    saved.version
+                );
+                return Ok(ExitCode::SUCCESS);
+            }
+            Edited::Unchanged => {
+                let _ = std::fs::remove_file(&path);
+                eprintln!("nothing was changed");
+                return Ok(ExitCode::SUCCESS);
+            }
+            Edited::Invalid(error) if interactive => {
+                text = format!(
+                    "# ERROR: {}\n# ERROR: fix it and save again, or quit without saving to change nothing.\n{content}",
+                    error.replace('\n', " ")
+                );
+            }
+            Edited::Invalid(error) => {
+                eprintln!(
+                    "digest: the edited edition is not valid: {error}\nnothing was changed; your version is kept in {}",
+                    path.display()
+                );
+                return Ok(ExitCode::from(1));
+            }
+        }
+    }
+}
