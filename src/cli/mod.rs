@@ -662,6 +662,8 @@ fn init(dir: &std::path::Path) -> anyhow::Result<ExitCode> {
 struct ArticleSummary<'a> {
     id: &'a str,
     headline: &'a str,
+    /// The source gave no title: the headline was derived from the text.
+    headline_derived: bool,
     date: Option<chrono::NaiveDate>,
     source: Option<&'a str>,
     url: Option<&'a str>,
@@ -700,6 +702,7 @@ fn summarize(pipeline: Pipeline, args: SummarizeArgs) -> anyhow::Result<ExitCode
                     let record = ArticleSummary {
                         id: &article.id,
                         headline: &article.title,
+                        headline_derived: article.title_derived,
                         date: article.date,
                         source: article.source.as_deref(),
                         url: article.url.as_deref(),

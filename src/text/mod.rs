@@ -2,6 +2,7 @@
 //! (`clean.rs`), sentences, words, stop words, stems.
 
 pub mod clean;
+pub mod headline;
 pub mod sentences;
 pub mod tokens;
 
