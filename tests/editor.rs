@@ -408,6 +408,34 @@ fn with_approval_required_a_run_waits_tells_the_editors_and_sends_once_approved(
 }
 
 #[test]
+fn building_an_edition_tells_the_editors_once() {
+    let smtp = Smtp::start(&[]);
+    let dir = site(&format!(
+        "require_approval = true\neditors = [\"ed@example.com\", \"chief@example.com\"]\nsmtp_url = \"{}\"",
+        smtp.url()
+    ));
+    let d = dir.path();
+    let out = ok(d, &["edition", "build", "--date", DATE]);
+    assert!(
+        text(&out.stderr).contains("2 editors told"),
+        "{}",
+        text(&out.stderr)
+    );
+    ok(d, &["run", "--date", DATE]);
+    let mut to: Vec<String> = smtp
+        .received()
+        .iter()
+        .flat_map(|m| m.rcpt_tos.clone())
+        .collect();
+    to.sort();
+    assert_eq!(
+        to,
+        ["chief@example.com", "ed@example.com"],
+        "one notice each, nothing to subscribers"
+    );
+}
+
+#[test]
 fn past_the_deadline_an_unapproved_edition_is_held_or_sent_as_configured() {
     for (on_deadline, sent) in [("hold", 0), ("send", 3)] {
         let smtp = Smtp::start(&[]);

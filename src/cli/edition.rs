@@ -34,6 +34,10 @@ pub(super) fn edition(pipeline: Pipeline, cmd: EditionCommand) -> anyhow::Result
                 stored.version,
                 stored.edition.stories.len()
             );
+            let told = pipeline.notify_editors_of(date)?;
+            if told > 0 {
+                eprintln!("{told} editors told it awaits approval");
+            }
             Ok(if skipped > 0 {
                 ExitCode::from(1)
             } else {

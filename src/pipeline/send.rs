@@ -153,7 +153,47 @@ fn bar() -> indicatif::ProgressBar {
     bar
 }
 
+/// The configured transport: SMTP (`smtp_url`, or `smtp` over it),
+/// sendmail, or the outbox folder. A bad setting is a configuration error.
+fn transport(config: &Config, smtp_url: Option<String>) -> Result<Transport> {
+    let transport_settings = TransportSettings {
+        smtp_url,
+        sendmail: config.sendmail.clone(),
+        outbox: config.outbox.clone(),
+        ca_file: config.smtp_ca_file.clone(),
+        timeout: Duration::from_secs(config.smtp_timeout_secs),
+        pool_size: config.concurrency as u32,
+    };
+    Ok(
+        Transport::new(&transport_settings, smtp_password(config)?).map_err(
+            |TransportConfigError(m)| ConfigError::Invalid {
+                key: if config.sendmail.is_some() {
+                    "sendmail"
+                } else {
+                    "smtp_url"
+                },
+                message: m,
+            },
+        )?,
+    )
+}
+
 impl Pipeline {
+    /// With `require_approval`, tells the editors that the stored edition
+    /// of `date` awaits approval (once per edition; nothing when it is
+    /// approved already). Returns how many were told.
+    pub fn notify_editors_of(&self, date: NaiveDate) -> Result<usize> {
+        let Some(stored) = self.store.edition(date)? else {
+            return Ok(0);
+        };
+        if !self.config.require_approval || stored.approved.is_some() {
+            return Ok(0);
+        }
+        let settings = message_settings(&self.config)?;
+        let transport = transport(&self.config, self.config.smtp_url.clone())?;
+        self.notify_editors(&stored, &transport, &settings)
+    }
+
     /// `digest send`: holds the run lock (unless a dry run), so a manual
     /// send beside the cron job cannot send the same edition twice.
     pub fn send(&mut self, request: &SendRequest) -> Result<SendOutcome> {
@@ -226,24 +266,7 @@ impl Pipeline {
         let config = &self.config;
         let settings = message_settings(config)?;
         let smtp_url = request.smtp.clone().or_else(|| config.smtp_url.clone());
-        let transport_settings = TransportSettings {
-            smtp_url: smtp_url.clone(),
-            sendmail: config.sendmail.clone(),
-            outbox: config.outbox.clone(),
-            ca_file: config.smtp_ca_file.clone(),
-            timeout: Duration::from_secs(config.smtp_timeout_secs),
-            pool_size: config.concurrency as u32,
-        };
-        let transport = Transport::new(&transport_settings, smtp_password(config)?).map_err(
-            |TransportConfigError(m)| ConfigError::Invalid {
-                key: if config.sendmail.is_some() {
-                    "sendmail"
-                } else {
-                    "smtp_url"
-                },
-                message: m,
-            },
-        )?;
+        let transport = transport(config, smtp_url.clone())?;
         let today = self.today();
         let date = request.date.unwrap_or(today);
         let age = (today - date).num_days();
