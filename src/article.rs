@@ -144,10 +144,12 @@ pub fn parse_date(s: &str) -> Option<NaiveDate> {
 /// The link as it may be shown and followed: an absolute `http` or `https`
 /// URL with a host, normalised (`url`'s WHATWG parser: spaces, tabs and
 /// control characters stripped or percent-encoded, as browsers do), after
-/// HTML entities are decoded. Anything else (`javascript:`, `data:`,
-/// `vbscript:`, `file:`, relative links, in any case or disguise) is `None`.
+/// HTML entities are decoded as an attribute value would be (so that
+/// `?a=1&section=2` keeps its `&section`). Anything else (`javascript:`,
+/// `data:`, `vbscript:`, `file:`, relative links, in any case or disguise)
+/// is `None`.
 pub fn http_url(raw: &str) -> Option<String> {
-    let decoded = htmlize::unescape(raw);
+    let decoded = htmlize::unescape_attribute(raw);
     let url = url::Url::parse(decoded.trim()).ok()?;
     let web =
         matches!(url.scheme(), "http" | "https") && url.host_str().is_some_and(|h| !h.is_empty());
@@ -197,6 +199,16 @@ mod tests {
             http_url(" https://news.example.com/a?b=1&amp;c=2 ").as_deref(),
             Some("https://news.example.com/a?b=1&c=2")
         );
+        for plain in [
+            "https://n.example/a?id=5&section=world",
+            "https://n.example/a?x=1&timestamp=2&param=3&region=eu&not=4",
+        ] {
+            assert_eq!(
+                http_url(plain).as_deref(),
+                Some(plain),
+                "query parameters kept"
+            );
+        }
         assert_eq!(
             http_url("HTTP://News.Example.com/a\"onmouseover=\"x").as_deref(),
             Some("http://news.example.com/a%22onmouseover=%22x")

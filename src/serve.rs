@@ -24,6 +24,11 @@ use crate::store::{Status, Unsubscribed};
 
 /// Connections served at once; more are closed as they arrive.
 pub const MAX_CONNECTIONS: usize = 512;
+/// Longest a connection stays open, whatever it does (a body trickled a
+/// byte at a time cannot hold a slot).
+pub const CONNECTION_LIFETIME: Duration = Duration::from_secs(60);
+/// Largest request body (an unsubscribe form is a few dozen bytes).
+pub const MAX_BODY: usize = 4096;
 
 struct App {
     pipeline: Mutex<Pipeline>,
@@ -141,6 +146,12 @@ async fn render_edition(app: &Arc<App>, date: String) -> Option<crate::render::R
     let date: NaiveDate = date.parse().ok()?;
     with_pipeline(app, move |pipeline| {
         let stored = pipeline.stored_edition(date).ok().flatten()?;
+        // Drafts stay private: only what is approved or being sent is shown.
+        let public =
+            stored.approved.is_some() || pipeline.store().sending_started(stored.id).ok()?;
+        if !public {
+            return None;
+        }
         pipeline
             .renderer()
             .ok()?
@@ -208,6 +219,7 @@ pub fn serve(pipeline: Pipeline, listen: Option<String>) -> Result<()> {
         .route("/editions/{date}", get(edition_html))
         .route("/editions/{date}/text", get(edition_text))
         .fallback(|State(app): State<Arc<App>>| async move { not_found(&app.title) })
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
         .layer(axum::middleware::from_fn(security_headers))
         .with_state(app.clone());
     let io = |context: String| move |source| Error::Io { context, source };
@@ -261,8 +273,10 @@ pub fn serve(pipeline: Pipeline, listen: Option<String>) -> Result<()> {
                     .timer(hyper_util::rt::TokioTimer::new())
                     .header_read_timeout(header_timeout)
                     .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
-                if let Err(e) = connection.await {
-                    tracing::debug!("connection: {e}");
+                match tokio::time::timeout(CONNECTION_LIFETIME, connection).await {
+                    Ok(Err(e)) => tracing::debug!("connection: {e}"),
+                    Ok(Ok(())) => {}
+                    Err(_) => tracing::debug!("connection closed after {CONNECTION_LIFETIME:?}"),
                 }
                 drop(slot);
             });

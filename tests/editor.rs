@@ -154,6 +154,34 @@ fn every_verb_changes_what_is_sent_and_is_logged() {
 }
 
 #[test]
+fn no_change_lands_while_a_send_holds_the_run_lock() {
+    let dir = site("");
+    let d = dir.path();
+    ok(d, &["edition", "build", "--date", DATE]);
+    let lock = std::fs::File::create(d.join("dailydigest.db.lock")).unwrap();
+    lock.try_lock().unwrap();
+    let before = edition_json(d);
+    for args in [
+        vec!["edition", "drop", "1"],
+        vec!["edition", "approve"],
+        vec!["edition", "build", "--rebuild"],
+    ] {
+        let mut args = args.clone();
+        args.extend(["--date", DATE]);
+        let out = run(d, &args);
+        assert!(!out.status.success(), "{args:?}");
+        assert!(
+            text(&out.stderr).contains("a send or run is in progress"),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+    }
+    assert_eq!(edition_json(d), before);
+    drop(lock);
+    ok(d, &["edition", "drop", "1", "--date", DATE]);
+}
+
+#[test]
 fn nothing_changes_once_sending_has_started() {
     let dir = site("");
     let d = dir.path();
@@ -388,7 +416,32 @@ fn with_approval_required_a_run_waits_tells_the_editors_and_sends_once_approved(
         "{raw}"
     );
 
+    // Approved content is what goes out: an edit withdraws the approval.
     ok(d, &["edition", "approve", "--date", DATE]);
+    ok(
+        d,
+        &[
+            "edition",
+            "headline",
+            "1",
+            "Changed after approval",
+            "--date",
+            DATE,
+        ],
+    );
+    let out = ok(d, &["run", "--date", DATE]);
+    assert!(
+        text(&out.stderr).contains("awaits approval"),
+        "{}",
+        text(&out.stderr)
+    );
+    // Drafts are not public; an approved edition is.
+    let server = support::Serve::start(d);
+    let page = format!("{}/editions/{DATE}", server.base);
+    assert_eq!(support::http().get(&page).call().unwrap().status(), 404);
+    ok(d, &["edition", "approve", "--date", DATE]);
+    assert_eq!(support::http().get(&page).call().unwrap().status(), 200);
+    drop(server);
     ok(d, &["run", "--date", DATE]);
     ok(d, &["run", "--date", DATE]);
     assert_eq!(report(d)["awaiting_approval"], false);
@@ -404,7 +457,11 @@ fn with_approval_required_a_run_waits_tells_the_editors_and_sends_once_approved(
         ["ann@example.com", "bob@example.com", "cat@example.com"],
         "each subscriber once"
     );
-    assert!(text(&ok(d, &["edition", "log", "--date", DATE]).stdout).contains("eddie  approved"));
+    let log = text(&ok(d, &["edition", "log", "--date", DATE]).stdout);
+    assert!(
+        log.contains("eddie  approved") && log.contains("approval withdrawn"),
+        "{log}"
+    );
 }
 
 #[test]

@@ -63,8 +63,16 @@ fn agent(timeout: Duration) -> ureq::Agent {
 /// The agent for article pages (links a feed wrote): every connection,
 /// redirects included, goes through the public-address check.
 fn page_agent(timeout: Duration, policy: &FetchPolicy) -> ureq::Agent {
+    // No proxy from the environment: a proxy would connect to the target
+    // itself, past the resolver's check.
+    let config = ureq::Agent::config_builder()
+        .timeout_global(Some(timeout))
+        .http_status_as_error(false)
+        .user_agent(concat!("dailydigest/", env!("CARGO_PKG_VERSION")))
+        .proxy(None)
+        .build();
     ureq::Agent::with_parts(
-        config(timeout),
+        config,
         ureq::unversioned::transport::DefaultConnector::default(),
         PublicOnly::new(policy.clone()),
     )
@@ -442,6 +450,20 @@ fn oldest_plausible() -> DateTime<Utc> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn article_pages_never_go_through_a_proxy_from_the_environment() {
+        // A proxy connects to the target itself, past the address check.
+        std::env::set_var("HTTP_PROXY", "http://127.0.0.1:3128");
+        let feeds = agent(Duration::from_secs(1));
+        let pages = page_agent(Duration::from_secs(1), &FetchPolicy::default());
+        std::env::remove_var("HTTP_PROXY");
+        assert!(
+            feeds.config().proxy().is_some(),
+            "the environment's proxy is seen"
+        );
+        assert!(pages.config().proxy().is_none());
+    }
 
     #[test]
     fn fragments_to_text() {

@@ -139,6 +139,10 @@ struct Queue {
     pages: Option<Pages>,
     /// Deliveries read in `sending`: left there by a run that stopped.
     resumed: usize,
+    /// Deliveries read so far.
+    read: usize,
+    /// Every open delivery was read (not just up to `--limit`).
+    exhausted: bool,
     in_flight: usize,
     stop: Option<String>,
 }
@@ -208,15 +212,14 @@ pub fn deliver(
         skipped: active.saturating_sub(open.total()),
         ..Default::default()
     };
-    let to_send = open.total().min(opts.limit.unwrap_or(usize::MAX));
-    // Beyond `--limit`: left for the next run.
-    summary.remaining = open.total() - to_send;
-    progress.set_length(to_send as u64);
+    progress.set_length(open.total().min(opts.limit.unwrap_or(usize::MAX)) as u64);
 
     let queue = Mutex::new(Queue {
         pages: Some(Pages {
             after: 0,
-            left: to_send,
+            // Read until the pages run out (a delivery that opened after the
+            // count is sent too), or up to `--limit`.
+            left: opts.limit.unwrap_or(usize::MAX),
         }),
         ..Default::default()
     });
@@ -333,7 +336,11 @@ pub fn deliver(
     summary.retrying = retrying.into_inner() + q.delayed.len();
     // Not attempted: what was read but not taken, what was never read (a
     // limit, a stop), what a stopping error interrupted.
-    let unread = q.pages.as_ref().map_or(0, |p| p.left);
+    let unread = if q.exhausted {
+        0
+    } else {
+        open.total().saturating_sub(q.read)
+    };
     summary.resumed = q.resumed;
     summary.remaining += q.ready.len() + unread + interrupted.into_inner();
     summary.skipped += claimed_elsewhere.into_inner();
@@ -341,19 +348,21 @@ pub fn deliver(
     Ok(summary)
 }
 
-/// The next page of open deliveries, and where the one after starts
-/// (`None`: nothing more to read).
+/// The next page of open deliveries, where the one after starts
+/// (`None`: nothing more to read), and whether the pages ran out (rather
+/// than `--limit`).
 fn read_page(
     pages: Pages,
     fetch: &dyn Fn(i64, usize) -> Result<Vec<Delivery>, StoreError>,
-) -> Result<(Vec<Job>, Option<Pages>), StoreError> {
+) -> Result<(Vec<Job>, Option<Pages>, bool), StoreError> {
     if pages.left == 0 {
-        return Ok((Vec::new(), None));
+        return Ok((Vec::new(), None, false));
     }
     let want = pages.left.min(PAGE);
     let page = fetch(pages.after, want)?;
+    let exhausted = page.len() < want;
     let next = match page.last() {
-        Some(last) if page.len() == want => Some(Pages {
+        Some(last) if !exhausted => Some(Pages {
             after: last.subscriber.id,
             left: pages.left - want,
         }),
@@ -374,7 +383,7 @@ fn read_page(
             }
         })
         .collect();
-    Ok((jobs, next))
+    Ok((jobs, next, exhausted))
 }
 
 /// The next job, waiting for delayed retries to come due and reading the
@@ -403,7 +412,9 @@ fn next_job(
         if q.ready.is_empty() {
             if let Some(pages) = q.pages {
                 match read_page(pages, fetch) {
-                    Ok((jobs, next)) => {
+                    Ok((jobs, next, exhausted)) => {
+                        q.read += jobs.len();
+                        q.exhausted |= exhausted;
                         q.resumed += jobs
                             .iter()
                             .filter(|j| j.delivery.state == DeliveryState::Sending)

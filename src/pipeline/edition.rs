@@ -251,6 +251,31 @@ pub enum Edited {
 }
 
 impl Pipeline {
+    /// The run lock, for a change to a stored edition: a change never lands
+    /// while a send or run reads the edition it is about to send.
+    fn edit_lock(&self) -> Result<crate::lock::RunLock> {
+        crate::lock::RunLock::acquire(&self.config.db)?.map_err(|locked| {
+            Error::Invalid(format!(
+                "a send or run is in progress ({}); the edition cannot change now: try again when it ends",
+                locked.path.display()
+            ))
+        })
+    }
+
+    /// Saves an edited edition as a new version (approval, if any, is
+    /// withdrawn: the content changed since it was approved).
+    fn save_change(&self, from: &StoredEdition, edition: &Edition, change: &str) -> Result<()> {
+        let change = if from.approved.is_some() {
+            format!("{change}; approval withdrawn (the content changed)")
+        } else {
+            change.to_owned()
+        };
+        self.store
+            .change_edition(from.id, from.version, edition, &user(), &change, Utc::now())?
+            .map(|_| ())
+            .map_err(|why| refused(from.date, why))
+    }
+
     /// Builds the edition of `date` and stores it without sending. An
     /// edition already stored is kept unless `rebuild`, which is refused
     /// once sending it has started. Returns it with the inputs skipped.
@@ -267,17 +292,9 @@ impl Pipeline {
             if self.store.sending_started(stored.id)? {
                 return Err(refused(date, Refused::SendingStarted));
             }
+            let _lock = self.edit_lock()?;
             let built = self.build(date, inputs)?;
-            self.store
-                .change_edition(
-                    stored.id,
-                    stored.version,
-                    &built.edition,
-                    &user(),
-                    "rebuilt",
-                    Utc::now(),
-                )?
-                .map_err(|why| refused(date, why))?;
+            self.save_change(&stored, &built.edition, "rebuilt")?;
             return Ok((self.stored(date)?, built.skipped));
         }
         let built = self.build(date, inputs)?;
@@ -307,21 +324,13 @@ impl Pipeline {
 
     /// Makes one change to the stored edition of `date`.
     pub fn change(&self, date: NaiveDate, change: &Change) -> Result<StoredEdition> {
+        let _lock = self.edit_lock()?;
         let stored = self.editable(date)?;
         let mut edition = stored.edition.clone();
         change
             .apply(&mut edition)
             .map_err(|e| Error::Invalid(e.to_string()))?;
-        self.store
-            .change_edition(
-                stored.id,
-                stored.version,
-                &edition,
-                &user(),
-                &change.describe(),
-                Utc::now(),
-            )?
-            .map_err(|why| refused(date, why))?;
+        self.save_change(&stored, &edition, &change.describe())?;
         self.stored(date)
     }
 
@@ -332,21 +341,14 @@ impl Pipeline {
             Err(e) if e.is_empty() => return Ok(Edited::Unchanged),
             Err(e) => return Ok(Edited::Invalid(e)),
         };
-        self.store
-            .change_edition(
-                from.id,
-                from.version,
-                &edition,
-                &user(),
-                &change,
-                Utc::now(),
-            )?
-            .map_err(|why| refused(from.date, why))?;
+        let _lock = self.edit_lock()?;
+        self.save_change(from, &edition, &change)?;
         Ok(Edited::Saved(Box::new(self.stored(from.date)?), change))
     }
 
     /// Approves the edition of `date` for sending, or takes approval back.
     pub fn approve(&self, date: NaiveDate, approve: bool) -> Result<StoredEdition> {
+        let _lock = self.edit_lock()?;
         let stored = self.stored(date)?;
         self.store
             .set_approval(stored.id, approve, &user(), Utc::now())?

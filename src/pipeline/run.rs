@@ -124,7 +124,8 @@ impl Pipeline {
             report.feeds = self.fetch()?;
             let outcome = self.send_locked(&SendRequest {
                 date: Some(date),
-                inputs: Vec::new(),
+                // The configured inputs, with the articles fetched above.
+                inputs: self.inputs(&[]),
                 smtp: request.smtp.clone(),
                 dry_run: false,
                 limit: None,

@@ -226,7 +226,7 @@ impl Pipeline {
             "This edition awaits approval: nothing goes to subscribers until an editor runs `digest edition approve --date {date}` (or edits it first with `digest edition edit --date {date}`)."
         );
         let renderer = self.renderer()?;
-        let mut sent = 0;
+        let (mut sent, mut retry) = (0, false);
         for editor in &self.config.editors {
             let recipient = crate::render::Recipient {
                 name: None,
@@ -248,12 +248,20 @@ impl Pipeline {
                 &format!("{date}-editor-{}", crate::article::short_hash(&[editor])),
             ) {
                 Ok(()) => sent += 1,
-                Err(e) => tracing::warn!(
-                    "the approval notice to {editor} was not sent: {e}; the next run tries again"
-                ),
+                Err(SendError::Permanent(e)) => {
+                    tracing::warn!("the approval notice to {editor} was refused: {e}")
+                }
+                Err(e) => {
+                    retry = true;
+                    tracing::warn!(
+                        "the approval notice to {editor} was not sent: {e}; the next run tries again"
+                    )
+                }
             }
         }
-        if sent == self.config.editors.len() {
+        // Told (or refused for good): not again. After a transient failure
+        // the next run tries again.
+        if !retry {
             self.store.mark_notified(stored.id, Utc::now())?;
         }
         Ok(sent)

@@ -101,7 +101,7 @@ impl Store {
 
     /// Replaces an edition's content, in one transaction, only if it is
     /// still at `version` and sending has not started; records the change
-    /// in its log. Returns the new version, or why it was refused.
+    /// in its log. An approval is withdrawn: it was given to other content. Returns the new version, or why it was refused.
     pub fn change_edition<E: Serialize>(
         &self,
         id: i64,
@@ -118,7 +118,8 @@ impl Store {
                 return Ok(Err(Refused::SendingStarted));
             }
             let n = conn.execute(
-                "UPDATE editions SET edition_json = ?3, content_hash = ?4, rendered_at = ?5, version = version + 1
+                "UPDATE editions SET edition_json = ?3, content_hash = ?4, rendered_at = ?5, version = version + 1,
+                        approved_by = NULL, approved_at = NULL
                  WHERE id = ?1 AND version = ?2",
                 params![id, version, json, hash, ts(now)],
             )?;

@@ -392,24 +392,38 @@ impl Store {
         file.sync_all()
     }
 
-    /// Applies the unsubscribes waiting in `unsubscribe_queue`, then takes
-    /// them off it (lines appended meanwhile stay). Returns how many were
-    /// applied; a queue that cannot be read or a busy database is left for
-    /// the next call.
+    /// Applies the unsubscribes waiting in `unsubscribe_queue`, then empties
+    /// it. The queue stays locked from reading to emptying (appends wait a
+    /// moment), and the database commit is synced to disk before the queue
+    /// is emptied: a crash at any point leaves every unsubscribe in one or
+    /// the other. Returns how many were applied; a busy database leaves the
+    /// queue for the next call.
     pub fn apply_queued_unsubscribes(&self, now: DateTime<Utc>) -> Result<usize> {
-        use std::io::{Read, Seek, Write};
+        use std::io::Read;
         let path = self.unsubscribe_queue();
-        let read = || -> std::io::Result<String> {
-            let mut file = std::fs::File::open(&path)?;
-            file.lock_shared()?;
-            let mut text = String::new();
-            file.read_to_string(&mut text)?;
-            Ok(text)
+        let queue_error = |e: std::io::Error| {
+            tracing::warn!(
+                "{}: {e}; its unsubscribes wait for the next try",
+                path.display()
+            );
+            Ok(0)
         };
-        let text = match read() {
-            Ok(t) => t,
-            Err(_) => return Ok(0),
+        let mut file = match std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+        {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+            Err(e) => return queue_error(e),
         };
+        if let Err(e) = file.lock() {
+            return queue_error(e);
+        }
+        let mut text = String::new();
+        if let Err(e) = file.read_to_string(&mut text) {
+            return queue_error(e);
+        }
         let hashes: Vec<&str> = text
             .lines()
             .map(str::trim)
@@ -422,28 +436,13 @@ impl Store {
         let _ = self
             .conn
             .busy_timeout(std::time::Duration::from_millis(200));
+        let _ = self.conn.pragma_update(None, "synchronous", "FULL");
         let applied = self.apply_hashes(&hashes, now);
+        let _ = self.conn.pragma_update(None, "synchronous", "NORMAL");
         let _ = self.conn.busy_timeout(std::time::Duration::from_secs(10));
         applied?;
-        // Recorded in the database: drop what was applied, keep what came since.
-        let trim = || -> std::io::Result<()> {
-            let mut file = std::fs::OpenOptions::new()
-                .read(true)
-                .write(true)
-                .open(&path)?;
-            file.lock()?;
-            let mut now_text = String::new();
-            file.read_to_string(&mut now_text)?;
-            // Another process drained it meanwhile: leave it (harmless).
-            let Some(rest) = now_text.strip_prefix(text.as_str()) else {
-                return Ok(());
-            };
-            file.set_len(0)?;
-            file.seek(std::io::SeekFrom::Start(0))?;
-            file.write_all(rest.as_bytes())?;
-            file.sync_all()
-        };
-        if let Err(e) = trim() {
+        // Recorded durably in the database: the queue can go.
+        if let Err(e) = file.set_len(0).and_then(|_| file.sync_all()) {
             tracing::warn!(
                 "{}: {e} (its unsubscribes are applied; applying them again is harmless)",
                 path.display()
