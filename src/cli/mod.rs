@@ -111,6 +111,10 @@ pub enum Command {
     #[command(subcommand)]
     Edition(EditionCommand),
 
+    /// DKIM signing keys.
+    #[command(subcommand)]
+    Dkim(DkimCommand),
+
     /// Show or try the transformer model that summarizes.
     #[command(subcommand)]
     Model(ModelCommand),
@@ -224,6 +228,31 @@ pub enum ShowFormat {
     Json,
     /// One line a story: rank, full or brief, headline, sources.
     List,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DkimCommand {
+    /// Write a new private key (PEM, mode 0600) and print the DNS TXT
+    /// record to publish for it.
+    Keygen {
+        /// The selector the public key is published under.
+        #[arg(long)]
+        selector: String,
+        /// The key type.
+        #[arg(long, value_enum, default_value_t = DkimAlgorithm::Rsa)]
+        algorithm: DkimAlgorithm,
+        /// Where to write the private key [default: dkim-<selector>.pem].
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DkimAlgorithm {
+    /// RSA 2048 (rsa-sha256): understood by every receiver.
+    Rsa,
+    /// Ed25519 (ed25519-sha256, RFC 8463): short; sign with both for old receivers.
+    Ed25519,
 }
 
 #[derive(Debug, Subcommand)]
@@ -516,9 +545,51 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             edition::edition(Pipeline::open_with(config, access)?, cmd)
         }
+        Command::Dkim(DkimCommand::Keygen {
+            selector,
+            algorithm,
+            out,
+        }) => dkim_keygen(&config, &selector, algorithm, out),
         Command::Model(ModelCommand::Info) => model::info(&config),
         Command::Model(ModelCommand::Check) => model::check(&config),
     }
+}
+
+fn dkim_keygen(
+    config: &Config,
+    selector: &str,
+    algorithm: DkimAlgorithm,
+    out: Option<PathBuf>,
+) -> anyhow::Result<ExitCode> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let kind = match algorithm {
+        DkimAlgorithm::Rsa => crate::mail::dkim::KeyKind::Rsa,
+        DkimAlgorithm::Ed25519 => crate::mail::dkim::KeyKind::Ed25519,
+    };
+    let (pem, txt) = crate::mail::dkim::keygen(kind).map_err(|e| anyhow::anyhow!(e))?;
+    let path = out.unwrap_or_else(|| PathBuf::from(format!("dkim-{selector}.pem")));
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+        .with_context(|| {
+            format!(
+                "creating {} (an existing key is never overwritten)",
+                path.display()
+            )
+        })?;
+    file.write_all(pem.as_bytes())?;
+    let domain = config.dkim_domain.clone().unwrap_or_else(|| {
+        config
+            .from
+            .parse::<lettre::message::Mailbox>()
+            .map(|m| m.email.domain().to_owned())
+            .unwrap_or_default()
+    });
+    eprintln!("wrote the private key to {} (keep it secret); publish this DNS record, then set dkim_key_file = {:?} and dkim_selector = {selector:?}:", path.display(), path.display().to_string());
+    println!("{selector}._domainkey.{domain}. IN TXT \"{txt}\"");
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Says on stderr how a send ended (for `send` and `run`).

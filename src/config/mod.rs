@@ -88,6 +88,12 @@ pub struct Config {
     pub list_id: Option<String>,
     /// Address for unsubscribing by email (`List-Unsubscribe: <mailto:...>`).
     pub unsubscribe_mailto: Option<String>,
+    /// DKIM private key (PEM: RSA 2048+ or Ed25519); unset: messages are not signed.
+    pub dkim_key_file: Option<PathBuf>,
+    /// DKIM selector: the key is published at `<selector>._domainkey.<domain>`.
+    pub dkim_selector: Option<String>,
+    /// DKIM signing domain [default: the `from` address's domain].
+    pub dkim_domain: Option<String>,
     /// Feeds read by `digest fetch` and `digest run`.
     pub feeds: Vec<FeedSource>,
     /// Seconds before a feed (or article page) download is abandoned.
@@ -207,6 +213,9 @@ impl Default for Config {
             max_edition_age_days: 2,
             list_id: None,
             unsubscribe_mailto: None,
+            dkim_key_file: None,
+            dkim_selector: None,
+            dkim_domain: None,
             feeds: Vec::new(),
             fetch_timeout_secs: 15,
             allow_private_fetch: false,
@@ -406,6 +415,25 @@ impl Config {
                 );
             }
         }
+        for (key, value) in [
+            ("dkim_selector", &self.dkim_selector),
+            ("dkim_domain", &self.dkim_domain),
+        ] {
+            if let Some(v) = value {
+                let dns_name = !v.is_empty()
+                    && v.len() <= 253
+                    && v.split('.').all(|label| {
+                        !label.is_empty()
+                            && label.len() <= 63
+                            && label
+                                .chars()
+                                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+                    });
+                if !dns_name {
+                    return invalid(key, format!("{v:?} is not a DNS name"));
+                }
+            }
+        }
         for editor in &self.editors {
             if editor.chars().any(|c| c.is_control()) || editor.parse::<lettre::Address>().is_err()
             {
@@ -492,6 +520,9 @@ const OPTIONAL_KEYS: &[&str] = &[
     "list_id",
     "unsubscribe_mailto",
     "approval_deadline",
+    "dkim_key_file",
+    "dkim_selector",
+    "dkim_domain",
 ];
 
 /// Applies `DIGEST_<KEY>` variables to the top-level keys. The value is read

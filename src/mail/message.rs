@@ -24,6 +24,8 @@ pub struct MessageSettings {
     pub base_url: String,
     /// Optional `mailto:` address for unsubscribing by email.
     pub unsubscribe_mailto: Option<String>,
+    /// Signs every message when set (`dkim_key_file`).
+    pub dkim: Option<std::sync::Arc<super::dkim::Signer>>,
 }
 
 impl MessageSettings {
@@ -137,7 +139,15 @@ pub fn notice(
             format!("{note}\n\n{}", rendered.text),
             html,
         ))
+        .map(|message| signed(message, settings))
         .map_err(|e| format!("building the message: {e}"))
+}
+
+fn signed(mut message: Message, settings: &MessageSettings) -> Message {
+    if let Some(signer) = &settings.dkim {
+        signer.sign(&mut message);
+    }
+    message
 }
 
 /// Builds one subscriber's message.
@@ -177,6 +187,7 @@ pub fn build(
             rendered.text.clone(),
             rendered.html.clone(),
         ))
+        .map(|message| signed(message, settings))
         .map_err(|e| format!("building the message: {e}"))
 }
 
@@ -200,6 +211,7 @@ mod tests {
 
     fn settings() -> MessageSettings {
         MessageSettings {
+            dkim: None,
             from: "Daily Digest <digest@example.com>".parse().unwrap(),
             list_id: "Daily Digest <daily-digest.example.com>".into(),
             base_url: "https://digest.example.com/".into(),

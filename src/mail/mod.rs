@@ -2,6 +2,7 @@
 //! that carry it (`transport.rs`), and the delivery loop that sends each
 //! subscriber exactly one copy (`send.rs`).
 
+pub mod dkim;
 pub mod message;
 pub mod send;
 pub mod transport;

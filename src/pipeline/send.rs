@@ -131,7 +131,36 @@ pub(super) fn message_settings(config: &Config) -> Result<MessageSettings, Confi
         .list_id
         .clone()
         .unwrap_or_else(|| format!("{} <list.{}>", config.title, from.email.domain()));
+    let dkim =
+        match &config.dkim_key_file {
+            None => None,
+            Some(path) => {
+                let pem = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.clone(),
+                    source,
+                })?;
+                let domain = config
+                    .dkim_domain
+                    .clone()
+                    .unwrap_or_else(|| from.email.domain().to_owned());
+                let selector = config.dkim_selector.clone().ok_or_else(|| {
+                    ConfigError::Invalid {
+                    key: "dkim_selector",
+                    message:
+                        "dkim_key_file is set: name the selector its public key is published under"
+                            .into(),
+                }
+                })?;
+                let signer = crate::mail::dkim::Signer::from_pem(&pem, &selector, &domain)
+                    .map_err(|message| ConfigError::Invalid {
+                        key: "dkim_key_file",
+                        message: format!("{}: {message}", path.display()),
+                    })?;
+                Some(std::sync::Arc::new(signer))
+            }
+        };
     Ok(MessageSettings {
+        dkim,
         from,
         list_id,
         base_url: config.base_url.clone(),
