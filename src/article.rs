@@ -50,6 +50,16 @@ pub enum ArticleError {
 impl Article {
     /// Cleans a raw article and fills in what the source left out.
     pub fn from_raw(raw: RawArticle, origin: impl Into<String>) -> Result<Article, ArticleError> {
+        Article::from_raw_with(raw, origin, true)
+    }
+
+    /// `from_raw`; without `derive_headline` an untitled article keeps an
+    /// empty title (`title_derived` set), for readers that never show it.
+    pub fn from_raw_with(
+        raw: RawArticle,
+        origin: impl Into<String>,
+        derive_headline: bool,
+    ) -> Result<Article, ArticleError> {
         let date = match raw.date.as_deref().map(str::trim) {
             None | Some("") => None,
             Some(d) => Some(parse_date(d).ok_or_else(|| ArticleError::BadDate(d.to_owned()))?),
@@ -73,7 +83,8 @@ impl Article {
         let source = clean_opt(raw.source).or_else(|| url.as_deref().and_then(host_of));
         let (title, title_derived) = match clean_opt(raw.title) {
             Some(t) => (text::shorten(&t, MAX_TITLE_CHARS), false),
-            None => (derive_headline(&paragraphs), true),
+            None if derive_headline => (self::derive_headline(&paragraphs), true),
+            None => (String::new(), true),
         };
         let id = match clean_opt(raw.id) {
             Some(id) => id,

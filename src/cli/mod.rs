@@ -758,7 +758,8 @@ fn summarize(pipeline: Pipeline, args: SummarizeArgs) -> anyhow::Result<ExitCode
     let stdout = io::stdout().lock();
     let mut out = BufWriter::new(stdout);
     let mut count = 0usize;
-    let done = pipeline.summarize_each(inputs, budget, |article, summary| {
+    // Batch mode writes no headlines: none are derived.
+    let done = pipeline.summarize_each(inputs, budget, !args.jsonl, |article, summary| {
         if args.jsonl {
             serde_json::to_writer(
                 &mut out,

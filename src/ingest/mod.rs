@@ -75,6 +75,8 @@ pub struct Ingest {
     ready: VecDeque<Result<Article, IngestError>>,
     /// The JSON Lines stream being read, if any.
     lines: Option<JsonLines>,
+    /// Derive headlines for untitled articles (off when nobody reads them).
+    headlines: bool,
 }
 
 impl Ingest {
@@ -84,7 +86,15 @@ impl Ingest {
             files: VecDeque::new(),
             ready: VecDeque::new(),
             lines: None,
+            headlines: true,
         }
+    }
+
+    /// Leaves untitled articles without a derived headline (empty title,
+    /// `title_derived`): for batch summarizing, which never shows one.
+    pub fn without_headlines(mut self) -> Ingest {
+        self.headlines = false;
+        self
     }
 
     fn read_input(&mut self, input: Input) {
@@ -108,7 +118,11 @@ impl Ingest {
             Err(e) => return self.ready.push_back(Err(err("<stdin>", io_reason(&e)))),
         };
         if Format::sniff(&head) == Format::JsonLines {
-            self.lines = Some(JsonLines::new("<stdin>".into(), Box::new(reader)));
+            self.lines = Some(JsonLines::new(
+                "<stdin>".into(),
+                Box::new(reader),
+                self.headlines,
+            ));
             return;
         }
         match read_limited(reader, MAX_FILE_BYTES).and_then(decode) {
@@ -125,7 +139,13 @@ impl Ingest {
         let format = Format::from_path(path);
         if format == Some(Format::JsonLines) {
             match std::fs::File::open(path) {
-                Ok(f) => self.lines = Some(JsonLines::new(origin, Box::new(BufReader::new(f)))),
+                Ok(f) => {
+                    self.lines = Some(JsonLines::new(
+                        origin,
+                        Box::new(BufReader::new(f)),
+                        self.headlines,
+                    ))
+                }
                 Err(e) => self.ready.push_back(Err(err(origin, io_reason(&e)))),
             }
             return;
@@ -155,6 +175,7 @@ impl Ingest {
                 let lines = JsonLines::new(
                     origin.to_owned(),
                     Box::new(io::Cursor::new(content.as_bytes().to_vec())),
+                    self.headlines,
                 );
                 self.ready.extend(lines);
                 return;
@@ -170,8 +191,10 @@ impl Ingest {
                     } else {
                         origin.to_owned()
                     };
-                    self.ready
-                        .push_back(Article::from_raw(raw, &origin).map_err(|e| err(origin, e)));
+                    self.ready.push_back(
+                        Article::from_raw_with(raw, &origin, self.headlines)
+                            .map_err(|e| err(origin, e)),
+                    );
                 }
             }
         }
@@ -282,15 +305,17 @@ struct JsonLines {
     reader: Box<dyn BufRead>,
     line_no: usize,
     buf: Vec<u8>,
+    headlines: bool,
 }
 
 impl JsonLines {
-    fn new(origin: String, reader: Box<dyn BufRead>) -> JsonLines {
+    fn new(origin: String, reader: Box<dyn BufRead>, headlines: bool) -> JsonLines {
         JsonLines {
             origin,
             reader,
             line_no: 0,
             buf: Vec::new(),
+            headlines,
         }
     }
 }
@@ -339,7 +364,10 @@ impl Iterator for JsonLines {
             return Some(
                 files::parse_json_line(line)
                     .map_err(|e| err(&origin, e))
-                    .and_then(|raw| Article::from_raw(raw, &origin).map_err(|e| err(&origin, e))),
+                    .and_then(|raw| {
+                        Article::from_raw_with(raw, &origin, self.headlines)
+                            .map_err(|e| err(&origin, e))
+                    }),
             );
         }
     }
@@ -352,8 +380,12 @@ mod tests {
     #[test]
     fn jsonl_reports_bad_lines_by_number_and_goes_on() {
         let data = b"{\"id\":\"a\",\"text\":\"First article text.\"}\n\n{broken\n{\"id\":\"c\",\"text\":\"Third.\",\"date\":\"yesterday\"}\n{\"id\":\"d\",\"text\":\"Fourth article.\"}\n\xff\xfe\n";
-        let items: Vec<_> =
-            JsonLines::new("in.jsonl".into(), Box::new(io::Cursor::new(data.to_vec()))).collect();
+        let items: Vec<_> = JsonLines::new(
+            "in.jsonl".into(),
+            Box::new(io::Cursor::new(data.to_vec())),
+            true,
+        )
+        .collect();
         assert_eq!(items.len(), 5);
         assert_eq!(items[0].as_ref().unwrap().id, "a");
         assert_eq!(items[1].as_ref().unwrap_err().origin, "in.jsonl:3");

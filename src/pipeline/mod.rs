@@ -288,12 +288,13 @@ impl Pipeline {
 
     /// Summarizes every article of `inputs` (no cache, no edition), in input
     /// order, `batch_size` at a time; `each` gets each article and its
-    /// summary. Unreadable inputs and failed summaries are warned about and
+    /// summary (untitled articles get a derived headline when `headlines`). Unreadable inputs and failed summaries are warned about and
     /// counted; an error from `each` (a closed pipe) stops the run.
     pub fn summarize_each(
         &self,
         inputs: Vec<Input>,
         budget: Budget,
+        headlines: bool,
         mut each: impl FnMut(&Article, &Summary) -> io::Result<()>,
     ) -> Result<Summarized> {
         let engine = self.engine()?;
@@ -301,7 +302,12 @@ impl Pipeline {
         let mut done = Summarized::default();
         let mut fallbacks: Vec<String> = Vec::new();
         let mut batch: Vec<Article> = Vec::new();
-        for item in Ingest::new(inputs).map(Some).chain(std::iter::once(None)) {
+        let ingest = if headlines {
+            Ingest::new(inputs)
+        } else {
+            Ingest::new(inputs).without_headlines()
+        };
+        for item in ingest.map(Some).chain(std::iter::once(None)) {
             match item {
                 Some(Err(e)) => {
                     tracing::warn!("skipped {e}");

@@ -78,8 +78,16 @@ const SAY: &str = "said|says|say|has said|have said|had said|told|tells|claimed|
 announces|insisted|insists|argued|argues|believes|believe|confirmed|revealed|suggested|suggests|show|shows|\
 showed|added|adds|is reporting|are reporting";
 
+/// Compiles a pattern with ASCII classes: the Unicode tables of `\b`, `\s`,
+/// `\w` and `\d` cost more to compile than headlining hundreds of articles,
+/// and these patterns only ever look at English words and digits.
 fn re(pattern: &str) -> Regex {
-    Regex::new(pattern).expect("headline patterns compile")
+    let ascii = pattern
+        .replace(r"\b", r"(?-u:\b)")
+        .replace(r"\s", r"[ \t\r\n]")
+        .replace(r"\w", "[A-Za-z0-9_]")
+        .replace(r"\d", "[0-9]");
+    Regex::new(&ascii).expect("headline patterns compile")
 }
 
 static DATELINE: LazyLock<Regex> =
@@ -119,16 +127,32 @@ static SPACE_COMMA: LazyLock<Regex> = LazyLock::new(|| re(r"\s+,"));
 
 /// Lowercase, without a possessive `'s` and punctuation, Snowball-stemmed:
 /// the forms of one word counted together ("economy", "economies").
+/// Stems are cached per thread: an article's words are mostly the last
+/// article's words, and stemming every word was most of a headline's cost.
 fn stem(word: &str) -> String {
     static STEMMER: LazyLock<rust_stemmers::Stemmer> =
         LazyLock::new(|| rust_stemmers::Stemmer::create(rust_stemmers::Algorithm::English));
+    thread_local! {
+        static CACHE: std::cell::RefCell<HashMap<String, String>> = Default::default();
+    }
     let w: String = word
         .to_lowercase()
         .replace("'s", "")
         .chars()
         .filter(|c| c.is_ascii_alphanumeric())
         .collect();
-    STEMMER.stem(&w).into_owned()
+    CACHE.with(|cache| {
+        let mut cache = cache.borrow_mut();
+        if let Some(stem) = cache.get(&w) {
+            return stem.clone();
+        }
+        if cache.len() > 200_000 {
+            cache.clear();
+        }
+        let stem = STEMMER.stem(&w).into_owned();
+        cache.insert(w, stem.clone());
+        stem
+    })
 }
 
 fn bare(word: &str) -> String {
@@ -336,6 +360,38 @@ fn finish(h: &str) -> String {
     h.trim().to_owned()
 }
 
+/// How often each stem of the candidate words occurs in the article. Only
+/// article words that could share a stem with a candidate (same first two
+/// letters; Snowball never changes them but in "dying", "lying", "tying")
+/// are stemmed: stemming every word was most of a headline's cost.
+fn stem_counts(text: &str, starts: &[String]) -> HashMap<String, usize> {
+    fn key(word: &str) -> [char; 2] {
+        let mut chars = word
+            .chars()
+            .filter(char::is_ascii_alphanumeric)
+            .map(|c| c.to_ascii_lowercase());
+        let k = [chars.next().unwrap_or(' '), chars.next().unwrap_or(' ')];
+        match k {
+            ['d', 'y'] => ['d', 'i'],
+            ['l', 'y'] => ['l', 'i'],
+            ['t', 'y'] => ['t', 'i'],
+            k => k,
+        }
+    }
+    let wanted: HashSet<[char; 2]> = starts
+        .iter()
+        .flat_map(|s| s.split_whitespace())
+        .map(key)
+        .collect();
+    let mut counts: HashMap<String, usize> = HashMap::new();
+    for w in text.split_whitespace() {
+        if wanted.contains(&key(w)) {
+            *counts.entry(stem(w)).or_default() += 1;
+        }
+    }
+    counts
+}
+
 /// Whether `word`, lowercased, stands in `text` as a whole word.
 fn occurs_lowercase(text: &str, word: &str) -> bool {
     let word = word.to_lowercase();
@@ -353,22 +409,23 @@ fn occurs_lowercase(text: &str, word: &str) -> bool {
 /// The headline of an article from its paragraphs: 5 to 12 words, a
 /// complete phrase, no ellipsis. Empty only for an article with no words.
 pub fn headline(paragraphs: &[String]) -> String {
-    let sentences: Vec<&str> = paragraphs
-        .iter()
-        .flat_map(|p| super::split_sentences(p))
-        .collect();
-    let Some(lead) = sentences
-        .iter()
-        .find(|s| s.split_whitespace().count() >= 5)
-        .or(sentences.first())
-    else {
+    // The lead: the first sentence of five words or more (paragraphs are
+    // split only until it is found).
+    let mut first_sentence: Option<&str> = None;
+    let mut lead: Option<&str> = None;
+    'paragraphs: for p in paragraphs {
+        for s in super::split_sentences(p) {
+            first_sentence.get_or_insert(s);
+            if s.split_whitespace().count() >= 5 {
+                lead = Some(s);
+                break 'paragraphs;
+            }
+        }
+    }
+    let Some(lead) = lead.or(first_sentence) else {
         return String::new();
     };
     let text = paragraphs.join("\n\n");
-    let mut counts: HashMap<String, usize> = HashMap::new();
-    for w in text.split_whitespace() {
-        *counts.entry(stem(w)).or_default() += 1;
-    }
     let base = clean(lead);
     let mut starts = vec![base.clone()];
     let first = base
@@ -393,6 +450,7 @@ pub fn headline(paragraphs: &[String]) -> String {
             starts.push(rest);
         }
     }
+    let counts = stem_counts(&text, &starts);
     let mut best: Option<(f32, Vec<String>)> = None;
     for start in &starts {
         let w0 = headline_words(start);
