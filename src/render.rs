@@ -456,6 +456,9 @@ fn web_links(story: &Story) -> Story {
     s.urls.retain(|u| crate::article::http_url(u).is_some());
     for r in &mut s.also_reported_by {
         r.url = safe(&r.url);
+        // Kept in the stored edition for `split`; templates show no
+        // report's summary, and the context stays as small as it was.
+        r.summary = Vec::new();
     }
     s
 }

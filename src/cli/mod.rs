@@ -444,7 +444,7 @@ pub struct SummarizeArgs {
 pub enum OutputFormat {
     /// Headline, date and source, then the summary: for reading.
     Text,
-    /// A JSON array of {id, headline, date, source, url, summary, sentences}.
+    /// A JSON array of {id, headline, headline_derived, date, source, url, summary, sentences}.
     Json,
 }
 
