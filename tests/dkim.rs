@@ -41,7 +41,15 @@ fn verify(raw: &[u8], record: &str) -> (bool, String) {
     )
 }
 
+/// A key made by `digest dkim keygen`, the config that signs with it, two
+/// subscribers; returns the TXT record keygen printed.
 fn setup(dir: &Path, algorithm: &str) -> String {
+    // The DNS line names `from`'s domain: set it before keygen runs.
+    std::fs::write(
+        dir.join("digest.toml"),
+        "from = \"Daily Digest <digest@news.example.com>\"\n",
+    )
+    .unwrap();
     let out = digest(dir)
         .args([
             "dkim",
@@ -86,13 +94,6 @@ fn every_message_is_signed_and_verifies_with_rsa_and_ed25519() {
     for algorithm in ["rsa", "ed25519"] {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
-        // The DNS line says `from`'s domain; keygen runs before the config
-        // exists, so point it there first.
-        std::fs::write(
-            d.join("digest.toml"),
-            "from = \"Daily Digest <digest@news.example.com>\"\n",
-        )
-        .unwrap();
         let record = setup(d, algorithm);
         assert!(record.contains(&format!("k={algorithm}")), "{record}");
         let smtp = Smtp::start(&[]);
@@ -148,11 +149,6 @@ fn every_message_is_signed_and_verifies_with_rsa_and_ed25519() {
 fn a_bad_key_stops_the_send_before_anything_goes_out() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    std::fs::write(
-        d.join("digest.toml"),
-        "from = \"Daily Digest <digest@news.example.com>\"\n",
-    )
-    .unwrap();
     setup(d, "ed25519");
     std::fs::write(
         d.join("dkim-news.pem"),

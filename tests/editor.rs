@@ -38,13 +38,7 @@ fn run(dir: &Path, args: &[&str]) -> Output {
 }
 
 fn ok(dir: &Path, args: &[&str]) -> Output {
-    let out = run(dir, args);
-    assert!(
-        out.status.success(),
-        "digest {args:?}: {}",
-        text(&out.stderr)
-    );
-    out
+    support::succeeded(run(dir, args), args)
 }
 
 fn list(dir: &Path) -> String {

@@ -25,13 +25,7 @@ fn run(dir: &Path, args: &[&str]) -> Output {
 }
 
 fn succeeds(dir: &Path, args: &[&str]) -> Output {
-    let out = run(dir, args);
-    assert!(
-        out.status.success(),
-        "digest {args:?}: {}",
-        text(&out.stderr)
-    );
-    out
+    support::succeeded(run(dir, args), args)
 }
 
 fn write(dir: &Path, name: &str, body: &str) {

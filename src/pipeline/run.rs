@@ -145,12 +145,10 @@ impl Pipeline {
         report.exit_code = match outcome {
             Ok(code) => code,
             Err(e) => {
-                report.error = Some(format!("{:#}", anyhow_like(&e)));
-                if e.is_config() {
-                    2
-                } else {
-                    1
-                }
+                let code = if e.is_config() { 2 } else { 1 };
+                // With its causes, `a: b: c`, as the cli prints errors.
+                report.error = Some(format!("{:#}", anyhow::Error::new(e)));
+                code
             }
         };
         report.finished_at = Utc::now().to_rfc3339();
@@ -166,21 +164,4 @@ impl Pipeline {
         drop(lock);
         Ok(RunOutcome::Ran(Box::new(Ran { report, json, send })))
     }
-}
-
-/// An error with its chain of causes, `a: b: c`, as the cli prints it.
-fn anyhow_like(e: &Error) -> impl std::fmt::Display + '_ {
-    struct Chain<'a>(&'a Error);
-    impl std::fmt::Display for Chain<'_> {
-        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            write!(f, "{}", self.0)?;
-            let mut source = std::error::Error::source(self.0);
-            while let Some(s) = source {
-                write!(f, ": {s}")?;
-                source = s.source();
-            }
-            Ok(())
-        }
-    }
-    Chain(e)
 }

@@ -26,6 +26,16 @@ pub fn digest(dir: &Path) -> Command {
     cmd
 }
 
+/// `out`, after checking that `digest ARGS` succeeded (its stderr otherwise).
+pub fn succeeded(out: std::process::Output, args: &[&str]) -> std::process::Output {
+    assert!(
+        out.status.success(),
+        "digest {args:?}: {}",
+        text(&out.stderr)
+    );
+    out
+}
+
 /// Headless Chromium (Debian's `chromium`); the tests that need it fail
 /// with an install hint when it is missing.
 pub fn chromium() -> PathBuf {
