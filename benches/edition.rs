@@ -42,7 +42,8 @@ fn bench(c: &mut Criterion) {
         max_stories: 30,
         top_stories: 5,
         source_weights: Default::default(),
-        merge_threshold: 0.3,
+        merge_threshold: 0.2,
+        budget: dailydigest::summarize::Budget::default(),
     };
     let renderer = Renderer::load(None, "Daily Digest").unwrap();
     let reader = Recipient::preview("https://digest.example.com");
@@ -61,7 +62,7 @@ fn bench(c: &mut Criterion) {
                         summary: summarizer.summarize(a, Budget::default()).unwrap(),
                     })
                     .collect();
-                let edition = assemble(entries, &opts);
+                let edition = assemble(entries, &opts, None);
                 renderer.render(&edition, &reader).unwrap().html.len()
             })
         },

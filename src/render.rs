@@ -232,20 +232,30 @@ struct EditionView<'a> {
     source_count: usize,
 }
 
-/// A story as templates see it: the `Story` fields (links checked) plus
-/// `summary_text`.
+/// "Also reported by" lists at most this many reports; the rest are
+/// counted ("and 12 more").
+pub const MAX_ALSO_SHOWN: usize = 5;
+
+/// A story as templates see it: the `Story` fields (links checked, at most
+/// `MAX_ALSO_SHOWN` other reports) plus `summary_text` and `also_more`,
+/// the number of other reports not listed.
 #[derive(Serialize)]
 struct StoryView {
     #[serde(flatten)]
     story: Story,
     summary_text: String,
+    also_more: usize,
 }
 
 impl From<&Story> for StoryView {
     fn from(story: &Story) -> Self {
+        let mut shown = web_links(story);
+        let also_more = shown.also_reported_by.len().saturating_sub(MAX_ALSO_SHOWN);
+        shown.also_reported_by.truncate(MAX_ALSO_SHOWN);
         StoryView {
-            story: web_links(story),
+            story: shown,
             summary_text: story.summary.join(" "),
+            also_more,
         }
     }
 }

@@ -16,7 +16,8 @@ use dailydigest::render::{Recipient, Renderer};
 use support::{chromium, root, CHROMIUM_FLAGS};
 
 /// The fixed edition: the examples (the seed, a second source on the same
-/// talks, markets, science, sport) on 14 March 2022.
+/// talks, two reports each of the Shenzhen lockdown and of a TV protest,
+/// markets, science, sport) on 14 March 2022.
 fn edition() -> Edition {
     // Three full stories, so that the fourth is listed as a headline only.
     let config = Config {
@@ -45,27 +46,33 @@ fn renderer() -> Renderer {
 #[test]
 fn two_sources_on_one_story_come_out_as_one_story() {
     let e = edition();
-    assert_eq!(e.article_count, 5);
+    assert_eq!(e.article_count, 9);
     assert_eq!(
         e.stories.len(),
-        4,
+        6,
         "{:#?}",
         e.stories.iter().map(|s| &s.headline).collect::<Vec<_>>()
     );
-    let talks = &e.stories[0];
-    assert_eq!(
-        talks.headline,
-        "Russia and Ukraine hold fresh talks by video link"
-    );
+    let talks = e
+        .stories
+        .iter()
+        .find(|s| s.headline == "Russia and Ukraine hold fresh talks by video link")
+        .expect("the talks story");
     assert_eq!(
         talks.sources,
         ["World Wire", "2022-03-14-ukraine-talks-aljazeera"]
     );
     assert_eq!(talks.also_reported_by.len(), 1);
-    assert!(e
+    // Three events reported twice (talks, Shenzhen, the TV protest); the
+    // rest once.
+    let twice: Vec<&str> = e
         .stories
         .iter()
-        .all(|s| s.sources.len() == 1 || s.rank == 1));
+        .filter(|s| s.sources.len() == 2)
+        .map(|s| s.headline.as_str())
+        .collect();
+    assert_eq!(twice.len(), 3, "{twice:?}");
+    assert!(e.stories.iter().all(|s| s.sources.len() <= 2));
 }
 
 #[test]
@@ -95,6 +102,30 @@ fn html_parses_without_errors_in_an_html5_parser() {
     assert_eq!(doc.select(&sel).count(), 1, "one unsubscribe link");
     let tables = scraper::Selector::parse("table[role=presentation][width=\"600\"]").unwrap();
     assert_eq!(doc.select(&tables).count(), 1, "a 600 px layout table");
+}
+
+#[test]
+fn a_story_of_many_reports_names_five_and_counts_the_rest() {
+    let mut e = edition();
+    let story = &mut e.stories[0];
+    let template = story.also_reported_by[0].clone();
+    story.also_reported_by = (1..=12)
+        .map(|i| {
+            let mut r = template.clone();
+            r.source = format!("Outlet {i}");
+            r
+        })
+        .collect();
+    let r = renderer().render(&e, &reader()).unwrap();
+    let text = r.text.replace("\n   ", " ");
+    assert!(
+        text.contains(
+            "Also reported by: Outlet 1, Outlet 2, Outlet 3, Outlet 4, Outlet 5 and 7 more"
+        ),
+        "{text}"
+    );
+    assert!(!r.text.contains("Outlet 6") && !r.html.contains("Outlet 6"));
+    assert!(r.html.contains("Outlet 5 and 7 more"), "{}", r.html);
 }
 
 #[test]

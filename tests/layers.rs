@@ -2,7 +2,7 @@
 //! below (or beside) its own, never above, and no cli module uses another.
 //! The layers, top to bottom (README, "How it is built"):
 //! `main → cli → serve → pipeline → mail / render → digest → summarize /
-//! ingest → text / store / config / article / lock`.
+//! embed / ingest → text / store / config / article / lock / models`.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -17,8 +17,8 @@ fn layer(module: &str) -> Option<u8> {
         "mail" => 5,
         "render" => 4,
         "digest" => 3,
-        "summarize" | "ingest" => 2,
-        "text" | "store" | "config" | "article" | "lock" => 1,
+        "summarize" | "ingest" | "embed" => 2,
+        "text" | "store" | "config" | "article" | "lock" | "models" => 1,
         _ => return None,
     })
 }

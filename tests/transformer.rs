@@ -374,7 +374,7 @@ fn model_info_and_check_describe_what_would_run() {
     let info = text(&out.stdout);
     assert!(out.status.success(), "{}", text(&out.stderr));
     for want in [
-        "2 checkpoints: tiny-bart, tiny-t5",
+        "2 folders: tiny-bart (summarizer), tiny-t5 (summarizer)",
         "BartForConditionalGeneration (bart)",
         "beam search, 4 beams, 5-20 tokens, no_repeat_ngram_size 3",
         "forced BOS 0, forced EOS 2",

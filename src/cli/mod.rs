@@ -42,9 +42,16 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "WHICH")]
     pub summarizer: Option<crate::summarize::Choice>,
 
-    /// Folder of transformer checkpoints [default: `models`, ./models].
+    /// Folder of models: summarization checkpoints and sentence encoders
+    /// [default: `models`, ./models].
     #[arg(long, global = true, value_name = "DIR")]
     pub models: Option<PathBuf>,
+
+    /// Which sentence encoder groups stories by meaning [default:
+    /// `embedder`, auto: the one in the models folder, if any]: auto, none,
+    /// or a folder under the models folder.
+    #[arg(long, global = true, value_name = "WHICH")]
+    pub embedder: Option<String>,
 
     /// Less log output on stderr (-q warnings only, -qq errors only).
     #[arg(short, long, global = true, action = clap::ArgAction::Count, conflicts_with = "verbose")]
@@ -115,7 +122,8 @@ pub enum Command {
     #[command(subcommand)]
     Dkim(DkimCommand),
 
-    /// Show or try the transformer model that summarizes.
+    /// Show or try the models: the transformer that summarizes, the
+    /// sentence encoder that groups stories.
     #[command(subcommand)]
     Model(ModelCommand),
 
@@ -262,6 +270,16 @@ pub enum ModelCommand {
     Info,
     /// Load the checkpoint and summarize a built-in sample article.
     Check,
+    /// Print the sentence encoder's vector of each text, one JSON array a
+    /// line: texts one a line (a line that is a JSON string is that string).
+    Embed {
+        /// File of texts [default: standard input].
+        #[arg(value_name = "FILE")]
+        input: Option<PathBuf>,
+        /// Cut inputs at this many tokens [default: the model's max_seq_length].
+        #[arg(long, value_name = "N")]
+        max_tokens: Option<usize>,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -504,6 +522,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     if let Some(models) = cli.models {
         config.models = models;
     }
+    if let Some(embedder) = cli.embedder {
+        config.embedder = embedder;
+    }
     match cli.command {
         Command::Summarize(args) => summarize(Pipeline::in_memory(config)?, args),
         Command::Preview(args) => {
@@ -552,6 +573,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }) => dkim_keygen(&config, &selector, algorithm, out),
         Command::Model(ModelCommand::Info) => model::info(&config),
         Command::Model(ModelCommand::Check) => model::check(&config),
+        Command::Model(ModelCommand::Embed { input, max_tokens }) => {
+            model::embed_texts(&config, input.as_deref(), max_tokens)
+        }
     }
 }
 

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use crate::config::Config;
+use crate::embed::{self, Embed, Encoder, EncoderInfo};
 use crate::summarize::transformer::generate::EarlyStopping;
 use crate::summarize::transformer::{self, Checkpoint, Transformer};
 use crate::summarize::{format_parameters, guard, Choice};
@@ -25,35 +26,49 @@ fn row(label: &str, value: impl std::fmt::Display) {
     println!("{label:<13}{value}");
 }
 
-/// Prints what would summarize, without loading the weights.
+/// Prints what would summarize and what groups stories, without loading
+/// the weights.
 pub fn info(config: &Config) -> anyhow::Result<ExitCode> {
+    let found = crate::models::scan(&config.models);
+    row(
+        "models",
+        match found.len() {
+            0 => format!("{} (nothing)", config.models.display()),
+            n => format!(
+                "{} ({n} folder{}: {})",
+                config.models.display(),
+                if n == 1 { "" } else { "s" },
+                found
+                    .iter()
+                    .map(|(p, role)| format!(
+                        "{} ({})",
+                        p.strip_prefix(&config.models).unwrap_or(p).display(),
+                        role.as_str()
+                    ))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        },
+    );
+    println!();
+    let summarizer = summarizer_info(config)?;
+    println!();
+    let encoder = encoder_info(config);
+    Ok(if summarizer == ExitCode::SUCCESS {
+        encoder
+    } else {
+        summarizer
+    })
+}
+
+/// The summarizer half of `info`.
+fn summarizer_info(config: &Config) -> anyhow::Result<ExitCode> {
     let choice = match config.summarizer {
         Choice::Auto => "auto",
         Choice::Transformer => "transformer",
         Choice::Extractive => "extractive",
     };
     row("summarizer", choice);
-    let found = transformer::checkpoints(&config.models);
-    row(
-        "models",
-        match found.len() {
-            0 => format!("{} (no checkpoint)", config.models.display()),
-            n => format!(
-                "{} ({n} checkpoint{}: {})",
-                config.models.display(),
-                if n == 1 { "" } else { "s" },
-                found
-                    .iter()
-                    .map(|p| p
-                        .strip_prefix(&config.models)
-                        .unwrap_or(p)
-                        .display()
-                        .to_string())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-        },
-    );
     let runs_extractive = |why: &str| {
         row("runs", format!("the extractive summarizer ({why})"));
         Ok(ExitCode::SUCCESS)
@@ -260,6 +275,124 @@ pub fn check(config: &Config) -> anyhow::Result<ExitCode> {
             None => "passes: used as written".to_string(),
             Some(why) => format!("{why}: in auto the extractive summary would replace it"),
         },
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The grouping half of `info`: which sentence encoder would run.
+fn encoder_info(config: &Config) -> ExitCode {
+    row("embedder", &config.embedder);
+    let by_words = |why: &str| {
+        row(
+            "grouping",
+            format!("by shared words (title and lead) only: {why}"),
+        );
+        ExitCode::SUCCESS
+    };
+    let wanted = match config.embedder.as_str() {
+        "none" => return by_words("embedder = none"),
+        "auto" => None,
+        name => Some(name),
+    };
+    let dir = match embed::find(&config.models, wanted) {
+        Ok(Some(dir)) => dir,
+        Ok(None) => {
+            return by_words("no sentence encoder (scripts/get-models installs all-MiniLM-L6-v2)")
+        }
+        Err(e) => return by_words(&e),
+    };
+    let info = match EncoderInfo::open(&dir) {
+        Ok(i) => i,
+        Err(e) => return by_words(&e),
+    };
+    row("encoder", info.dir.display());
+    row(
+        "vectors",
+        format!(
+            "{} dimensions, {} pooling{}, inputs cut at {} tokens for grouping (model: {})",
+            info.dimensions,
+            info.pooling.as_str(),
+            if info.normalize { ", normalised" } else { "" },
+            crate::digest::GROUPING_TOKENS.min(info.max_seq_length),
+            info.max_seq_length
+        ),
+    );
+    row(
+        "grouping",
+        format!(
+            "by meaning ({}) and shared names, places and numbers",
+            info.name
+        ),
+    );
+    ExitCode::SUCCESS
+}
+
+/// `digest model embed`: the encoder's vectors of texts, one JSON array a
+/// line (for checking it against sentence-transformers).
+pub fn embed_texts(
+    config: &Config,
+    input: Option<&std::path::Path>,
+    max_tokens: Option<usize>,
+) -> anyhow::Result<ExitCode> {
+    let wanted = match config.embedder.as_str() {
+        "auto" | "none" => None,
+        name => Some(name),
+    };
+    let dir = match embed::find(&config.models, wanted) {
+        Ok(Some(dir)) => dir,
+        Ok(None) => {
+            eprintln!(
+                "error: no sentence encoder in {} (scripts/get-models installs all-MiniLM-L6-v2)",
+                config.models.display()
+            );
+            return Ok(ExitCode::from(1));
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(ExitCode::from(1));
+        }
+    };
+    let mut encoder = match Encoder::load(&dir) {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("error: cannot load the sentence encoder: {e}");
+            return Ok(ExitCode::from(1));
+        }
+    };
+    if let Some(n) = max_tokens {
+        encoder = encoder.with_max_tokens(n);
+    }
+    let text = match input {
+        Some(p) if p != std::path::Path::new("-") => {
+            std::fs::read_to_string(p).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?
+        }
+        _ => std::io::read_to_string(std::io::stdin())?,
+    };
+    // One text a line; a line that is a JSON string is that string.
+    let texts: Vec<String> = text
+        .lines()
+        .map(|l| {
+            if l.starts_with('"') {
+                serde_json::from_str(l).unwrap_or_else(|_| l.to_string())
+            } else {
+                l.to_string()
+            }
+        })
+        .collect();
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let started = Instant::now();
+    let vectors = encoder.embed(&refs).map_err(anyhow::Error::msg)?;
+    let took = started.elapsed().as_secs_f64();
+    let mut out = std::io::stdout().lock();
+    for v in vectors {
+        use std::io::Write;
+        writeln!(out, "{}", serde_json::to_string(&v)?)?;
+    }
+    tracing::info!(
+        "{} texts embedded in {took:.2} s ({:.0}/s) on the CPU, {} threads",
+        texts.len(),
+        texts.len() as f64 / took.max(1e-9),
+        rayon::current_num_threads()
     );
     Ok(ExitCode::SUCCESS)
 }

@@ -40,7 +40,8 @@ pub struct Config {
     pub max_stories: usize,
     /// Headlines in the "top stories" overview.
     pub top_stories: usize,
-    /// Title-and-lead similarity (0-1) at which two articles are one story.
+    /// Without a sentence encoder: the mean word similarity (0-1, TF-IDF
+    /// cosine) at which reports are one story.
     pub merge_threshold: f32,
     /// Importance weight of each source by name (default 1.0).
     pub source_weights: BTreeMap<String, f32>,
@@ -53,6 +54,10 @@ pub struct Config {
     pub summarizer: Choice,
     /// Settings of the transformer summarizer.
     pub transformer: TransformerSettings,
+    /// Which sentence encoder groups stories by meaning: `auto` (the first
+    /// encoder under `models`, if any), `none` (group by words only), or a
+    /// folder under `models`.
+    pub embedder: String,
     /// SQLite database: subscribers, editions, deliveries, summary cache.
     pub db: PathBuf,
     /// Public base URL of `digest serve`, for unsubscribe links.
@@ -191,12 +196,13 @@ impl Default for Config {
             summary_words: Budget::default().words,
             max_stories: 10,
             top_stories: 5,
-            merge_threshold: 0.3,
+            merge_threshold: 0.2,
             source_weights: BTreeMap::new(),
             templates: PathBuf::from("templates"),
             models: PathBuf::from("models"),
             summarizer: Choice::Auto,
             transformer: TransformerSettings::default(),
+            embedder: "auto".into(),
             db: PathBuf::from("dailydigest.db"),
             base_url: "https://digest.example.com".into(),
             from: "Daily Digest <digest@example.com>".into(),
@@ -322,6 +328,16 @@ impl Config {
                     "unknown IANA time zone {:?} (for example \"Europe/London\")",
                     self.timezone
                 ),
+            });
+        }
+        if self.embedder.trim().is_empty()
+            || std::path::Path::new(&self.embedder)
+                .components()
+                .any(|c| matches!(c, std::path::Component::ParentDir))
+        {
+            return Err(ConfigError::Invalid {
+                key: "embedder",
+                message: "\"auto\", \"none\" or a folder under `models`".into(),
             });
         }
         if !(0.0..=1.0).contains(&self.merge_threshold) {

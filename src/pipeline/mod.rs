@@ -28,6 +28,7 @@ pub use subscribers::{csv_cell, ImportReport, CSV_COLUMNS};
 use crate::article::Article;
 use crate::config::{Budget, Config, ConfigError};
 use crate::digest::{self, Edition, EditionOptions};
+use crate::embed::{self, Embed, Encoder};
 use crate::ingest::feeds::FeedReport;
 use crate::ingest::{Ingest, Input};
 use crate::lock::LockError;
@@ -92,6 +93,19 @@ impl SummaryCache for Store {
     }
 }
 
+/// The embedding cache lives in the database too.
+impl crate::embed::EmbeddingCache for Store {
+    fn get_many(&self, keys: &[String], settings: &str) -> Result<Vec<Option<Vec<f32>>>, String> {
+        self.cached_embeddings(keys, settings)
+            .map_err(|e| e.to_string())
+    }
+
+    fn put_many(&self, items: &[(String, Vec<f32>)], settings: &str) -> Result<(), String> {
+        self.cache_embeddings(items, settings, chrono::Utc::now())
+            .map_err(|e| e.to_string())
+    }
+}
+
 /// An edition as `build` assembled it, with the inputs it had to skip.
 #[derive(Debug)]
 pub struct Built {
@@ -112,6 +126,7 @@ pub struct Pipeline {
     config: Config,
     store: Store,
     engine: OnceCell<Engine>,
+    encoder: OnceCell<Option<Encoder>>,
     renderer: OnceCell<Renderer>,
 }
 
@@ -147,6 +162,7 @@ impl Pipeline {
             config,
             store,
             engine: OnceCell::new(),
+            encoder: OnceCell::new(),
             renderer: OnceCell::new(),
         }
     }
@@ -170,6 +186,16 @@ impl Pipeline {
             message,
         })?;
         Ok(self.engine.get_or_init(|| engine))
+    }
+
+    /// The sentence encoder that groups stories by meaning, loaded once:
+    /// `None` (after one warning) when `embedder = "none"`, when there is
+    /// none under `models`, or when it fails to load; grouping then goes
+    /// by words.
+    pub fn encoder(&self) -> Option<&Encoder> {
+        self.encoder
+            .get_or_init(|| load_encoder(&self.config))
+            .as_ref()
     }
 
     /// The templates, loaded and checked once: the first thing `preview`,
@@ -236,7 +262,13 @@ impl Pipeline {
                     .filter_map(|e| e.summary.fallback.as_deref()),
             );
         }
-        let edition = digest::assemble(gathered.entries, &self.edition_options(date));
+        let encoder = self.encoder();
+        let cached = encoder.map(|e| embed::Cached::new(e, &self.store));
+        let edition = digest::assemble(
+            gathered.entries,
+            &self.edition_options(date),
+            cached.as_ref().map(|c| c as &dyn Embed),
+        );
         tracing::info!(
             "edition of {date}: {} stories from {} articles",
             edition.stories.len(),
@@ -255,6 +287,7 @@ impl Pipeline {
             top_stories: self.config.top_stories,
             source_weights: self.config.weights(),
             merge_threshold: self.config.merge_threshold,
+            budget: self.config.budget(),
         }
     }
 
@@ -362,6 +395,43 @@ pub fn build_edition(
 ) -> Result<(Edition, usize)> {
     let built = Pipeline::in_memory(config.clone())?.build(date, inputs)?;
     Ok((built.edition, built.skipped))
+}
+
+/// Loads the configured sentence encoder (see `Pipeline::encoder`).
+pub fn load_encoder(config: &Config) -> Option<Encoder> {
+    let wanted = match config.embedder.as_str() {
+        "none" => return None,
+        "auto" => None,
+        name => Some(name),
+    };
+    let dir = match embed::find(&config.models, wanted) {
+        Ok(Some(dir)) => dir,
+        Ok(None) => {
+            tracing::warn!(
+                "no sentence encoder in {} (scripts/get-models installs all-MiniLM-L6-v2): \
+                 stories are grouped by shared words only",
+                config.models.display()
+            );
+            return None;
+        }
+        Err(e) => {
+            tracing::warn!("{e}: stories are grouped by shared words only");
+            return None;
+        }
+    };
+    match Encoder::load(&dir) {
+        Ok(e) => {
+            let e = e.with_max_tokens(digest::GROUPING_TOKENS);
+            tracing::info!("grouping stories by meaning with {}", dir.display());
+            Some(e)
+        }
+        Err(e) => {
+            tracing::warn!(
+                "sentence encoder not loaded: {e}; stories are grouped by shared words only"
+            );
+            None
+        }
+    }
 }
 
 /// Says how many of `total` model summaries the guard replaced, and why

@@ -94,6 +94,15 @@ pub(super) const MIGRATIONS: &[&str] = &[
         change TEXT NOT NULL
     );
     CREATE INDEX edition_log_edition ON edition_log (edition_id, id);",
+    // 5: sentence embeddings by text hash and encoder settings
+    // (little-endian float32 values).
+    "CREATE TABLE embedding_cache (
+        text_hash TEXT NOT NULL,
+        settings TEXT NOT NULL,
+        vector BLOB NOT NULL,
+        created_at TEXT NOT NULL,
+        PRIMARY KEY (text_hash, settings)
+    ) WITHOUT ROWID;",
 ];
 
 impl Store {

@@ -276,6 +276,7 @@ impl Summarizer for Extractive {
         Ok(Summary {
             sentences,
             fallback: None,
+            abstractive: false,
         })
     }
 }

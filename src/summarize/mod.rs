@@ -35,6 +35,9 @@ pub struct Summary {
     /// extractive one replaced it: why.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fallback: Option<String>,
+    /// Written by a model (not sentences of the article).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub abstractive: bool,
 }
 
 impl Summary {

@@ -85,27 +85,10 @@ pub fn describe_device(device: &Device) -> String {
     }
 }
 
-/// The checkpoint directories under `models`: `models` itself when it holds
-/// a `config.json`, else every folder below it (three levels deep, so that
-/// `models/<org>/<name>/` works too) that does, sorted by path.
+/// The summarization checkpoints under `models` (`crate::models::scan`:
+/// sentence encoders beside them are not checkpoints), sorted by path.
 pub fn checkpoints(models: &Path) -> Vec<PathBuf> {
-    if models.join("config.json").is_file() {
-        return vec![models.to_path_buf()];
-    }
-    let mut found: Vec<PathBuf> = walkdir::WalkDir::new(models)
-        .follow_links(true)
-        .min_depth(1)
-        .max_depth(3)
-        .sort_by_file_name()
-        .into_iter()
-        .filter_map(Result::ok)
-        .filter(|e| e.file_type().is_dir() && e.path().join("config.json").is_file())
-        .map(|e| e.into_path())
-        .collect();
-    // A checkpoint's own subfolders are not checkpoints.
-    let all = found.clone();
-    found.retain(|p| !all.iter().any(|q| q != p && p.starts_with(q)));
-    found
+    crate::models::with_role(models, crate::models::Role::Summarizer)
 }
 
 /// The checkpoint to use: the one named `wanted` (a folder under `models`),
@@ -113,7 +96,12 @@ pub fn checkpoints(models: &Path) -> Vec<PathBuf> {
 pub fn find(models: &Path, wanted: Option<&str>) -> Result<Option<PathBuf>, String> {
     if let Some(name) = wanted {
         let dir = models.join(name);
-        return if dir.join("config.json").is_file() {
+        return if crate::models::role(&dir) == Some(crate::models::Role::Encoder) {
+            Err(format!(
+                "{}: a sentence encoder, not a summarization checkpoint (transformer.model = {name:?})",
+                dir.display()
+            ))
+        } else if dir.join("config.json").is_file() {
             Ok(Some(dir))
         } else {
             Err(format!(
@@ -175,7 +163,7 @@ impl std::fmt::Display for TokenizerFiles {
     }
 }
 
-fn read_json(path: &Path) -> Result<Value, String> {
+pub(crate) fn read_json(path: &Path) -> Result<Value, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
     serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
 }
@@ -311,7 +299,7 @@ impl Checkpoint {
 
 /// A candle error as one line: without the backtrace candle attaches when
 /// `RUST_BACKTRACE` is set.
-fn message(mut e: &candle_core::Error) -> String {
+pub(crate) fn message(mut e: &candle_core::Error) -> String {
     while let candle_core::Error::WithBacktrace { inner, .. } = e {
         e = inner;
     }
@@ -320,7 +308,7 @@ fn message(mut e: &candle_core::Error) -> String {
 
 /// The weight files: `model.safetensors`, the shards named by
 /// `model.safetensors.index.json`, or `pytorch_model.bin`.
-fn weight_files(dir: &Path) -> Result<Vec<PathBuf>, String> {
+pub(crate) fn weight_files(dir: &Path) -> Result<Vec<PathBuf>, String> {
     let single = dir.join("model.safetensors");
     if single.is_file() {
         return Ok(vec![single]);
@@ -420,8 +408,9 @@ impl Transformer {
                 .map_err(|e| format!("{where_}: {}", message(&e)))?,
             ),
         };
+        // v2: summaries say they are abstractive.
         let settings = format!(
-            "transformer:{}:{}",
+            "transformer:v2:{}:{}",
             checkpoint.name,
             checkpoint.fingerprint()
         );
@@ -677,6 +666,7 @@ fn to_summary(raw: &str, budget: Budget) -> Summary {
     Summary {
         sentences,
         fallback: None,
+        abstractive: true,
     }
 }
 

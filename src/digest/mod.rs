@@ -2,11 +2,13 @@
 //! sources merged into one.
 //!
 //! Assembly works on summarized articles of one edition date:
-//! 1. **Merge.** Articles about the same event are found by TF-IDF cosine
-//!    similarity of their title and lead (IDF over the day's articles), and
-//!    joined transitively (union-find). A story keeps the best-written
-//!    article's headline and summary and lists the other sources as "also
-//!    reported by".
+//! 1. **Group.** Reports of one event become one story (`group`): by the
+//!    meaning of their title and lead (sentence embeddings) and the words
+//!    they share, with average link over each report's nearest neighbours,
+//!    so chains of similar reports do not collapse into one story. A story
+//!    of several reports gets one summary drawn from all of them (`story`);
+//!    it shows the best-written report's headline and lists the others as
+//!    "also reported by".
 //! 2. **Rank.** A story's importance is its source weight times the number
 //!    of distinct sources carrying it plus its centrality (how much the rest
 //!    of the day's news refers to it).
@@ -20,9 +22,16 @@ use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 
 use crate::article::Article;
+use crate::embed::Embed;
 use crate::ingest::IngestError;
 use crate::summarize::{Budget, Summarizer, Summary};
-use crate::text::{self, Terms};
+use crate::text::Terms;
+
+mod group;
+mod link;
+mod story;
+
+pub use group::GROUPING_TOKENS;
 
 /// How an edition is put together.
 #[derive(Debug, Clone)]
@@ -34,9 +43,12 @@ pub struct EditionOptions {
     pub top_stories: usize,
     /// Weight of each source by name (default 1.0).
     pub source_weights: BTreeMap<String, f32>,
-    /// Cosine similarity of title and lead at or above which two articles
-    /// are the same story.
+    /// Without an encoder: the mean word similarity at which reports are
+    /// one story (`group`).
     pub merge_threshold: f32,
+    /// The summary budget: a story of several reports gets one summary
+    /// drawn from all of them within it.
+    pub budget: Budget,
 }
 
 /// One source's report of a story.
@@ -398,56 +410,55 @@ fn summary_lines(summary: &Summary) -> Vec<String> {
     summary.sentences.iter().map(|s| s.text.clone()).collect()
 }
 
-/// Builds the edition from summarized articles (all of the edition's date).
-pub fn assemble(entries: Vec<Entry>, opts: &EditionOptions) -> Edition {
+/// Builds the edition from summarized articles (all of the edition's
+/// date). With an `embedder`, reports of one event are grouped by meaning
+/// as well as by words (`group`); without one (or if it fails), by words.
+pub fn assemble(
+    entries: Vec<Entry>,
+    opts: &EditionOptions,
+    embedder: Option<&dyn Embed>,
+) -> Edition {
     let n = entries.len();
     let terms = Terms::new();
-    let (leads, bodies) = vectors(&entries, &terms);
+    let bodies = vectors(&entries, &terms);
 
-    // 1. Merge: union-find over lead similarity.
-    let mut parent: Vec<usize> = (0..n).collect();
-    fn find(parent: &mut [usize], i: usize) -> usize {
-        let mut r = i;
-        while parent[r] != r {
-            r = parent[r];
-        }
-        let mut i = i;
-        while parent[i] != r {
-            let next = parent[i];
-            parent[i] = r;
-            i = next;
-        }
-        r
-    }
-    for i in 0..n {
-        for j in i + 1..n {
-            if cosine(&leads[i], &leads[j]) >= opts.merge_threshold {
-                let (a, b) = (find(&mut parent, i), find(&mut parent, j));
-                if a != b {
-                    parent[a.max(b)] = a.min(b);
-                }
+    // 1. Group the reports of one event.
+    let embeddings = embedder.and_then(|e| {
+        let texts: Vec<String> = entries
+            .iter()
+            .map(|x| group::grouping_text(&x.article))
+            .collect();
+        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+        match e.embed(&refs) {
+            Ok(v) => Some(v),
+            Err(err) => {
+                tracing::warn!(
+                    "sentence encoder {} failed ({err}): stories are grouped by shared words only",
+                    e.name()
+                );
+                None
             }
         }
-    }
+    });
+    let features: Vec<group::Features> = entries
+        .iter()
+        .map(|e| group::Features::of(&e.article))
+        .collect();
+    let cluster = group::group(&features, embeddings.as_deref(), opts.merge_threshold);
     let mut groups: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
-    for i in 0..n {
-        let root = find(&mut parent, i);
-        groups.entry(root).or_default().push(i);
+    for (i, &c) in cluster.iter().enumerate() {
+        groups.entry(c).or_default().push(i);
     }
 
-    // 2. Rank. Each article's total similarity to all others, computed once.
-    let mut sims = vec![0f32; n * n];
-    for i in 0..n {
-        for j in i + 1..n {
-            let c = cosine(&bodies[i], &bodies[j]);
-            sims[i * n + j] = c;
-            sims[j * n + i] = c;
-        }
-    }
-    let body_sim = |i: usize, j: usize| sims[i * n + j];
-    let related: Vec<f32> = (0..n)
-        .map(|i| sims[i * n..(i + 1) * n].iter().sum())
+    // 2. Rank. Each article's total similarity to all others: bodies are
+    // unit vectors, so it is its dot product with their sum (minus itself),
+    // without an n-by-n matrix.
+    let total = sum_vectors(&bodies);
+    let related: Vec<f32> = bodies
+        .iter()
+        .map(|b| (dot_sparse_dense(b, &total) - 1.0).max(0.0))
         .collect();
+    let body_sim = |i: usize, j: usize| cosine(&bodies[i], &bodies[j]);
     let mut stories: Vec<Story> = groups
         .into_values()
         .map(|members| {
@@ -504,11 +515,32 @@ pub fn assemble(entries: Vec<Entry>, opts: &EditionOptions) -> Edition {
                 })
                 .fold(0f32, f32::max);
             let main_article = &entries[main].article;
+            // A model's summary of the best report stands for the story
+            // (the model read the best-written report whole); extractive
+            // stories of several reports draw from all of them.
+            let summary = if members.len() > 1 && !entries[main].summary.abstractive {
+                let mut ordered = vec![main];
+                let mut rest: Vec<usize> = members.iter().copied().filter(|&i| i != main).collect();
+                rest.sort_by(|&a, &b| {
+                    quality(&entries[b])
+                        .total_cmp(&quality(&entries[a]))
+                        .then(a.cmp(&b))
+                });
+                ordered.extend(rest);
+                let lines = story::summarize(&entries, &ordered, opts.budget, &terms, embedder);
+                if lines.is_empty() {
+                    summary_lines(&entries[main].summary)
+                } else {
+                    lines
+                }
+            } else {
+                summary_lines(&entries[main].summary)
+            };
             Story {
                 rank: 0,
                 headline: main_article.title.clone(),
                 headline_derived: main_article.title_derived,
-                summary: summary_lines(&entries[main].summary),
+                summary,
                 source: source_name(main_article),
                 url: main_article.url.clone(),
                 date: main_article.date,
@@ -625,67 +657,73 @@ fn quality(e: &Entry) -> f32 {
 
 type Vector = Vec<(u32, f32)>;
 
-/// TF-IDF vectors (IDF over the day's articles) of each article's title and
-/// lead, and of its whole text.
-fn vectors(entries: &[Entry], terms: &Terms) -> (Vec<Vector>, Vec<Vector>) {
-    let mut vocab: FxHashMap<String, u32> = FxHashMap::default();
-    let mut bag_of = |text: &str| {
-        let mut bag: FxHashMap<u32, f32> = FxHashMap::default();
-        terms.for_each(text, |t| {
-            let next = vocab.len() as u32;
-            let id = match vocab.get(t) {
-                Some(&id) => id,
-                None => {
-                    vocab.insert(t.to_owned(), next);
-                    next
-                }
-            };
-            *bag.entry(id).or_insert(0.0) += 1.0;
-        });
-        bag
-    };
-    let mut lead_bags = Vec::new();
-    let mut body_bags = Vec::new();
-    for e in entries {
-        let a = &e.article;
-        let lead: Vec<&str> = a
-            .paragraphs
-            .iter()
-            .flat_map(|p| text::split_sentences(p))
-            .take(2)
-            .collect();
-        let title = if a.title_derived {
-            String::new()
-        } else {
-            a.title.clone()
-        };
-        lead_bags.push(bag_of(&format!("{title}\n{}", lead.join(" "))));
-        body_bags.push(bag_of(&a.text()));
+/// The sum of sparse vectors, dense.
+fn sum_vectors(vectors: &[Vector]) -> Vec<f32> {
+    let len = vectors
+        .iter()
+        .filter_map(|v| v.last())
+        .map(|&(id, _)| id as usize + 1)
+        .max()
+        .unwrap_or(0);
+    let mut sum = vec![0f32; len];
+    for v in vectors {
+        for &(id, w) in v {
+            sum[id as usize] += w;
+        }
     }
+    sum
+}
+
+fn dot_sparse_dense(a: &[(u32, f32)], dense: &[f32]) -> f32 {
+    a.iter()
+        .map(|&(id, w)| w * dense.get(id as usize).copied().unwrap_or(0.0))
+        .sum()
+}
+
+/// TF-IDF vectors (IDF over the day's articles) of each article's whole
+/// text: what centrality is measured with.
+fn vectors(entries: &[Entry], terms: &Terms) -> Vec<Vector> {
+    let mut vocab: FxHashMap<String, u32> = FxHashMap::default();
+    let bags: Vec<FxHashMap<u32, f32>> = entries
+        .iter()
+        .map(|e| {
+            let mut bag: FxHashMap<u32, f32> = FxHashMap::default();
+            terms.for_each(&e.article.text(), |t| {
+                let next = vocab.len() as u32;
+                let id = match vocab.get(t) {
+                    Some(&id) => id,
+                    None => {
+                        vocab.insert(t.to_owned(), next);
+                        next
+                    }
+                };
+                *bag.entry(id).or_insert(0.0) += 1.0;
+            });
+            bag
+        })
+        .collect();
     let n = entries.len() as f32;
     let mut df = vec![0f32; vocab.len()];
-    for bag in &body_bags {
+    for bag in &bags {
         for &id in bag.keys() {
             df[id as usize] += 1.0;
         }
     }
     let idf: Vec<f32> = df.iter().map(|&d| (1.0 + n / d.max(1.0)).ln()).collect();
-    let to_vec = |bag: FxHashMap<u32, f32>| -> Vector {
-        let mut v: Vector = bag
-            .into_iter()
-            .map(|(id, tf)| (id, (1.0 + tf.ln()) * idf[id as usize]))
-            .collect();
-        v.sort_unstable_by_key(|&(id, _)| id);
-        let norm = v.iter().map(|(_, w)| w * w).sum::<f32>().sqrt();
-        if norm > 0.0 {
-            v.iter_mut().for_each(|(_, w)| *w /= norm);
-        }
-        v
-    };
-    (
-        lead_bags.into_iter().map(to_vec).collect(),
-        body_bags.into_iter().map(to_vec).collect(),
-    )
+    bags.into_iter()
+        .map(|bag| {
+            let mut v: Vector = bag
+                .into_iter()
+                .map(|(id, tf)| (id, (1.0 + tf.ln()) * idf[id as usize]))
+                .collect();
+            v.sort_unstable_by_key(|&(id, _)| id);
+            let norm = v.iter().map(|(_, w)| w * w).sum::<f32>().sqrt();
+            if norm > 0.0 {
+                v.iter_mut().for_each(|(_, w)| *w /= norm);
+            }
+            v
+        })
+        .collect()
 }
 
 fn cosine(a: &[(u32, f32)], b: &[(u32, f32)]) -> f32 {
@@ -719,7 +757,8 @@ mod tests {
             max_stories: 2,
             top_stories: 5,
             source_weights: BTreeMap::new(),
-            merge_threshold: 0.3,
+            merge_threshold: 0.2,
+            budget: Budget::default(),
         }
     }
 
@@ -734,7 +773,7 @@ mod tests {
 
     #[test]
     fn same_story_from_two_sources_is_merged() {
-        let e = assemble(day(), &opts());
+        let e = assemble(day(), &opts(), None);
         assert_eq!(
             e.stories.len(),
             3,
@@ -754,7 +793,7 @@ mod tests {
 
     #[test]
     fn ranking_counts_sources_and_weights_and_cuts_to_full_stories() {
-        let e = assemble(day(), &opts());
+        let e = assemble(day(), &opts(), None);
         assert_eq!(
             e.stories.iter().map(|s| s.rank).collect::<Vec<_>>(),
             [1, 2, 3]
@@ -766,7 +805,7 @@ mod tests {
         );
         let mut o = opts();
         o.source_weights.insert("sports desk".into(), 10.0);
-        let e = assemble(day(), &o);
+        let e = assemble(day(), &o, None);
         assert_eq!(
             e.stories[0].headline, "City beat Palace",
             "source weights count"
@@ -786,7 +825,7 @@ mod tests {
 
     #[test]
     fn topics_put_matching_stories_first_or_keep_only_them() {
-        let e = assemble(day(), &opts());
+        let e = assemble(day(), &opts(), None);
         let p = personalize(&e, "football, Palace", false);
         assert_eq!(p.stories[0].headline, "City beat Palace");
         assert_eq!(p.stories.len(), e.stories.len());
@@ -809,6 +848,9 @@ mod tests {
 
     #[test]
     fn deterministic() {
-        assert_eq!(assemble(day(), &opts()), assemble(day(), &opts()));
+        assert_eq!(
+            assemble(day(), &opts(), None),
+            assemble(day(), &opts(), None)
+        );
     }
 }
