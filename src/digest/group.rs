@@ -241,7 +241,7 @@ pub fn group(
             let scored: Vec<(usize, usize, f64)> = pairs_of(&nn)
                 .into_iter()
                 .map(|(i, j)| {
-                    let cos = f64::from(link::dot(&e[i], &e[j]));
+                    let cos = f64::from(crate::embed::dot(&e[i], &e[j]));
                     let s = cos - W_DENSITY * (density[i] + density[j]) / 2.0
                         + word_score(features, &vectors, i, j);
                     (i, j, s)

@@ -66,22 +66,6 @@ pub fn neighbours(vectors: &[Vec<f32>], k: usize) -> Vec<Vec<(usize, f32)>> {
         .collect()
 }
 
-pub(super) fn dot(a: &[f32], b: &[f32]) -> f32 {
-    // Eight lanes: the compiler vectorises this.
-    let mut acc = [0f32; 8];
-    let chunks = a.len() / 8;
-    for c in 0..chunks {
-        for l in 0..8 {
-            acc[l] += a[c * 8 + l] * b[c * 8 + l];
-        }
-    }
-    let mut sum: f32 = acc.iter().sum();
-    for i in chunks * 8..a.len() {
-        sum += a[i] * b[i];
-    }
-    sum
-}
-
 /// The `k` best entries of `sims` other than `skip`.
 fn top_k(sims: &[f32], skip: usize, k: usize) -> Vec<(usize, f32)> {
     let better = |a: &(usize, f32), b: &(usize, f32)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));

@@ -683,12 +683,18 @@ fn dot_sparse_dense(a: &[(u32, f32)], dense: &[f32]) -> f32 {
 /// TF-IDF vectors (IDF over the day's articles) of each article's whole
 /// text: what centrality is measured with.
 fn vectors(entries: &[Entry], terms: &Terms) -> Vec<Vector> {
+    let texts: Vec<String> = entries.iter().map(|e| e.article.text()).collect();
+    tfidf(texts.iter().map(String::as_str), terms)
+}
+
+/// Unit-length TF-IDF vectors of `texts` (content terms, sublinear term
+/// frequency, IDF over these texts), sorted by term id.
+fn tfidf<'a>(texts: impl Iterator<Item = &'a str>, terms: &Terms) -> Vec<Vector> {
     let mut vocab: FxHashMap<String, u32> = FxHashMap::default();
-    let bags: Vec<FxHashMap<u32, f32>> = entries
-        .iter()
-        .map(|e| {
+    let bags: Vec<FxHashMap<u32, f32>> = texts
+        .map(|text| {
             let mut bag: FxHashMap<u32, f32> = FxHashMap::default();
-            terms.for_each(&e.article.text(), |t| {
+            terms.for_each(text, |t| {
                 let next = vocab.len() as u32;
                 let id = match vocab.get(t) {
                     Some(&id) => id,
@@ -702,7 +708,7 @@ fn vectors(entries: &[Entry], terms: &Terms) -> Vec<Vector> {
             bag
         })
         .collect();
-    let n = entries.len() as f32;
+    let n = bags.len() as f32;
     let mut df = vec![0f32; vocab.len()];
     for bag in &bags {
         for &id in bag.keys() {

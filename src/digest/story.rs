@@ -86,7 +86,10 @@ pub fn summarize(
     if candidates.is_empty() {
         return Vec::new();
     }
-    tfidf(&mut candidates, terms);
+    let vectors = super::tfidf(candidates.iter().map(|c| c.text.as_str()), terms);
+    for (c, v) in candidates.iter_mut().zip(vectors) {
+        c.vector = v;
+    }
     let reports = members.len();
     let scores: Vec<f32> = candidates
         .iter()
@@ -127,7 +130,7 @@ pub fn summarize(
     });
     let similar = |a: usize, b: usize| match meaning.as_ref().and_then(|m| m.get(&a).zip(m.get(&b)))
     {
-        Some((x, y)) => super::link::dot(x, y) >= REDUNDANT_MEANING,
+        Some((x, y)) => crate::embed::dot(x, y) >= REDUNDANT_MEANING,
         None => cosine(&candidates[a].vector, &candidates[b].vector) >= REDUNDANT_WORDS,
     };
     let mut chosen: Vec<usize> = Vec::new();
@@ -159,41 +162,6 @@ pub fn summarize(
 fn quotes_balanced(s: &str) -> bool {
     let count = |c: char| s.chars().filter(|&x| x == c).count();
     count('“') == count('”') && count('"') % 2 == 0
-}
-
-fn tfidf(candidates: &mut [Candidate], terms: &Terms) {
-    let mut vocab: FxHashMap<String, u32> = FxHashMap::default();
-    let bags: Vec<FxHashMap<u32, f32>> = candidates
-        .iter()
-        .map(|c| {
-            let mut bag: FxHashMap<u32, f32> = FxHashMap::default();
-            terms.for_each(&c.text, |t| {
-                let next = vocab.len() as u32;
-                let id = *vocab.entry(t.to_owned()).or_insert(next);
-                *bag.entry(id).or_insert(0.0) += 1.0;
-            });
-            bag
-        })
-        .collect();
-    let n = candidates.len() as f32;
-    let mut df = vec![0f32; vocab.len()];
-    for bag in &bags {
-        for &id in bag.keys() {
-            df[id as usize] += 1.0;
-        }
-    }
-    for (c, bag) in candidates.iter_mut().zip(bags) {
-        let mut v: Vec<(u32, f32)> = bag
-            .into_iter()
-            .map(|(id, tf)| (id, (1.0 + tf.ln()) * (1.0 + n / df[id as usize]).ln()))
-            .collect();
-        v.sort_unstable_by_key(|&(id, _)| id);
-        let norm = v.iter().map(|(_, w)| w * w).sum::<f32>().sqrt();
-        if norm > 0.0 {
-            v.iter_mut().for_each(|(_, w)| *w /= norm);
-        }
-        c.vector = v;
-    }
 }
 
 fn cosine(a: &[(u32, f32)], b: &[(u32, f32)]) -> f32 {

@@ -14,6 +14,8 @@
 pub mod bert;
 mod cpu;
 
+pub use cpu::dot;
+
 use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device};
@@ -289,15 +291,8 @@ impl Encoder {
         Ok(enc.get_ids().to_vec())
     }
 
-    /// Embeds rows of token ids (one batch): pooled and, when the model
-    /// says so, normalised.
-    pub fn embed_ids(&self, rows: &[Vec<u32>]) -> Result<Vec<Vec<f32>>, String> {
-        Ok(self
-            .embed_batches(std::slice::from_ref(&rows.to_vec()))?
-            .remove(0))
-    }
-
-    /// `embed_ids` for several batches, side by side on the cores.
+    /// Embeds batches of token id rows, side by side on the cores: pooled
+    /// and, when the model says so, normalised.
     pub fn embed_batches(&self, batches: &[Vec<Vec<u32>>]) -> Result<Vec<Vec<Vec<f32>>>, String> {
         let mut out = cpu::embed_batches(&self.net, batches, self.info.pooling);
         if self.info.normalize {
