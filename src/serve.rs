@@ -1,5 +1,6 @@
-//! `digest serve`: one-click unsubscribe (RFC 8058) and the editor's
-//! preview of stored editions, over HTTP (axum on hyper).
+//! `digest serve`: one-click unsubscribe (RFC 8058), the subscribe page
+//! with its confirmation links (double opt-in), and the editor's preview of
+//! stored editions, over HTTP (axum on hyper).
 //!
 //! Database work runs on tokio's blocking pool, never on the thread that
 //! answers requests: a database another process holds locked slows only the
@@ -8,6 +9,7 @@
 //! the client hears 200. Connections get a header-read timeout and a cap, so
 //! half-sent requests cannot pile up; every page carries security headers.
 
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -20,7 +22,7 @@ use axum::Router;
 use chrono::{NaiveDate, Utc};
 
 use crate::pipeline::{Error, Pipeline, Result};
-use crate::store::{Status, Unsubscribed};
+use crate::store::{Confirmed, Status, Unsubscribed};
 
 /// Connections served at once; more are closed as they arrive.
 pub const MAX_CONNECTIONS: usize = 512;
@@ -33,6 +35,280 @@ pub const MAX_BODY: usize = 4096;
 struct App {
     pipeline: Mutex<Pipeline>,
     title: String,
+    /// Sign-ups per client network in the last hour.
+    signups: Mutex<std::collections::HashMap<IpAddr, Vec<std::time::Instant>>>,
+    signup_limit: u32,
+    trust_forwarded_for: bool,
+    confirm_days: u32,
+}
+
+/// The network a client is counted by: its IPv4 address, or its IPv6 /64
+/// (one host usually holds a whole /64).
+fn client_network(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return IpAddr::V4(v4);
+            }
+            let s = v6.segments();
+            IpAddr::V6(std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
+        }
+        v4 => v4,
+    }
+}
+
+/// The client's address: the connection's peer, or with
+/// `trust_forwarded_for` the last address of `X-Forwarded-For` (the one the
+/// proxy on this machine added).
+fn client_ip(app: &App, peer: SocketAddr, headers: &axum::http::HeaderMap) -> IpAddr {
+    if app.trust_forwarded_for {
+        let forwarded = headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|a| a.trim().parse::<IpAddr>().ok())
+            .next_back();
+        if let Some(ip) = forwarded {
+            return ip;
+        }
+    }
+    peer.ip()
+}
+
+/// Counts a sign-up from `ip`; false when its hour's allowance is spent.
+fn allow_signup(app: &App, ip: IpAddr) -> bool {
+    let now = std::time::Instant::now();
+    let hour = Duration::from_secs(3600);
+    let mut map = app.signups.lock().unwrap_or_else(|p| p.into_inner());
+    // Forget clients whose hour is over, so the map cannot grow without end.
+    if map.len() > 10_000 {
+        map.retain(|_, times| times.iter().any(|t| now.duration_since(*t) < hour));
+    }
+    let times = map.entry(client_network(ip)).or_default();
+    times.retain(|t| now.duration_since(*t) < hour);
+    if times.len() >= app.signup_limit as usize {
+        return false;
+    }
+    times.push(now);
+    true
+}
+
+const FIELD_STYLE: &str = "display:block;width:100%;max-width:24em;font-size:1em;padding:0.4em;margin:0.2em 0 1em;box-sizing:border-box;";
+
+fn subscribe_form(
+    title: &str,
+    error: Option<&str>,
+    email: &str,
+    name: &str,
+    topics: &str,
+) -> String {
+    let error = error.map_or(String::new(), |e| {
+        format!(
+            "<p id=\"error\" role=\"alert\" style=\"color:#a50e0e;font-weight:bold;\">{}</p>",
+            htmlize::escape_text(e)
+        )
+    });
+    let described = if error.is_empty() {
+        ""
+    } else {
+        " aria-describedby=\"error\" aria-invalid=\"true\""
+    };
+    format!(
+        "<p>Get {t} by email, once a day. We will send a link to confirm your address first.</p>{error}\
+         <form method=\"post\" action=\"/subscribe\">\
+         <label for=\"email\">Email address</label>\
+         <input id=\"email\" name=\"email\" type=\"email\" required autocomplete=\"email\" maxlength=\"254\" value=\"{email}\"{described} style=\"{FIELD_STYLE}\">\
+         <label for=\"name\">Name <span>(optional)</span></label>\
+         <input id=\"name\" name=\"name\" type=\"text\" autocomplete=\"name\" maxlength=\"100\" value=\"{name}\" style=\"{FIELD_STYLE}\">\
+         <label for=\"topics\">Topics <span>(optional)</span></label>\
+         <input id=\"topics\" name=\"topics\" type=\"text\" maxlength=\"200\" aria-describedby=\"topics-help\" value=\"{topics}\" style=\"{FIELD_STYLE}margin-bottom:0.2em;\">\
+         <p id=\"topics-help\" style=\"margin-top:0;font-size:0.9em;\">Comma-separated, for example: climate, football. Matching stories come first.</p>\
+         <div aria-hidden=\"true\" style=\"position:absolute;left:-10000px;width:1px;height:1px;overflow:hidden;\">\
+         <label for=\"website\">Leave this field empty</label>\
+         <input id=\"website\" name=\"website\" type=\"text\" tabindex=\"-1\" autocomplete=\"off\"></div>\
+         <button type=\"submit\" style=\"font-size:1em;padding:0.5em 1.2em;\">Subscribe</button></form>",
+        t = htmlize::escape_text(title),
+        email = htmlize::escape_attribute(email),
+        name = htmlize::escape_attribute(name),
+        topics = htmlize::escape_attribute(topics),
+    )
+}
+
+async fn subscribe_page(State(app): State<Arc<App>>) -> Response {
+    page(
+        &format!("Subscribe to {}", app.title),
+        &subscribe_form(&app.title, None, "", "", ""),
+    )
+    .into_response()
+}
+
+#[derive(serde::Deserialize)]
+struct SignUpForm {
+    #[serde(default)]
+    email: String,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    topics: String,
+    /// The field people never see: bots fill it in.
+    #[serde(default)]
+    website: String,
+}
+
+/// `POST /subscribe`: checks the form, answers at once, and records the
+/// sign-up and mails its link in the background, so that neither the page
+/// nor its timing says whether the address is already on the list.
+async fn subscribe(
+    State(app): State<Arc<App>>,
+    axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<SocketAddr>,
+    headers: axum::http::HeaderMap,
+    axum::extract::Form(form): axum::extract::Form<SignUpForm>,
+) -> Response {
+    let title = format!("Subscribe to {}", app.title);
+    let name = form.name.trim().to_owned();
+    let topics = form.topics.trim().to_owned();
+    // The form again, with what was typed and what to fix.
+    let invalid = |message: &str, email: &str, name: &str, topics: &str| {
+        (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            page(
+                &title,
+                &subscribe_form(&app.title, Some(message), email, name, topics),
+            ),
+        )
+            .into_response()
+    };
+    let Ok(email) = crate::mail::validate_address(&form.email) else {
+        return invalid(
+            "Please enter an email address, like name@example.com.",
+            &form.email,
+            &name,
+            &topics,
+        );
+    };
+    if let Err(e) = crate::mail::validate_name(&name) {
+        let why = e.split(':').next_back().unwrap_or("").trim().to_owned();
+        return invalid(
+            &format!("Please check your name: {why}"),
+            &email,
+            "",
+            &topics,
+        );
+    }
+    if topics.chars().count() > 200 || topics.chars().any(char::is_control) {
+        return invalid(
+            "Please keep topics to one line of at most 200 characters.",
+            &email,
+            &name,
+            "",
+        );
+    }
+    if !allow_signup(&app, client_ip(&app, peer, &headers)) {
+        tracing::warn!("sign-up refused: the client's hourly limit is reached");
+        return (
+            StatusCode::TOO_MANY_REQUESTS,
+            [(header::RETRY_AFTER, "3600")],
+            page(&title, "<p>Too many sign-ups have come from your network in the last hour. Please try again later.</p>"),
+        )
+            .into_response();
+    }
+    let done = format!(
+        "<p>Thank you. If {} can receive {}, a message with a confirmation link is on its way to it. \
+         Open the link within {} days to start receiving the digest.</p><p>Nothing arrived? Check your spam folder; \
+         you can ask again in an hour.</p>",
+        htmlize::escape_text(&email),
+        htmlize::escape_text(&app.title),
+        app.confirm_days
+    );
+    if !form.website.is_empty() {
+        tracing::info!("sign-up ignored: the hidden field was filled in (a bot)");
+    } else {
+        let worker = app.clone();
+        tokio::spawn(async move {
+            let recorded = with_pipeline(&worker, move |p| {
+                p.record_sign_up(
+                    &email,
+                    Some(name.as_str()).filter(|n| !n.is_empty()),
+                    &topics,
+                )
+            })
+            .await;
+            let confirmation = match recorded {
+                Some(Ok(Ok(confirmation))) => confirmation,
+                Some(Ok(Err(outcome))) => return tracing::info!("sign-up: {outcome:?}"),
+                Some(Err(e)) => return tracing::error!("sign-up: {e}"),
+                None => return tracing::error!("sign-up: the worker failed"),
+            };
+            // Mailed without holding the pipeline: a slow mail server
+            // delays no unsubscribe.
+            let sent = tokio::task::spawn_blocking(move || {
+                let sent = confirmation.send();
+                (confirmation, sent)
+            })
+            .await;
+            if let Ok((confirmation, Err(e))) = sent {
+                tracing::error!("sign-up: {e}");
+                with_pipeline(&worker, move |p| {
+                    if let Err(e) = p.forget_confirmation(&confirmation) {
+                        tracing::error!("sign-up: {e}");
+                    }
+                })
+                .await;
+            }
+        });
+    }
+    page("Check your inbox", &done).into_response()
+}
+
+/// The confirmation page: a button, since mail scanners follow links.
+async fn confirm_page(State(app): State<Arc<App>>, Path(token): Path<String>) -> Response {
+    let waiting = with_pipeline(&app, move |p| p.confirmation_waiting(&token)).await;
+    match waiting {
+        Some(Ok(true)) => page(
+            &format!("Confirm your subscription to {}", app.title),
+            "<p>Press Confirm to start receiving the digest.</p><form method=\"post\">\
+             <button type=\"submit\" style=\"font-size:1em;padding:0.5em 1.2em;\">Confirm</button></form>",
+        )
+        .into_response(),
+        Some(Ok(false)) => expired(&app.title),
+        Some(Err(e)) => {
+            tracing::error!("confirm page: {e}");
+            unavailable(&app.title)
+        }
+        None => unavailable(&app.title),
+    }
+}
+
+fn expired(title: &str) -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        page(
+            title,
+            "<p>This confirmation link is not valid or has expired. You can <a href=\"/subscribe\">sign up again</a>.</p>",
+        ),
+    )
+        .into_response()
+}
+
+async fn confirm(State(app): State<Arc<App>>, Path(token): Path<String>) -> Response {
+    let done = with_pipeline(&app, move |p| p.confirm_subscription(&token)).await;
+    match done {
+        Some(Ok(Confirmed::Activated | Confirmed::Already)) => {
+            tracing::info!("a subscription was confirmed");
+            page(
+                &format!("Subscribed to {}", app.title),
+                "<p>You are subscribed. The next digest will come to your inbox; every one has a link to unsubscribe.</p>",
+            )
+            .into_response()
+        }
+        Some(Ok(Confirmed::Unknown)) => expired(&app.title),
+        Some(Err(e)) => {
+            tracing::error!("confirm: {e}");
+            unavailable(&app.title)
+        }
+        None => unavailable(&app.title),
+    }
 }
 
 fn page(title: &str, body: &str) -> Html<String> {
@@ -209,6 +485,10 @@ pub fn serve(pipeline: Pipeline, listen: Option<String>) -> Result<()> {
     let header_timeout = Duration::from_secs(pipeline.config().http_header_timeout_secs);
     let app = Arc::new(App {
         title: pipeline.config().title.clone(),
+        signups: Mutex::new(std::collections::HashMap::new()),
+        signup_limit: pipeline.config().subscribe_limit_per_hour,
+        trust_forwarded_for: pipeline.config().trust_forwarded_for,
+        confirm_days: pipeline.config().confirm_days,
         pipeline: Mutex::new(pipeline),
     });
     let router = Router::new()
@@ -216,6 +496,8 @@ pub fn serve(pipeline: Pipeline, listen: Option<String>) -> Result<()> {
             "/unsubscribe/{token}",
             get(unsubscribe_page).post(unsubscribe),
         )
+        .route("/subscribe", get(subscribe_page).post(subscribe))
+        .route("/confirm/{token}", get(confirm_page).post(confirm))
         .route("/editions/{date}", get(edition_html))
         .route("/editions/{date}/text", get(edition_text))
         .fallback(|State(app): State<Arc<App>>| async move { not_found(&app.title) })
@@ -236,23 +518,35 @@ pub fn serve(pipeline: Pipeline, listen: Option<String>) -> Result<()> {
             .map_err(io(format!("cannot listen on {addr}")))?;
         eprintln!("listening on http://{local}");
         // Unsubscribes queued while the database was busy are applied here.
+        // So are unconfirmed sign-ups purged, at the start and every ten
+        // minutes.
         let drainer = app.clone();
         tokio::spawn(async move {
+            let mut last_purge: Option<std::time::Instant> = None;
             loop {
-                tokio::time::sleep(Duration::from_secs(2)).await;
-                with_pipeline(&drainer, |p| {
+                let purge = last_purge.is_none_or(|t| t.elapsed() >= Duration::from_secs(600));
+                if purge {
+                    last_purge = Some(std::time::Instant::now());
+                }
+                with_pipeline(&drainer, move |p| {
                     if let Err(e) = p.store().apply_queued_unsubscribes(Utc::now()) {
                         tracing::debug!("queued unsubscribes wait: {e}");
                     }
+                    if purge {
+                        if let Err(e) = p.purge_signups() {
+                            tracing::warn!("purging unconfirmed sign-ups: {e}");
+                        }
+                    }
                 })
                 .await;
+                tokio::time::sleep(Duration::from_secs(2)).await;
             }
         });
         let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
         let shutdown = tokio::signal::ctrl_c();
         tokio::pin!(shutdown);
         loop {
-            let (stream, _) = tokio::select! {
+            let (stream, peer) = tokio::select! {
                 _ = &mut shutdown => break,
                 accepted = listener.accept() => match accepted {
                     Ok(conn) => conn,
@@ -267,7 +561,11 @@ pub fn serve(pipeline: Pipeline, listen: Option<String>) -> Result<()> {
                 tracing::warn!("{MAX_CONNECTIONS} connections open; closing a new one");
                 continue;
             };
-            let service = hyper_util::service::TowerToHyperService::new(router.clone());
+            let service = hyper_util::service::TowerToHyperService::new(
+                router
+                    .clone()
+                    .layer(axum::Extension(axum::extract::ConnectInfo(peer))),
+            );
             tokio::spawn(async move {
                 let connection = hyper::server::conn::http1::Builder::new()
                     .timer(hyper_util::rt::TokioTimer::new())

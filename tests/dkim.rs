@@ -71,7 +71,7 @@ fn setup(dir: &Path, algorithm: &str) -> String {
     std::fs::write(
         dir.join("digest.toml"),
         format!(
-            "from = \"Daily Digest <digest@news.example.com>\"\nmax_edition_age_days = 100000\ninputs = [\"{}\"]\ndkim_key_file = \"dkim-news.pem\"\ndkim_selector = \"news\"\n",
+            "from = \"Daily Digest <digest@news.example.com>\"\nmax_edition_age_days = 100000\ninputs = [\"{}\"]\ndkim_key_file = \"dkim-news.pem\"\ndkim_selector = \"news\"\nbounce_address = \"bounces@news.example.com\"\n",
             root().join("examples").display()
         ),
     )
@@ -105,6 +105,13 @@ fn every_message_is_signed_and_verifies_with_rsa_and_ed25519() {
         let got = smtp.received();
         assert_eq!(got.len(), 2);
         for m in &got {
+            // The envelope sender is the VERP bounce address; the signed
+            // From stays the list's.
+            assert!(
+                m.mail_from.starts_with("bounces+") && m.mail_from.ends_with("@news.example.com"),
+                "{}",
+                m.mail_from
+            );
             let raw = m.raw.as_bytes();
             let mut lines = m
                 .raw

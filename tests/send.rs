@@ -116,7 +116,15 @@ fn every_subscriber_gets_one_multipart_message_with_list_headers() {
             raw.contains("List-Unsubscribe: <https://digest.example.com/unsubscribe/"),
             "{raw}"
         );
-        assert!(raw.contains("<mailto:leave@news.example.com?subject=unsubscribe>"));
+        // The mailto's subject carries the subscriber's VERP token, which
+        // `digest bounces import` reads back.
+        let mailto = raw
+            .split("<mailto:leave@news.example.com?subject=unsubscribe%20")
+            .nth(1)
+            .unwrap_or_else(|| panic!("no mailto in {raw}"));
+        assert!(
+            mailto[..20].chars().all(|c| c.is_ascii_hexdigit()) && mailto[20..].starts_with('>')
+        );
         assert!(
             r.message_id.starts_with("<digest.2022-03-14.")
                 && r.message_id.ends_with("@news.example.com>")
@@ -357,10 +365,43 @@ fn a_550_is_recorded_as_failed_and_the_others_are_delivered() {
         counts.keys().cloned().collect::<Vec<_>>(),
         ["reader0001@example.com", "reader0003@example.com"]
     );
-    // A permanent failure is not retried by the next run.
+    // A permanent failure is not retried by the next run, and a refused
+    // mailbox (5.1.1) is a bounce: the address is marked, the others not.
     let out = site.send(&["--smtp", &server.url(), "--json"]);
     assert_eq!(summary(&out)["sent"], 0);
     assert_eq!(server.received().len(), 2);
+    let out = site
+        .digest()
+        .args(["subscribers", "list", "--format", "json"])
+        .output()
+        .unwrap();
+    let list: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let statuses: Vec<(&str, &str, u64)> = list
+        .iter()
+        .map(|s| {
+            (
+                s["email"].as_str().unwrap(),
+                s["status"].as_str().unwrap(),
+                s["bounces"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        statuses,
+        [
+            ("reader0001@example.com", "active", 0),
+            ("reader0002@example.com", "bounced", 1),
+            ("reader0003@example.com", "active", 0)
+        ]
+    );
+    assert!(
+        list[1]["last_bounce"]
+            .as_str()
+            .unwrap()
+            .starts_with("5.1.1: "),
+        "{}",
+        list[1]
+    );
 }
 
 #[test]

@@ -122,6 +122,10 @@ pub enum Command {
     #[command(subcommand)]
     Dkim(DkimCommand),
 
+    /// Bounces, complaints and unsubscribe requests that came back by mail.
+    #[command(subcommand)]
+    Bounces(BouncesCommand),
+
     /// Show or try the models: the transformer that summarizes, the
     /// sentence encoder that groups stories.
     #[command(subcommand)]
@@ -239,6 +243,26 @@ pub enum ShowFormat {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum BouncesCommand {
+    /// Read bounce messages (RFC 3464 reports and the plain-text bounces of
+    /// Postfix, Exim, Sendmail, Exchange, Gmail), complaints (ARF) and mail
+    /// to `unsubscribe_mailto`, and apply them: permanent failures mark the
+    /// subscriber bounced, `soft_bounce_limit` temporary ones in a row too,
+    /// complaints and unsubscribe requests take them off the list. Each
+    /// message counts once; Maildir messages move from new/ to cur/; what
+    /// cannot be read stays where it is and is listed. Exit 1 when any was
+    /// left.
+    Import {
+        /// Message files, mbox files and Maildir folders.
+        #[arg(required = true, value_name = "PATH")]
+        paths: Vec<PathBuf>,
+        /// Print the report as JSON on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 pub enum DkimCommand {
     /// Write a new private key (PEM, mode 0600) and print the DNS TXT
     /// record to publish for it.
@@ -350,6 +374,11 @@ pub enum SubscribersCommand {
         /// edition when none match).
         #[arg(long, requires = "topics")]
         only_topics: bool,
+        /// Double opt-in: store the address as pending and mail it a
+        /// confirmation link (`base_url`/confirm/...) instead of subscribing
+        /// it; it becomes active when the link is followed.
+        #[arg(long, conflicts_with = "only_topics")]
+        confirm: bool,
     },
     /// Unsubscribe an address (keeps its history); --purge deletes it.
     Remove {
@@ -566,6 +595,11 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             edition::edition(Pipeline::open_with(config, access)?, cmd)
         }
+        Command::Bounces(BouncesCommand::Import { paths, json }) => run::import_bounces(
+            &Pipeline::open_with(config, Access::Existing)?,
+            &paths,
+            json,
+        ),
         Command::Dkim(DkimCommand::Keygen {
             selector,
             algorithm,

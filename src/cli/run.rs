@@ -26,6 +26,40 @@ pub(super) fn fetch(pipeline: &Pipeline, json: bool) -> anyhow::Result<ExitCode>
     })
 }
 
+pub(super) fn import_bounces(
+    pipeline: &Pipeline,
+    paths: &[std::path::PathBuf],
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let report = pipeline.import_bounces(paths)?;
+    if json {
+        let mut out = io::stdout().lock();
+        serde_json::to_writer_pretty(&mut out, &report)?;
+        writeln!(out)?;
+    }
+    for u in &report.unrecognised {
+        eprintln!("left in place: {}: {}", u.location, u.reason);
+    }
+    eprintln!(
+        "{} messages: {} permanent failures, {} temporary, {} subscribers marked bounced, {} complaints, {} unsubscribes, {} delivery reports, {} ignored, {} seen before, {} left in place",
+        report.messages,
+        report.hard_bounces,
+        report.soft_bounces,
+        report.bounced,
+        report.complaints,
+        report.unsubscribes,
+        report.delivered,
+        report.ignored,
+        report.duplicates,
+        report.unrecognised.len()
+    );
+    Ok(if report.unrecognised.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
 pub(super) fn run(mut pipeline: Pipeline, args: RunArgs) -> anyhow::Result<ExitCode> {
     let request = RunRequest {
         date: args.date,

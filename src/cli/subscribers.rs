@@ -4,7 +4,7 @@ use std::io::{self, Write};
 use std::process::ExitCode;
 
 use super::{ListFormat, SubscribersCommand};
-use crate::pipeline::{csv_cell, Pipeline, CSV_COLUMNS};
+use crate::pipeline::{csv_cell, Pipeline, CSV_COLUMNS, CSV_RECORD_COLUMNS};
 use crate::store::Store;
 
 pub(super) fn subscribers(
@@ -16,7 +16,32 @@ pub(super) fn subscribers(
             email,
             name,
             topics,
+            only_topics: _,
+            confirm: true,
+        } => {
+            use crate::pipeline::SignedUp;
+            match pipeline.sign_up(&email, name.as_deref(), &topics)? {
+                SignedUp::Mailed => eprintln!(
+                    "{} is pending: a confirmation link was mailed",
+                    email.trim()
+                ),
+                SignedUp::AlreadyActive => {
+                    eprintln!("{} is subscribed already: nothing sent", email.trim())
+                }
+                SignedUp::TooSoon => eprintln!(
+                    "{}: a confirmation was mailed less than {} minutes ago: nothing sent",
+                    email.trim(),
+                    crate::pipeline::CONFIRMATION_INTERVAL_MINUTES
+                ),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        SubscribersCommand::Add {
+            email,
+            name,
+            topics,
             only_topics,
+            confirm: false,
         } => {
             let email = pipeline.add_subscriber(&email, name.as_deref(), &topics, only_topics)?;
             eprintln!("subscribed {email}");
@@ -69,7 +94,7 @@ fn write_list(store: &Store, format: ListFormat) -> anyhow::Result<()> {
         }
         ListFormat::Csv => {
             let mut w = csv::Writer::from_writer(&mut out);
-            w.write_record(CSV_COLUMNS)?;
+            w.write_record(CSV_COLUMNS.iter().chain(&CSV_RECORD_COLUMNS))?;
             store.for_each_subscriber(|s| -> anyhow::Result<()> {
                 w.write_record([
                     csv_cell(&s.email).as_ref(),
@@ -77,6 +102,8 @@ fn write_list(store: &Store, format: ListFormat) -> anyhow::Result<()> {
                     csv_cell(&s.topics).as_ref(),
                     if s.topics_only { "yes" } else { "no" },
                     s.status.as_str(),
+                    &s.bounces.to_string(),
+                    csv_cell(s.last_bounce.as_deref().unwrap_or("")).as_ref(),
                 ])?;
                 Ok(())
             })?;
@@ -87,16 +114,17 @@ fn write_list(store: &Store, format: ListFormat) -> anyhow::Result<()> {
             let (width, name_width) = (width.max(5), name_width.max(4));
             writeln!(
                 out,
-                "{:<width$}  {:<name_width$}  {:<12}  TOPICS",
-                "EMAIL", "NAME", "STATUS"
+                "{:<width$}  {:<name_width$}  {:<12}  {:>7}  TOPICS",
+                "EMAIL", "NAME", "STATUS", "BOUNCES"
             )?;
             store.for_each_subscriber(|s| -> anyhow::Result<()> {
                 writeln!(
                     out,
-                    "{:<width$}  {:<name_width$}  {:<12}  {}",
+                    "{:<width$}  {:<name_width$}  {:<12}  {:>7}  {}",
                     s.email,
                     s.name.as_deref().unwrap_or(""),
                     s.status.as_str(),
+                    s.bounces,
                     s.topics
                 )?;
                 Ok(())

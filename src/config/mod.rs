@@ -99,6 +99,23 @@ pub struct Config {
     pub dkim_selector: Option<String>,
     /// DKIM signing domain [default: the `from` address's domain].
     pub dkim_domain: Option<String>,
+    /// Envelope sender for bounces, VERP style: each message's is this
+    /// address with the subscriber's token after a `+`
+    /// (`bounces+TOKEN@example.com`); unset: the `from` address.
+    pub bounce_address: Option<String>,
+    /// Maildir where bounces, complaints and mail to `unsubscribe_mailto`
+    /// arrive; `digest run` imports it before sending.
+    pub bounces_maildir: Option<PathBuf>,
+    /// Temporary delivery failures (4.x.x) in a row that mark a subscriber
+    /// bounced.
+    pub soft_bounce_limit: u32,
+    /// Days a sign-up waits for confirmation before it is deleted.
+    pub confirm_days: u32,
+    /// Sign-ups the subscribe page accepts from one client address per hour.
+    pub subscribe_limit_per_hour: u32,
+    /// `digest serve` is behind a reverse proxy on this machine: the client
+    /// address is the last one of `X-Forwarded-For` (for the sign-up limit).
+    pub trust_forwarded_for: bool,
     /// Feeds read by `digest fetch` and `digest run`.
     pub feeds: Vec<FeedSource>,
     /// Seconds before a feed (or article page) download is abandoned.
@@ -222,6 +239,12 @@ impl Default for Config {
             dkim_key_file: None,
             dkim_selector: None,
             dkim_domain: None,
+            bounce_address: None,
+            bounces_maildir: None,
+            soft_bounce_limit: 5,
+            confirm_days: 7,
+            subscribe_limit_per_hour: 5,
+            trust_forwarded_for: false,
             feeds: Vec::new(),
             fetch_timeout_secs: 15,
             allow_private_fetch: false,
@@ -456,6 +479,24 @@ impl Config {
                 return invalid("editors", format!("{editor:?} is not an email address"));
             }
         }
+        if let Some(bounce) = &self.bounce_address {
+            let ok = !bounce.chars().any(|c| c.is_control() || c.is_whitespace())
+                && bounce
+                    .parse::<lettre::Address>()
+                    .is_ok_and(|a| !a.user().contains('+'));
+            if !ok {
+                return invalid(
+                    "bounce_address",
+                    format!("{bounce:?} is not an email address without a '+' (the subscriber's token goes after one)"),
+                );
+            }
+        }
+        if self.soft_bounce_limit == 0 {
+            return invalid("soft_bounce_limit", "must be at least 1".into());
+        }
+        if self.confirm_days == 0 {
+            return invalid("confirm_days", "must be at least 1".into());
+        }
         if let Some(mailto) = &self.unsubscribe_mailto {
             if mailto.chars().any(|c| c.is_control() || c.is_whitespace())
                 || mailto.parse::<lettre::Address>().is_err()
@@ -539,6 +580,8 @@ const OPTIONAL_KEYS: &[&str] = &[
     "dkim_key_file",
     "dkim_selector",
     "dkim_domain",
+    "bounce_address",
+    "bounces_maildir",
 ];
 
 /// Applies `DIGEST_<KEY>` variables to the top-level keys. The value is read
@@ -609,6 +652,25 @@ mod tests {
     #[test]
     fn defaults_parse_from_empty() {
         assert_eq!(Config::parse("").unwrap(), Config::default());
+    }
+
+    #[test]
+    fn list_health_settings_are_checked() {
+        let with =
+            |toml: &str| Config::parse(toml).and_then(|c| c.validate().map_err(|e| e.to_string()));
+        assert!(with("bounce_address = \"bounces@example.com\"").is_ok());
+        for (toml, key) in [
+            (
+                "bounce_address = \"bounces+x@example.com\"",
+                "bounce_address",
+            ),
+            ("bounce_address = \"not an address\"", "bounce_address"),
+            ("soft_bounce_limit = 0", "soft_bounce_limit"),
+            ("confirm_days = 0", "confirm_days"),
+        ] {
+            let err = with(toml).unwrap_err();
+            assert!(err.contains(key), "{toml}: {err}");
+        }
     }
 
     #[test]

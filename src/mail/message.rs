@@ -26,6 +26,9 @@ pub struct MessageSettings {
     pub unsubscribe_mailto: Option<String>,
     /// Signs every message when set (`dkim_key_file`).
     pub dkim: Option<std::sync::Arc<super::dkim::Signer>>,
+    /// The envelope sender, with each subscriber's VERP token inserted
+    /// (`bounces+TOKEN@example.com`); unset: the `from` address.
+    pub bounce_address: Option<Address>,
 }
 
 impl MessageSettings {
@@ -36,6 +39,34 @@ impl MessageSettings {
             self.base_url.trim_end_matches('/'),
             subscriber.token
         )
+    }
+
+    /// The subscriber's envelope sender: `bounce_address` with their VERP
+    /// token after a `+`, so a bounce names them however mangled it is.
+    pub fn envelope_from(&self, subscriber: &Subscriber) -> Option<Address> {
+        let bounce = self.bounce_address.as_ref()?;
+        Address::new(
+            format!(
+                "{}+{}",
+                bounce.user(),
+                crate::store::bounce_token(&subscriber.token)
+            ),
+            bounce.domain(),
+        )
+        .ok()
+    }
+
+    /// The `List-Unsubscribe` header: the one-click link, and the mailto
+    /// address with the subscriber's VERP token in its subject.
+    pub fn list_unsubscribe(&self, subscriber: &Subscriber) -> String {
+        let unsubscribe = self.unsubscribe_url(subscriber);
+        match &self.unsubscribe_mailto {
+            Some(mailto) => format!(
+                "<{unsubscribe}>, <mailto:{mailto}?subject=unsubscribe%20{}>",
+                crate::store::bounce_token(&subscriber.token)
+            ),
+            None => format!("<{unsubscribe}>"),
+        }
     }
 
     /// The domain of the sender address (for Message-IDs).
@@ -143,6 +174,78 @@ pub fn notice(
         .map_err(|e| format!("building the message: {e}"))
 }
 
+/// Sets the VERP envelope sender when there is a bounce address.
+fn with_envelope(
+    builder: lettre::message::MessageBuilder,
+    settings: &MessageSettings,
+    subscriber: &Subscriber,
+    to: &Mailbox,
+) -> lettre::message::MessageBuilder {
+    match settings.envelope_from(subscriber) {
+        Some(from) => match lettre::address::Envelope::new(Some(from), vec![to.email.clone()]) {
+            Ok(envelope) => builder.envelope(envelope),
+            Err(_) => builder,
+        },
+        None => builder,
+    }
+}
+
+/// The double opt-in mail: a link to confirm the subscription. Sent only
+/// to an address someone typed into the subscribe page (or an operator's
+/// `subscribers add --confirm`); it says how to ignore it.
+pub fn confirmation(
+    subscriber: &Subscriber,
+    title: &str,
+    settings: &MessageSettings,
+    expires_days: u32,
+    date: DateTime<Utc>,
+) -> Result<Message, String> {
+    let to_address = Address::from_str(&subscriber.email)
+        .map_err(|e| format!("invalid address {:?}: {e}", subscriber.email))?;
+    let to = Mailbox::new(None, to_address);
+    let link = format!(
+        "{}/confirm/{}",
+        settings.base_url.trim_end_matches('/'),
+        subscriber.token
+    );
+    let text = format!(
+        "Someone, probably you, asked to receive {title} at this address.\n\n\
+         To confirm, open this link and press Confirm:\n\n{link}\n\n\
+         The link works for {expires_days} days. If you did not ask for this, ignore this message: \
+         you will not hear from us again.\n"
+    );
+    let html = format!(
+        "<!DOCTYPE html><html lang=\"en\"><body style=\"font-family:Arial,Helvetica,sans-serif;font-size:16px;line-height:1.5;color:#1b1f24;\">\
+         <p>Someone, probably you, asked to receive {t} at this address.</p>\
+         <p><a href=\"{l}\" style=\"display:inline-block;padding:10px 18px;background:#0b57d0;color:#ffffff;text-decoration:none;border-radius:4px;\">Confirm your subscription</a></p>\
+         <p>Or open this link: {l}</p>\
+         <p>The link works for {expires_days} days. If you did not ask for this, ignore this message: you will not hear from us again.</p></body></html>",
+        t = htmlize::escape_text(title),
+        l = htmlize::escape_attribute(&link),
+    );
+    let mut h = Sha256::new();
+    h.update(b"dailydigest confirmation\0");
+    h.update(subscriber.token.as_bytes());
+    h.update(date.to_rfc3339().as_bytes());
+    let id: String = h.finalize()[..12]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    with_envelope(Message::builder(), settings, subscriber, &to)
+        .from(settings.from.clone())
+        .to(to)
+        .subject(crate::text::shorten(
+            &format!("Confirm your subscription to {title}"),
+            120,
+        ))
+        .date(date.into())
+        .message_id(Some(format!("<confirm.{id}@{}>", settings.domain())))
+        .raw_header(header("Auto-Submitted", "auto-generated".into()))
+        .multipart(MultiPart::alternative_plain_html(text, html))
+        .map(|message| signed(message, settings))
+        .map_err(|e| format!("building the message: {e}"))
+}
+
 fn signed(mut message: Message, settings: &MessageSettings) -> Message {
     if let Some(signer) = &settings.dkim {
         signer.sign(&mut message);
@@ -165,12 +268,8 @@ pub fn build(
         .as_deref()
         .map(|n| crate::text::shorten(n, MAX_NAME_CHARS));
     let to = Mailbox::new(name, to_address);
-    let unsubscribe = settings.unsubscribe_url(subscriber);
-    let list_unsubscribe = match &settings.unsubscribe_mailto {
-        Some(mailto) => format!("<{unsubscribe}>, <mailto:{mailto}?subject=unsubscribe>"),
-        None => format!("<{unsubscribe}>"),
-    };
-    Message::builder()
+    let list_unsubscribe = settings.list_unsubscribe(subscriber);
+    with_envelope(Message::builder(), settings, subscriber, &to)
         .from(settings.from.clone())
         .to(to)
         .subject(rendered.subject.clone())
@@ -204,6 +303,9 @@ mod tests {
             topics: String::new(),
             topics_only: false,
             token: "0123456789abcdef0123456789abcdef".into(),
+            bounces: 0,
+            soft_bounces: 0,
+            last_bounce: None,
             created_at: String::new(),
             updated_at: String::new(),
         }
@@ -212,6 +314,7 @@ mod tests {
     fn settings() -> MessageSettings {
         MessageSettings {
             dkim: None,
+            bounce_address: None,
             from: "Daily Digest <digest@example.com>".parse().unwrap(),
             list_id: "Daily Digest <daily-digest.example.com>".into(),
             base_url: "https://digest.example.com/".into(),
@@ -277,7 +380,30 @@ mod tests {
             .unwrap()
             .replace("\r\n ", " ");
         assert!(raw.contains("Message-ID: <id@example.com>"), "{raw}");
-        assert!(raw.contains("List-Unsubscribe: <https://digest.example.com/unsubscribe/0123456789abcdef0123456789abcdef>, <mailto:unsubscribe@example.com?subject=unsubscribe>"), "{raw}");
+        let verp = crate::store::bounce_token("0123456789abcdef0123456789abcdef");
+        assert_eq!(verp.len(), 20);
+        assert!(raw.contains(&format!("List-Unsubscribe: <https://digest.example.com/unsubscribe/0123456789abcdef0123456789abcdef>, <mailto:unsubscribe@example.com?subject=unsubscribe%20{verp}>")), "{raw}");
+        // Without a bounce address the envelope sender is `from`; with one,
+        // it carries the subscriber's VERP token.
+        assert_eq!(
+            m.envelope().from().map(|a| a.to_string()).as_deref(),
+            Some("digest@example.com")
+        );
+        let mut with_bounces = settings();
+        with_bounces.bounce_address = Some("bounces@example.com".parse().unwrap());
+        let m2 = build(
+            &rendered,
+            &subscriber(Some("Zoë Ünal")),
+            &with_bounces,
+            "<id@example.com>",
+            date,
+        )
+        .unwrap();
+        assert_eq!(
+            m2.envelope().from().map(|a| a.to_string()),
+            Some(format!("bounces+{verp}@example.com"))
+        );
+        assert_eq!(m2.envelope().to(), m.envelope().to());
         assert!(raw.contains("List-Unsubscribe-Post: List-Unsubscribe=One-Click"));
         assert!(raw.contains("List-Id: Daily Digest <daily-digest.example.com>"));
         assert!(

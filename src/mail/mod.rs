@@ -1,7 +1,9 @@
 //! Email: one MIME message per subscriber (`message.rs`), the transports
 //! that carry it (`transport.rs`), and the delivery loop that sends each
-//! subscriber exactly one copy (`send.rs`).
+//! subscriber exactly one copy (`send.rs`); what comes back: bounces,
+//! complaints and unsubscribe requests (`bounce.rs`).
 
+pub mod bounce;
 pub mod dkim;
 pub mod message;
 pub mod send;

@@ -277,7 +277,22 @@ pub fn deliver(
                             }
                             drop(f);
                             progress.inc(1);
-                            lock(&shared).mark_done(stored.id, sub, DeliveryState::Failed, Some(&reason), None, now)
+                            let store = lock(&shared);
+                            // The server refused the mailbox itself (5.1.x, 5.2.1): a
+                            // bounce at once, not only in the delivery log.
+                            let failed = store.mark_done(stored.id, sub, DeliveryState::Failed, Some(&reason), None, now);
+                            match (failed, super::bounce::rejected_mailbox(&reason)) {
+                                (Err(e), _) => Err(e),
+                                (Ok(()), Some(status)) => store
+                                    .apply_mail_event(
+                                        &format!("smtp:{}:{sub}", stored.id),
+                                        sub,
+                                        &crate::store::MailEvent::HardBounce { status },
+                                        now,
+                                    )
+                                    .map(drop),
+                                (Ok(()), None) => Ok(()),
+                            }
                         }
                         Err(Outcome::Send(SendError::Transient(reason))) => {
                             let total_attempts = job.delivery.attempts + job.attempts_this_run;

@@ -9,9 +9,11 @@
 //! of the day (grouping by meaning, approval, list hygiene) is a method here
 //! and a table in `store`, not a change across layers.
 
+mod bounces;
 mod edition;
 mod run;
 mod send;
+mod signup;
 mod subscribers;
 
 use std::cell::OnceCell;
@@ -20,10 +22,12 @@ use std::path::{Path, PathBuf};
 
 use chrono::NaiveDate;
 
+pub use bounces::{BounceReport, Unrecognised};
 pub use edition::{document, user, Change, Edited};
 pub use run::{Ran, RunOutcome, RunReport, RunRequest};
 pub use send::{DryRun, SendOutcome, SendRequest};
-pub use subscribers::{csv_cell, ImportReport, CSV_COLUMNS};
+pub use signup::{Confirmation, SignedUp, CONFIRMATION_INTERVAL_MINUTES};
+pub use subscribers::{csv_cell, ImportReport, CSV_COLUMNS, CSV_RECORD_COLUMNS};
 
 use crate::article::Article;
 use crate::config::{Budget, Config, ConfigError};

@@ -6,7 +6,7 @@ use std::time::Duration;
 use chrono::{NaiveDate, Utc};
 use serde::Serialize;
 
-use super::{Error, Pipeline, Result, SendOutcome, SendRequest};
+use super::{BounceReport, Error, Pipeline, Result, SendOutcome, SendRequest};
 use crate::config::Config;
 use crate::ingest::feeds::{fetch_all, FeedReport};
 use crate::ingest::network::FetchPolicy;
@@ -33,6 +33,13 @@ pub struct RunReport {
     pub date: String,
     pub exit_code: u8,
     pub feeds: Vec<FeedReport>,
+    /// Bounces, complaints and unsubscribe requests imported from
+    /// `bounces_maildir` before sending.
+    pub bounces: Option<BounceReport>,
+    /// Why `bounces_maildir` could not be imported (the run went on).
+    pub bounces_error: Option<String>,
+    /// Sign-ups deleted unconfirmed after `confirm_days`.
+    pub purged_signups: usize,
     pub send: Option<RunSummary>,
     /// The edition is stored and waits for an editor's approval.
     pub awaiting_approval: bool,
@@ -115,12 +122,25 @@ impl Pipeline {
             date: date.to_string(),
             exit_code: 0,
             feeds: Vec::new(),
+            bounces: None,
+            bounces_error: None,
+            purged_signups: 0,
             send: None,
             awaiting_approval: false,
             error: None,
         };
         let mut send = None;
         let outcome = (|| -> Result<u8> {
+            // Before sending: whoever bounced or complained is not mailed.
+            match self.import_configured_bounces() {
+                Ok(bounces) => report.bounces = bounces,
+                Err(e) => {
+                    let e = format!("{:#}", anyhow::Error::new(e));
+                    tracing::warn!("bounces_maildir not imported: {e}");
+                    report.bounces_error = Some(e);
+                }
+            }
+            report.purged_signups = self.purge_signups()?;
             report.feeds = self.fetch()?;
             let outcome = self.send_locked(&SendRequest {
                 date: Some(date),

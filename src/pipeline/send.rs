@@ -159,8 +159,16 @@ pub(super) fn message_settings(config: &Config) -> Result<MessageSettings, Confi
                 Some(std::sync::Arc::new(signer))
             }
         };
+    let bounce_address = match &config.bounce_address {
+        None => None,
+        Some(a) => Some(a.parse().map_err(|e| ConfigError::Invalid {
+            key: "bounce_address",
+            message: format!("{a:?}: {e}"),
+        })?),
+    };
     Ok(MessageSettings {
         dkim,
+        bounce_address,
         from,
         list_id,
         base_url: config.base_url.clone(),
@@ -184,7 +192,7 @@ fn bar() -> indicatif::ProgressBar {
 
 /// The configured transport: SMTP (`smtp_url`, or `smtp` over it),
 /// sendmail, or the outbox folder. A bad setting is a configuration error.
-fn transport(config: &Config, smtp_url: Option<String>) -> Result<Transport> {
+pub(super) fn transport(config: &Config, smtp_url: Option<String>) -> Result<Transport> {
     let transport_settings = TransportSettings {
         smtp_url,
         sendmail: config.sendmail.clone(),

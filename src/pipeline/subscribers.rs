@@ -16,7 +16,11 @@ pub struct ImportReport {
     pub rejected: usize,
 }
 
-fn check_row(email: &str, name: Option<&str>, topics: &str) -> Result<NewSubscriber, String> {
+pub(super) fn check_row(
+    email: &str,
+    name: Option<&str>,
+    topics: &str,
+) -> Result<NewSubscriber, String> {
     let email = validate_address(email)?;
     let name = match name {
         Some(n) => validate_name(n)?,
@@ -44,6 +48,10 @@ fn check_row(email: &str, name: Option<&str>, topics: &str) -> Result<NewSubscri
 /// writes and `import` reads back (with a header row; without one, the
 /// first columns in this order).
 pub const CSV_COLUMNS: [&str; 5] = ["email", "name", "topics", "topics_only", "status"];
+
+/// Columns `export` adds after `CSV_COLUMNS` for the record (bounce reports
+/// received, and the last one's status); `import` skips them.
+pub const CSV_RECORD_COLUMNS: [&str; 2] = ["bounces", "last_bounce"];
 
 /// A cell as written to CSV: one that a spreadsheet would run as a formula
 /// (`=`, `+`, `-`, `@`, also after a tab or carriage return) gets a leading
@@ -200,6 +208,7 @@ impl Pipeline {
                     .filter(|c| {
                         !CSV_COLUMNS.iter().any(|k| k.eq_ignore_ascii_case(c))
                             && !c.eq_ignore_ascii_case("created_at")
+                            && !CSV_RECORD_COLUMNS.iter().any(|k| k.eq_ignore_ascii_case(c))
                     })
                     .collect();
                 if !unknown.is_empty() {
@@ -224,9 +233,8 @@ impl Pipeline {
             };
             let status = match cell(4) {
                 "" => Ok(Status::Active),
-                s => Status::from_name(s).ok_or_else(|| {
-                    format!("invalid status {s:?} (active, unsubscribed or bounced)")
-                }),
+                s => Status::from_name(s)
+                    .ok_or_else(|| format!("invalid status {s:?} ({})", Status::NAMES)),
             };
             let name = Some(cell(1)).filter(|n| !n.is_empty());
             let row = check_row(cell(0), name, cell(2)).and_then(|row| {

@@ -1,9 +1,9 @@
 //! The schema: embedded migrations, applied in order on open
 //! (`PRAGMA user_version` records how far).
 
-use rusqlite::params;
+use rusqlite::{params, OptionalExtension};
 
-use super::{token_hash, Result, Store, StoreError};
+use super::{bounce_token, token_hash, Result, Store, StoreError};
 
 /// The migrations, in order. Never edit one that has shipped: add another.
 pub(super) const MIGRATIONS: &[&str] = &[
@@ -103,12 +103,79 @@ pub(super) const MIGRATIONS: &[&str] = &[
         created_at TEXT NOT NULL,
         PRIMARY KEY (text_hash, settings)
     ) WITHOUT ROWID;",
+    // 6: list health. The subscribers table is rebuilt (SQLite cannot
+    // change a CHECK constraint in place) with two more statuses, `pending`
+    // (double opt-in) and `complained`, the VERP bounce token, bounce
+    // counts and the confirmation mail's time; the bounce and complaint
+    // messages processed, by key, so none counts twice; and what they did.
+    // Runs with foreign keys off (see `migrate`): dropping the old table
+    // must not cascade to the delivery log.
+    "CREATE TABLE subscribers_new (
+        id INTEGER PRIMARY KEY,
+        email TEXT NOT NULL UNIQUE COLLATE NOCASE,
+        name TEXT,
+        status TEXT NOT NULL DEFAULT 'active'
+            CHECK (status IN ('active', 'pending', 'unsubscribed', 'bounced', 'complained')),
+        topics TEXT NOT NULL DEFAULT '',
+        token TEXT NOT NULL UNIQUE,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        topics_only INTEGER NOT NULL DEFAULT 0,
+        token_hash TEXT,
+        bounce_token TEXT,
+        bounces INTEGER NOT NULL DEFAULT 0,
+        soft_bounces INTEGER NOT NULL DEFAULT 0,
+        last_bounce TEXT,
+        last_bounce_at TEXT,
+        last_soft_key TEXT,
+        confirm_sent_at TEXT,
+        pending_json TEXT
+    );
+    INSERT INTO subscribers_new (id, email, name, status, topics, token, created_at, updated_at, topics_only, token_hash)
+        SELECT id, email, name, status, topics, token, created_at, updated_at, topics_only, token_hash FROM subscribers;
+    DROP TABLE subscribers;
+    ALTER TABLE subscribers_new RENAME TO subscribers;
+    CREATE UNIQUE INDEX subscribers_token_hash ON subscribers (token_hash);
+    CREATE UNIQUE INDEX subscribers_bounce_token ON subscribers (bounce_token);
+    CREATE INDEX subscribers_status ON subscribers (status);
+    CREATE INDEX deliveries_message_id ON deliveries (message_id);
+    CREATE TABLE mail_processed (
+        key TEXT PRIMARY KEY,
+        at TEXT NOT NULL,
+        outcome TEXT NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE mail_events (
+        id INTEGER PRIMARY KEY,
+        at TEXT NOT NULL,
+        subscriber_id INTEGER NOT NULL REFERENCES subscribers(id) ON DELETE CASCADE,
+        kind TEXT NOT NULL,
+        detail TEXT NOT NULL
+    );
+    CREATE INDEX mail_events_subscriber ON mail_events (subscriber_id, id);",
 ];
 
 impl Store {
     #[tracing::instrument(skip(self))]
     pub(super) fn migrate(&mut self) -> Result<()> {
         let version = self.version()?;
+        // A migration that rebuilds a table drops the old one, which with
+        // foreign keys on would delete what references it. They are off
+        // while migrating (the pragma is a no-op inside a transaction) and
+        // checked before each commit.
+        if version < MIGRATIONS.len() {
+            self.conn
+                .pragma_update(None, "foreign_keys", "OFF")
+                .map_err(self.err("migrating"))?;
+        }
+        let migrated = self.migrate_from(version);
+        self.conn
+            .pragma_update(None, "foreign_keys", "ON")
+            .map_err(self.err("migrating"))?;
+        migrated?;
+        self.fill_derived_tokens()
+    }
+
+    fn migrate_from(&mut self, version: usize) -> Result<()> {
         for (i, sql) in MIGRATIONS.iter().enumerate().skip(version) {
             // IMMEDIATE: two processes opening a new database at once take
             // turns, and the second sees the first one's work.
@@ -135,6 +202,24 @@ impl Store {
                 context: format!("migration {}", i + 1),
                 source,
             })?;
+            let broken: Option<String> = tx
+                .query_row("PRAGMA foreign_key_check", [], |r| r.get(0))
+                .optional()
+                .map_err(|source| StoreError {
+                    path: self.path.clone(),
+                    context: format!("migration {}: checking foreign keys", i + 1),
+                    source,
+                })?;
+            if let Some(table) = broken {
+                return Err(StoreError {
+                    path: self.path.clone(),
+                    context: format!(
+                        "migration {}: a row of {table} lost what it refers to",
+                        i + 1
+                    ),
+                    source: rusqlite::Error::InvalidQuery,
+                });
+            }
             tx.pragma_update(None, "user_version", (i + 1) as i64)
                 .map_err(|source| StoreError {
                     path: self.path.clone(),
@@ -148,10 +233,16 @@ impl Store {
             })?;
             tracing::debug!("database migrated to version {}", i + 1);
         }
+        Ok(())
+    }
+
+    /// Fills the token hashes and VERP bounce tokens that older rows lack
+    /// (both derive from the token, which SQL cannot hash).
+    fn fill_derived_tokens(&mut self) -> Result<()> {
         let missing: Vec<(i64, String)> = {
             let mut stmt = self
                 .conn
-                .prepare("SELECT id, token FROM subscribers WHERE token_hash IS NULL")
+                .prepare("SELECT id, token FROM subscribers WHERE token_hash IS NULL OR bounce_token IS NULL")
                 .map_err(self.err("hashing tokens"))?;
             let rows = stmt
                 .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
@@ -162,8 +253,8 @@ impl Store {
         for (id, token) in missing {
             self.conn
                 .execute(
-                    "UPDATE subscribers SET token_hash = ?2 WHERE id = ?1",
-                    params![id, token_hash(&token)],
+                    "UPDATE subscribers SET token_hash = ?2, bounce_token = ?3 WHERE id = ?1",
+                    params![id, token_hash(&token), bounce_token(&token)],
                 )
                 .map_err(self.err("hashing tokens"))?;
         }

@@ -13,6 +13,7 @@ mod articles;
 mod cache;
 mod deliveries;
 mod editions;
+mod mail_events;
 mod migrations;
 mod subscribers;
 
@@ -24,13 +25,29 @@ use rusqlite::Connection;
 pub use articles::FeedState;
 pub use deliveries::{Delivery, DeliveryState, OpenCounts};
 pub use editions::{LogEntry, Refused, StoredEdition};
-pub use subscribers::{NewSubscriber, Status, Subscriber, Unsubscribed};
+pub use mail_events::{Applied, MailEvent};
+pub use subscribers::{Confirmed, NewSubscriber, SignUp, Status, Subscriber, Unsubscribed};
 
 /// SHA-256 of a token, hex: what subscribers are looked up by, so that the
 /// lookup's timing says nothing about the token itself.
 pub fn token_hash(token: &str) -> String {
     use sha2::{Digest, Sha256};
     Sha256::digest(token.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The subscriber's VERP token: 80 bits derived from the unsubscribe
+/// token (so the bounce address never carries the token itself), hex. It
+/// is the `+TOKEN` of the envelope sender (`bounces+TOKEN@example.com`) and
+/// of the unsubscribe mailto, and is looked up by its index.
+pub fn bounce_token(token: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(b"dailydigest bounce token\0");
+    h.update(token.as_bytes());
+    h.finalize()[..10]
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect()
@@ -90,6 +107,16 @@ pub fn random_token() -> String {
 }
 
 impl Store {
+    /// Runs `f` waiting at most `wait` (instead of ten seconds) for another
+    /// process's write lock: what `serve` does for a visitor must not hold
+    /// the server up behind a long write elsewhere.
+    pub(crate) fn with_short_wait<T>(&self, wait: std::time::Duration, f: impl FnOnce() -> T) -> T {
+        let _ = self.conn.busy_timeout(wait);
+        let out = f();
+        let _ = self.conn.busy_timeout(std::time::Duration::from_secs(10));
+        out
+    }
+
     /// Opens (creating if needed) the database at `path` and migrates it.
     pub fn open(path: &Path) -> Result<Store> {
         Store::open_with(path, Access::Create)
@@ -263,6 +290,199 @@ mod tests {
             .query_row("PRAGMA journal_mode", [], |r| r.get(0))
             .unwrap();
         assert_eq!(mode, "wal");
+    }
+
+    #[test]
+    fn the_list_health_migration_keeps_every_subscriber_and_delivery() {
+        // A database as version 5 left it, with deliveries that reference
+        // subscribers: rebuilding the table must not cascade to them.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.db");
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.pragma_update(None, "foreign_keys", "ON").unwrap();
+            for sql in &MIGRATIONS[..5] {
+                conn.execute_batch(sql).unwrap();
+            }
+            conn.pragma_update(None, "user_version", 5).unwrap();
+            conn.execute_batch(
+                "INSERT INTO subscribers (id, email, status, token, created_at, updated_at) VALUES
+                     (1, 'a@example.com', 'active', 'tok-a', 't', 't'), (2, 'b@example.com', 'bounced', 'tok-b', 't', 't');
+                 INSERT INTO editions (id, date, content_hash, edition_json, rendered_at) VALUES (1, '2022-03-14', 'h', '{}', 't');
+                 INSERT INTO deliveries (edition_id, subscriber_id, state, message_id, created_at, updated_at) VALUES
+                     (1, 1, 'sent', '<m1@x>', 't', 't'), (1, 2, 'failed', '<m2@x>', 't', 't');",
+            )
+            .unwrap();
+        }
+        let s = Store::open(&path).unwrap();
+        assert_eq!(s.version().unwrap(), MIGRATIONS.len());
+        let subs = s.subscribers().unwrap();
+        assert_eq!(subs.len(), 2);
+        assert_eq!(subs[1].status, Status::Bounced);
+        let deliveries: i64 = s
+            .conn
+            .query_row("SELECT COUNT(*) FROM deliveries", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(deliveries, 2);
+        // Tokens got their hashes and VERP tokens; foreign keys are back on.
+        assert_eq!(
+            s.subscriber_by_bounce_token(&bounce_token("tok-a"))
+                .unwrap()
+                .unwrap()
+                .email,
+            "a@example.com"
+        );
+        let fk: i64 = s
+            .conn
+            .query_row("PRAGMA foreign_keys", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(fk, 1);
+        assert_eq!(
+            s.subscriber_by_message_id("<m2@x>").unwrap().unwrap().1,
+            "2022-03-14"
+        );
+    }
+
+    #[test]
+    fn bounces_count_once_and_soft_ones_in_a_row() {
+        let mut s = Store::in_memory().unwrap();
+        s.add_subscribers(&[row("a@example.com"), row("b@example.com")], now(), false)
+            .unwrap();
+        let soft = |edition: &str| MailEvent::SoftBounce {
+            status: "4.2.2: mailbox full".into(),
+            edition: Some(edition.into()),
+            limit: 3,
+        };
+        let apply =
+            |key: &str, id: i64, e: &MailEvent| s.apply_mail_event(key, id, e, now()).unwrap();
+        assert!(matches!(
+            apply("k1", 1, &soft("2022-03-14")),
+            Applied::Done {
+                soft_bounces: 1,
+                ..
+            }
+        ));
+        assert_eq!(apply("k1", 1, &soft("2022-03-14")), Applied::Duplicate);
+        // The same edition again (a delay, then the failure): still one.
+        assert!(matches!(
+            apply("k2", 1, &soft("2022-03-14")),
+            Applied::Done {
+                soft_bounces: 1,
+                ..
+            }
+        ));
+        assert!(matches!(
+            apply("k3", 1, &soft("2022-03-15")),
+            Applied::Done {
+                soft_bounces: 2,
+                ..
+            }
+        ));
+        assert!(matches!(
+            apply("k4", 1, &MailEvent::Delivered),
+            Applied::Done {
+                soft_bounces: 0,
+                ..
+            }
+        ));
+        for (i, d) in ["2022-03-16", "2022-03-17"].iter().enumerate() {
+            apply(&format!("r{i}"), 1, &soft(d));
+        }
+        let done = apply("r3", 1, &soft("2022-03-18"));
+        assert_eq!(
+            done,
+            Applied::Done {
+                before: Status::Active,
+                after: Status::Bounced,
+                soft_bounces: 3
+            }
+        );
+        let a = s.subscriber_by_email("a@example.com").unwrap().unwrap();
+        assert_eq!(
+            (a.status, a.bounces, a.soft_bounces),
+            (Status::Bounced, 6, 3)
+        );
+        // A complaint outranks everything; an unsubscribe does not undo it.
+        apply(
+            "c",
+            2,
+            &MailEvent::Complaint {
+                feedback_type: "abuse".into(),
+            },
+        );
+        apply("u", 2, &MailEvent::Unsubscribe);
+        let b = s.subscriber_by_email("b@example.com").unwrap().unwrap();
+        assert_eq!(b.status, Status::Complained);
+    }
+
+    #[test]
+    fn sign_ups_wait_for_confirmation_and_expire() {
+        let mut s = Store::in_memory().unwrap();
+        s.add_subscribers(&[row("a@example.com")], now(), false)
+            .unwrap();
+        s.set_status("a@example.com", Status::Unsubscribed, now())
+            .unwrap();
+        let hour = chrono::Duration::hours(1);
+        let week = chrono::Duration::days(7);
+        let SignUp::Confirm { token, new: true } = s
+            .request_subscription("n@example.com", Some("N"), "climate", now(), hour)
+            .unwrap()
+        else {
+            panic!("a new address is mailed")
+        };
+        assert_eq!(
+            s.request_subscription("n@example.com", None, "", now(), hour)
+                .unwrap(),
+            SignUp::TooSoon
+        );
+        assert_eq!(
+            s.subscriber_by_email("n@example.com")
+                .unwrap()
+                .unwrap()
+                .status,
+            Status::Pending
+        );
+        // An unsubscribed address keeps its status until it confirms.
+        let SignUp::Confirm {
+            token: old,
+            new: false,
+        } = s
+            .request_subscription("a@example.com", None, "football", now(), hour)
+            .unwrap()
+        else {
+            panic!("a returning address is mailed")
+        };
+        assert_eq!(
+            s.subscriber_by_email("a@example.com")
+                .unwrap()
+                .unwrap()
+                .status,
+            Status::Unsubscribed
+        );
+        assert_eq!(
+            s.confirm_subscription(&old, now(), week).unwrap(),
+            Confirmed::Activated
+        );
+        let a = s.subscriber_by_email("a@example.com").unwrap().unwrap();
+        assert_eq!((a.status, a.topics.as_str()), (Status::Active, "football"));
+        assert_eq!(
+            s.request_subscription("a@example.com", None, "", now(), hour)
+                .unwrap(),
+            SignUp::AlreadyActive
+        );
+        assert_eq!(
+            s.confirm_subscription("nope", now(), week).unwrap(),
+            Confirmed::Unknown
+        );
+        // Eight days on, the pending one is gone and its link dead.
+        let later = now() + chrono::Duration::days(8);
+        assert_eq!(s.purge_pending(later, week).unwrap(), 1);
+        assert_eq!(
+            s.confirm_subscription(&token, later, week).unwrap(),
+            Confirmed::Unknown
+        );
+        assert!(s.subscriber_by_email("n@example.com").unwrap().is_none());
+        assert!(s.subscriber_by_email("a@example.com").unwrap().is_some());
     }
 
     #[test]

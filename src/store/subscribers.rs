@@ -5,23 +5,34 @@ use chrono::{DateTime, Utc};
 use rusqlite::{params, OptionalExtension};
 use serde::Serialize;
 
-use super::{random_token, token_hash, ts, Result, Store, StoreError};
+use super::{bounce_token, random_token, token_hash, ts, Result, Store, StoreError};
 
 /// Subscriber status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Status {
     Active,
+    /// Signed up on the subscribe page (or `subscribers add --confirm`),
+    /// not yet confirmed: never sent the digest, purged after
+    /// `confirm_days`.
+    Pending,
     Unsubscribed,
+    /// A permanent delivery failure, or `soft_bounce_limit` temporary ones
+    /// in a row: no longer sent to, kept for the record.
     Bounced,
+    /// Marked the digest as spam (an ARF feedback report): never sent to
+    /// again unless they subscribe again and confirm.
+    Complained,
 }
 
 impl Status {
     pub fn as_str(self) -> &'static str {
         match self {
             Status::Active => "active",
+            Status::Pending => "pending",
             Status::Unsubscribed => "unsubscribed",
             Status::Bounced => "bounced",
+            Status::Complained => "complained",
         }
     }
 
@@ -29,15 +40,21 @@ impl Status {
         Status::from_name(s).unwrap_or(Status::Active)
     }
 
-    /// `active`, `unsubscribed` or `bounced` (any case).
+    /// `active`, `pending`, `unsubscribed`, `bounced` or `complained`
+    /// (any case).
     pub fn from_name(s: &str) -> Option<Status> {
         match s.to_ascii_lowercase().as_str() {
             "active" => Some(Status::Active),
+            "pending" => Some(Status::Pending),
             "unsubscribed" => Some(Status::Unsubscribed),
             "bounced" => Some(Status::Bounced),
+            "complained" => Some(Status::Complained),
             _ => None,
         }
     }
+
+    /// Every status, for messages that list them.
+    pub const NAMES: &'static str = "active, pending, unsubscribed, bounced or complained";
 }
 
 /// One subscriber. Its `Debug` leaves the token out.
@@ -54,6 +71,12 @@ pub struct Subscriber {
     /// The unsubscribe token: 128 random bits, hex. Never logged.
     #[serde(skip)]
     pub token: String,
+    /// Bounce reports received (permanent and temporary).
+    pub bounces: u32,
+    /// Temporary failures in a row (`soft_bounce_limit` of them bounce).
+    pub soft_bounces: u32,
+    /// The last bounce: its status code and diagnostic.
+    pub last_bounce: Option<String>,
     pub created_at: String,
     pub updated_at: String,
 }
@@ -98,6 +121,9 @@ impl Store {
             topics: r.get("topics")?,
             topics_only: r.get::<_, i64>("topics_only")? != 0,
             token: r.get("token")?,
+            bounces: r.get("bounces")?,
+            soft_bounces: r.get("soft_bounces")?,
+            last_bounce: r.get("last_bounce")?,
             created_at: r.get("created_at")?,
             updated_at: r.get("updated_at")?,
         })
@@ -157,7 +183,7 @@ impl Store {
                 .prepare("SELECT id FROM subscribers WHERE email = ?1")
                 .map_err(e("adding subscribers"))?;
             let mut insert = tx
-                .prepare("INSERT INTO subscribers (email, name, status, topics, topics_only, token, token_hash, created_at, updated_at) VALUES (?1, ?2, ?8, ?3, ?4, ?5, ?6, ?7, ?7)")
+                .prepare("INSERT INTO subscribers (email, name, status, topics, topics_only, token, token_hash, bounce_token, created_at, updated_at) VALUES (?1, ?2, ?8, ?3, ?4, ?5, ?6, ?9, ?7, ?7)")
                 .map_err(e("adding subscribers"))?;
             let mut update = tx
                 .prepare("UPDATE subscribers SET status = 'active', name = COALESCE(?2, name), topics = ?3, topics_only = ?4, updated_at = ?5 WHERE id = ?1")
@@ -202,7 +228,8 @@ impl Store {
                                 token,
                                 token_hash(&token),
                                 ts(now),
-                                status.as_str()
+                                status.as_str(),
+                                bounce_token(&token)
                             ])
                             .map_err(e("adding subscribers"))?;
                         Ok(tx.last_insert_rowid())
@@ -450,6 +477,252 @@ impl Store {
         }
         tracing::info!("{} queued unsubscribes applied", hashes.len());
         Ok(hashes.len())
+    }
+}
+
+/// How long a visitor's sign-up or confirmation waits for another
+/// process's write lock before it fails (and can be tried again).
+const VISITOR_WAIT: std::time::Duration = std::time::Duration::from_millis(1500);
+
+/// What a sign-up on the subscribe page (or `subscribers add --confirm`)
+/// calls for. The page says the same thing in every case.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SignUp {
+    /// Mail the confirmation link with this token.
+    Confirm { token: String, new: bool },
+    /// Already active: nothing to send.
+    AlreadyActive,
+    /// A confirmation went to this address less than `min_interval` ago.
+    TooSoon,
+}
+
+/// What following a confirmation link did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Confirmed {
+    /// The subscriber is active now.
+    Activated,
+    /// Active already.
+    Already,
+    /// No confirmation is waiting for this token (or it expired).
+    Unknown,
+}
+
+/// A sign-up's name and topics, kept until it is confirmed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+struct Requested {
+    name: Option<String>,
+    topics: String,
+}
+
+impl Store {
+    /// Records a sign-up that waits for confirmation. A new address is
+    /// added as `pending`; an address that is not active keeps its status
+    /// (and its history) until the link is followed, with the sign-up's
+    /// name and topics kept beside it. No address is mailed more than once
+    /// per `min_interval`.
+    pub fn request_subscription(
+        &self,
+        email: &str,
+        name: Option<&str>,
+        topics: &str,
+        now: DateTime<Utc>,
+        min_interval: chrono::Duration,
+    ) -> Result<SignUp> {
+        self.with_short_wait(VISITOR_WAIT, || {
+            self.request_subscription_now(email, name, topics, now, min_interval)
+        })
+    }
+
+    fn request_subscription_now(
+        &self,
+        email: &str,
+        name: Option<&str>,
+        topics: &str,
+        now: DateTime<Utc>,
+        min_interval: chrono::Duration,
+    ) -> Result<SignUp> {
+        let e = "recording a sign-up";
+        let tx = self.conn.unchecked_transaction().map_err(self.err(e))?;
+        let existing: Option<(Subscriber, Option<String>)> = tx
+            .query_row("SELECT * FROM subscribers WHERE email = ?1", [email], |r| {
+                Ok((Self::subscriber_from_row(r)?, r.get("confirm_sent_at")?))
+            })
+            .optional()
+            .map_err(self.err(e))?;
+        let requested = serde_json::to_string(&Requested {
+            name: name.map(str::to_owned),
+            topics: topics.to_owned(),
+        })
+        .expect("serializes");
+        let out = match existing {
+            None => {
+                let token = random_token();
+                tx.execute(
+                    "INSERT INTO subscribers (email, name, status, topics, topics_only, token, token_hash, bounce_token, created_at, updated_at, confirm_sent_at, pending_json)
+                     VALUES (?1, ?2, 'pending', ?3, 0, ?4, ?5, ?6, ?7, ?7, ?7, ?8)",
+                    params![email, name, topics, token, token_hash(&token), bounce_token(&token), ts(now), requested],
+                )
+                .map_err(self.err(e))?;
+                SignUp::Confirm { token, new: true }
+            }
+            Some((sub, _)) if sub.status == Status::Active => SignUp::AlreadyActive,
+            Some((_, Some(sent)))
+                if DateTime::parse_from_rfc3339(&sent)
+                    .is_ok_and(|t| now.signed_duration_since(t) < min_interval) =>
+            {
+                SignUp::TooSoon
+            }
+            Some((sub, _)) => {
+                tx.execute(
+                    "UPDATE subscribers SET confirm_sent_at = ?2, pending_json = ?3 WHERE id = ?1",
+                    params![sub.id, ts(now), requested],
+                )
+                .map_err(self.err(e))?;
+                SignUp::Confirm {
+                    token: sub.token,
+                    new: false,
+                }
+            }
+        };
+        tx.commit().map_err(self.err(e))?;
+        Ok(out)
+    }
+
+    /// Forgets that a confirmation was mailed (it could not be sent).
+    pub fn forget_confirmation_sent(&self, id: i64) -> Result<()> {
+        self.conn
+            .execute(
+                "UPDATE subscribers SET confirm_sent_at = NULL WHERE id = ?1",
+                [id],
+            )
+            .map(drop)
+            .map_err(self.err("recording a sign-up"))
+    }
+
+    /// Whether `token` has a confirmation waiting (for the Confirm page).
+    pub fn confirmation_waiting(
+        &self,
+        token: &str,
+        now: DateTime<Utc>,
+        expires: chrono::Duration,
+    ) -> Result<Option<Subscriber>> {
+        let Some(sub) = self.subscriber_by_token(token)? else {
+            return Ok(None);
+        };
+        let waiting: Option<(Option<String>, Option<String>)> = self
+            .conn
+            .query_row(
+                "SELECT pending_json, confirm_sent_at FROM subscribers WHERE id = ?1",
+                [sub.id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .map_err(self.err("reading a sign-up"))?;
+        let fresh = |sent: &Option<String>| {
+            sent.as_deref()
+                .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+                .is_some_and(|t| now.signed_duration_since(t) < expires)
+        };
+        Ok(match waiting {
+            Some((Some(_), sent)) if fresh(&sent) => Some(sub),
+            _ if sub.status == Status::Active => Some(sub),
+            _ => None,
+        })
+    }
+
+    /// Follows a confirmation link: the subscriber becomes active, with the
+    /// name and topics of their sign-up.
+    pub fn confirm_subscription(
+        &self,
+        token: &str,
+        now: DateTime<Utc>,
+        expires: chrono::Duration,
+    ) -> Result<Confirmed> {
+        self.with_short_wait(VISITOR_WAIT, || {
+            self.confirm_subscription_now(token, now, expires)
+        })
+    }
+
+    fn confirm_subscription_now(
+        &self,
+        token: &str,
+        now: DateTime<Utc>,
+        expires: chrono::Duration,
+    ) -> Result<Confirmed> {
+        let e = "confirming a subscription";
+        let Some(sub) = self.confirmation_waiting(token, now, expires)? else {
+            return Ok(Confirmed::Unknown);
+        };
+        let pending: Option<String> = self
+            .conn
+            .query_row(
+                "SELECT pending_json FROM subscribers WHERE id = ?1",
+                [sub.id],
+                |r| r.get(0),
+            )
+            .map_err(self.err(e))?;
+        let Some(pending) = pending else {
+            return Ok(Confirmed::Already);
+        };
+        let requested: Requested = serde_json::from_str(&pending).unwrap_or(Requested {
+            name: sub.name.clone(),
+            topics: sub.topics.clone(),
+        });
+        self.conn
+            .execute(
+                "UPDATE subscribers SET status = 'active', name = COALESCE(?2, name), topics = ?3, soft_bounces = 0,
+                     pending_json = NULL, updated_at = ?4 WHERE id = ?1",
+                params![sub.id, requested.name, requested.topics, ts(now)],
+            )
+            .map_err(self.err(e))?;
+        Ok(if sub.status == Status::Active {
+            Confirmed::Already
+        } else {
+            Confirmed::Activated
+        })
+    }
+
+    /// Deletes sign-ups never confirmed within `expires` of their last
+    /// confirmation mail, and forgets expired re-subscriptions of known
+    /// addresses (which keep their status). Returns how many were deleted.
+    /// Waits only a moment for the database: when another process holds
+    /// it, nothing is purged now (serve must not stall on it; the next call
+    /// purges).
+    pub fn purge_pending(&self, now: DateTime<Utc>, expires: chrono::Duration) -> Result<usize> {
+        let cutoff = ts(now - expires);
+        let purged: rusqlite::Result<usize> = self.with_short_wait(std::time::Duration::from_millis(200), || {
+            self.conn.execute_batch("BEGIN IMMEDIATE")?;
+            let deleted = self.conn.execute(
+                "DELETE FROM subscribers WHERE status = 'pending' AND COALESCE(confirm_sent_at, created_at) < ?1",
+                [&cutoff],
+            )?;
+            self.conn.execute(
+                "UPDATE subscribers SET pending_json = NULL WHERE pending_json IS NOT NULL AND COALESCE(confirm_sent_at, created_at) < ?1",
+                [&cutoff],
+            )?;
+            self.conn.execute_batch("COMMIT")?;
+            Ok(deleted)
+        });
+        let deleted = match purged {
+            Ok(n) => n,
+            Err(e) => {
+                let _ = self.conn.execute_batch("ROLLBACK");
+                if matches!(
+                    e.sqlite_error_code(),
+                    Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+                ) {
+                    tracing::debug!(
+                        "the database is busy: unconfirmed sign-ups are purged next time"
+                    );
+                    return Ok(0);
+                }
+                return Err(self.err("purging unconfirmed sign-ups")(e));
+            }
+        };
+        if deleted > 0 {
+            tracing::info!("{deleted} unconfirmed sign-ups purged");
+        }
+        Ok(deleted)
     }
 }
 

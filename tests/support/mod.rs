@@ -91,6 +91,8 @@ impl Drop for Server {
 
 /// One message the server accepted.
 pub struct Received {
+    /// The envelope sender (`MAIL FROM`).
+    pub mail_from: String,
     pub rcpt_tos: Vec<String>,
     pub message_id: String,
     pub defects: Vec<String>,
@@ -142,6 +144,7 @@ impl Server {
             let meta: serde_json::Value =
                 serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
             out.push(Received {
+                mail_from: meta["mail_from"].as_str().unwrap_or("").to_owned(),
                 rcpt_tos: meta["rcpt_tos"]
                     .as_array()
                     .unwrap()
@@ -311,5 +314,166 @@ impl Serve {
             let _ = reader.read_to_string(&mut sink);
         });
         Serve { child, base }
+    }
+}
+
+/// Headless Chromium driven over WebDriver (Debian's `chromedriver`, from
+/// the `chromium-driver` package): real page loads, typing and clicks.
+pub struct Browser {
+    driver: Child,
+    url: String,
+    session: String,
+    _profile: tempfile::TempDir,
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = http()
+            .delete(&format!("{}/session/{}", self.url, self.session))
+            .call();
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
+
+/// The W3C WebDriver key of an element reference.
+const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
+
+impl Browser {
+    pub fn start() -> Browser {
+        let driver_path = ["chromedriver", "/usr/lib/chromium/chromedriver"]
+            .into_iter()
+            .find(|p| {
+                Command::new(p)
+                    .arg("--version")
+                    .output()
+                    .is_ok_and(|o| o.status.success())
+            })
+            .unwrap_or_else(|| panic!("this test drives Chromium through chromedriver: `apt-get install chromium-driver` (scripts/test installs it)"));
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let driver = Command::new(driver_path)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let url = format!("http://127.0.0.1:{port}");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let ready = http()
+                .get(&format!("{url}/status"))
+                .call()
+                .ok()
+                .and_then(|mut r| r.body_mut().read_to_string().ok())
+                .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+                .is_some_and(|v| v["value"]["ready"] == true);
+            if ready {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "chromedriver did not start"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        let profile = tempfile::tempdir().unwrap();
+        let mut args: Vec<String> = CHROMIUM_FLAGS.iter().map(|s| s.to_string()).collect();
+        args.push(format!("--user-data-dir={}", profile.path().display()));
+        let caps = serde_json::json!({
+            "capabilities": {"alwaysMatch": {
+                "browserName": "chrome",
+                "goog:chromeOptions": {"binary": chromium().display().to_string(), "args": args}
+            }}
+        });
+        let v = Self::post_json(&format!("{url}/session"), &caps);
+        let session = v["value"]["sessionId"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no WebDriver session: {v}"))
+            .to_owned();
+        Browser {
+            driver,
+            url,
+            session,
+            _profile: profile,
+        }
+    }
+
+    fn post_json(url: &str, body: &serde_json::Value) -> serde_json::Value {
+        let mut r = http()
+            .post(url)
+            .header("Content-Type", "application/json")
+            .send(body.to_string())
+            .unwrap();
+        serde_json::from_str(&r.body_mut().read_to_string().unwrap()).unwrap()
+    }
+
+    fn command(&self, path: &str, body: serde_json::Value) -> serde_json::Value {
+        let v = Self::post_json(
+            &format!("{}/session/{}/{path}", self.url, self.session),
+            &body,
+        );
+        assert!(v["value"]["error"].is_null(), "WebDriver {path}: {v}");
+        v["value"].clone()
+    }
+
+    pub fn goto(&self, url: &str) {
+        self.command("url", serde_json::json!({ "url": url }));
+    }
+
+    fn element(&self, css: &str) -> String {
+        let v = self.command(
+            "element",
+            serde_json::json!({"using": "css selector", "value": css}),
+        );
+        v[ELEMENT].as_str().unwrap().to_owned()
+    }
+
+    /// Types `text` into the field `css` (as keystrokes).
+    pub fn type_into(&self, css: &str, text: &str) {
+        let id = self.element(css);
+        self.command(
+            &format!("element/{id}/value"),
+            serde_json::json!({ "text": text }),
+        );
+    }
+
+    pub fn click(&self, css: &str) {
+        let id = self.element(css);
+        self.command(&format!("element/{id}/click"), serde_json::json!({}));
+    }
+
+    /// The rendered text of the page (what a reader sees); empty while a
+    /// page is loading.
+    pub fn text(&self) -> String {
+        let v = Self::post_json(
+            &format!("{}/session/{}/execute/sync", self.url, self.session),
+            &serde_json::json!({"script": "return document.body ? document.body.innerText : ''", "args": []}),
+        );
+        v["value"].as_str().unwrap_or_default().to_owned()
+    }
+
+    /// The page's text once it contains `needle` (a click's navigation may
+    /// still be loading when the click returns); what it shows after ten
+    /// seconds otherwise.
+    pub fn text_with(&self, needle: &str) -> String {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let text = self.text();
+            if text.contains(needle) || std::time::Instant::now() > deadline {
+                return text;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+
+    /// Runs `script` in the page and returns its value.
+    pub fn eval(&self, script: &str) -> serde_json::Value {
+        self.command(
+            "execute/sync",
+            serde_json::json!({"script": script, "args": []}),
+        )
     }
 }

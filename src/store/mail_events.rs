@@ -1,0 +1,282 @@
+//! What bounce, complaint and unsubscribe messages did to subscribers:
+//! each processed message recorded by its key (its Message-ID, or a hash of
+//! its bytes) in the same transaction as its effect, so a message imported
+//! twice counts once.
+
+use chrono::{DateTime, Utc};
+use rusqlite::{params, OptionalExtension};
+
+use super::{ts, Result, Status, Store, Subscriber};
+
+/// What a processed message says about one subscriber.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MailEvent {
+    /// A permanent failure (5.x.x): the subscriber is `bounced`.
+    HardBounce { status: String },
+    /// A temporary failure (4.x.x) of the edition `edition` (its date, when
+    /// the bounce names our Message-ID). `limit` of them in a row make the
+    /// subscriber `bounced`; a report of the same edition again (a delay
+    /// warning, then its final failure) counts once.
+    SoftBounce {
+        status: String,
+        edition: Option<String>,
+        limit: u32,
+    },
+    /// A delivery status notification of success: the soft count resets.
+    Delivered,
+    /// An abuse report (ARF): the subscriber is `complained`.
+    Complaint { feedback_type: String },
+    /// A message to the unsubscribe address: the subscriber is
+    /// `unsubscribed`.
+    Unsubscribe,
+}
+
+impl MailEvent {
+    fn kind(&self) -> &'static str {
+        match self {
+            MailEvent::HardBounce { .. } => "hard bounce",
+            MailEvent::SoftBounce { .. } => "soft bounce",
+            MailEvent::Delivered => "delivered",
+            MailEvent::Complaint { .. } => "complaint",
+            MailEvent::Unsubscribe => "unsubscribe",
+        }
+    }
+}
+
+/// What applying a message did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Applied {
+    /// A message with this key was processed before: nothing changed.
+    Duplicate,
+    /// Recorded. The subscriber's status before and after, and their
+    /// temporary failures in a row.
+    Done {
+        before: Status,
+        after: Status,
+        soft_bounces: u32,
+    },
+}
+
+impl Store {
+    /// Whether a message with this key was processed already.
+    pub fn mail_processed(&self, key: &str) -> Result<bool> {
+        self.conn
+            .query_row("SELECT 1 FROM mail_processed WHERE key = ?1", [key], |_| {
+                Ok(())
+            })
+            .optional()
+            .map(|found| found.is_some())
+            .map_err(self.err("reading the processed mail"))
+    }
+
+    /// The subscriber whose VERP bounce token this is.
+    pub fn subscriber_by_bounce_token(&self, bounce_token: &str) -> Result<Option<Subscriber>> {
+        self.conn
+            .query_row(
+                "SELECT * FROM subscribers WHERE bounce_token = ?1",
+                [bounce_token.to_ascii_lowercase()],
+                Self::subscriber_from_row,
+            )
+            .optional()
+            .map_err(self.err("finding a subscriber"))
+    }
+
+    /// The subscriber a digest with this Message-ID went to, and the
+    /// edition's date.
+    pub fn subscriber_by_message_id(
+        &self,
+        message_id: &str,
+    ) -> Result<Option<(Subscriber, String)>> {
+        let found: Option<(i64, String)> = self
+            .conn
+            .query_row(
+                "SELECT d.subscriber_id, e.date FROM deliveries d JOIN editions e ON e.id = d.edition_id WHERE d.message_id = ?1",
+                [message_id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .map_err(self.err("finding a delivery by Message-ID"))?;
+        let Some((id, date)) = found else {
+            return Ok(None);
+        };
+        let sub = self
+            .conn
+            .query_row(
+                "SELECT * FROM subscribers WHERE id = ?1",
+                [id],
+                Self::subscriber_from_row,
+            )
+            .optional()
+            .map_err(self.err("finding a subscriber"))?;
+        Ok(sub.map(|s| (s, date)))
+    }
+
+    /// Applies what the message `key` says about subscriber `id`, and
+    /// records the key, in one transaction.
+    pub fn apply_mail_event(
+        &self,
+        key: &str,
+        id: i64,
+        event: &MailEvent,
+        now: DateTime<Utc>,
+    ) -> Result<Applied> {
+        let e = "recording a bounce or complaint";
+        let tx = self.conn.unchecked_transaction().map_err(self.err(e))?;
+        let seen = tx
+            .query_row("SELECT 1 FROM mail_processed WHERE key = ?1", [key], |_| {
+                Ok(())
+            })
+            .optional()
+            .map_err(self.err(e))?
+            .is_some();
+        if seen {
+            return Ok(Applied::Duplicate);
+        }
+        let sub = tx
+            .query_row(
+                "SELECT * FROM subscribers WHERE id = ?1",
+                [id],
+                Self::subscriber_from_row,
+            )
+            .map_err(self.err(e))?;
+        let last_soft_key: Option<String> = tx
+            .query_row(
+                "SELECT last_soft_key FROM subscribers WHERE id = ?1",
+                [id],
+                |r| r.get(0),
+            )
+            .map_err(self.err(e))?;
+        let before = sub.status;
+        let mut after = before;
+        let mut soft = sub.soft_bounces;
+        let mut soft_key = last_soft_key.clone();
+        let mut bounces = sub.bounces;
+        let mut last_bounce = sub.last_bounce.clone();
+        let detail;
+        match event {
+            MailEvent::HardBounce { status } => {
+                bounces += 1;
+                last_bounce = Some(status.clone());
+                if matches!(before, Status::Active | Status::Pending) {
+                    after = Status::Bounced;
+                }
+                detail = status.clone();
+            }
+            MailEvent::SoftBounce {
+                status,
+                edition,
+                limit,
+            } => {
+                bounces += 1;
+                last_bounce = Some(status.clone());
+                detail = match edition {
+                    Some(date) => format!("{status} (edition {date})"),
+                    None => status.clone(),
+                };
+                let counts = match (edition, &last_soft_key) {
+                    // Another report of an edition counted already, or of
+                    // an older one.
+                    (Some(date), Some(last)) if date.as_str() <= last.as_str() => false,
+                    (Some(date), Some(last)) => {
+                        // An edition sent between the two that drew no
+                        // bounce was delivered: the run is broken.
+                        let delivered_between: i64 = tx
+                            .query_row(
+                                "SELECT COUNT(*) FROM deliveries d JOIN editions e ON e.id = d.edition_id
+                                 WHERE d.subscriber_id = ?1 AND d.state = 'sent' AND e.date > ?2 AND e.date < ?3",
+                                params![id, last, date],
+                                |r| r.get(0),
+                            )
+                            .map_err(self.err(e))?;
+                        if delivered_between > 0 {
+                            soft = 0;
+                        }
+                        true
+                    }
+                    _ => true,
+                };
+                if counts {
+                    soft += 1;
+                    if edition.is_some() {
+                        soft_key = edition.clone();
+                    }
+                }
+                if soft >= (*limit).max(1) && matches!(before, Status::Active | Status::Pending) {
+                    after = Status::Bounced;
+                }
+            }
+            MailEvent::Delivered => {
+                soft = 0;
+                soft_key = None;
+                detail = "delivery reported".into();
+            }
+            MailEvent::Complaint { feedback_type } => {
+                if before != Status::Complained {
+                    after = Status::Complained;
+                }
+                detail = format!("feedback type {feedback_type}");
+            }
+            MailEvent::Unsubscribe => {
+                if matches!(before, Status::Active | Status::Pending) {
+                    after = Status::Unsubscribed;
+                }
+                detail = "by email".into();
+            }
+        }
+        let bounced_now = !matches!(
+            event,
+            MailEvent::Delivered | MailEvent::Complaint { .. } | MailEvent::Unsubscribe
+        );
+        tx.execute(
+            "UPDATE subscribers SET status = ?2, soft_bounces = ?3, last_soft_key = ?4, bounces = ?5, last_bounce = ?6,
+                 last_bounce_at = CASE WHEN ?7 THEN ?8 ELSE last_bounce_at END,
+                 updated_at = CASE WHEN ?9 THEN ?8 ELSE updated_at END
+             WHERE id = ?1",
+            params![
+                id,
+                after.as_str(),
+                soft,
+                soft_key,
+                bounces,
+                last_bounce,
+                bounced_now,
+                ts(now),
+                after != before
+            ],
+        )
+        .map_err(self.err(e))?;
+        tx.execute(
+            "INSERT INTO mail_events (at, subscriber_id, kind, detail) VALUES (?1, ?2, ?3, ?4)",
+            params![ts(now), id, event.kind(), detail],
+        )
+        .map_err(self.err(e))?;
+        tx.execute(
+            "INSERT INTO mail_processed (key, at, outcome) VALUES (?1, ?2, ?3)",
+            params![key, ts(now), event.kind()],
+        )
+        .map_err(self.err(e))?;
+        tx.commit().map_err(self.err(e))?;
+        Ok(Applied::Done {
+            before,
+            after,
+            soft_bounces: soft,
+        })
+    }
+
+    /// Records a message as processed with no subscriber to change (a
+    /// `not-spam` feedback report, say).
+    pub fn record_mail_processed(
+        &self,
+        key: &str,
+        outcome: &str,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        self.conn
+            .execute(
+                "INSERT OR IGNORE INTO mail_processed (key, at, outcome) VALUES (?1, ?2, ?3)",
+                params![key, ts(now), outcome],
+            )
+            .map(drop)
+            .map_err(self.err("recording processed mail"))
+    }
+}
