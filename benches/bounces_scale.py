@@ -1,7 +1,7 @@
 """Bounce imports at scale, through the real binary: a list of N
 subscribers, a Maildir of N bounce messages (the fixtures of
-tests/fixtures/bounces/, in turn: RFC 3464 reports, Exim, Sendmail,
-Exchange and Gmail texts, ARF complaints), then `digest bounces import`
+tests/fixtures/bounces/, in turn: RFC 3464 failure and delay reports, Exim
+texts, ARF complaints), then `digest bounces import`
 timed, and timed again when every message is already processed.
 
     cargo build --release
@@ -16,8 +16,10 @@ import argparse, json, os, resource, subprocess, sys, tempfile, time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIXTURES = os.path.join(ROOT, "tests", "fixtures", "bounces")
-KINDS = ["postfix-dsn-5.1.1.eml", "exim-text-550.eml", "sendmail-text-550.eml",
-         "exchange-text-5.1.10.eml", "gmail-text-5.1.1.eml", "postfix-dsn-delayed-4.4.1.eml",
+# The fixtures that name the failed recipient (the Sendmail, Exchange and
+# Gmail texts name their subscriber only by VERP token or Message-ID, which
+# a list made here cannot fill in: they would be left in place).
+KINDS = ["postfix-dsn-5.1.1.eml", "exim-text-550.eml", "postfix-dsn-delayed-4.4.1.eml",
          "arf-abuse.eml"]
 
 
@@ -63,7 +65,7 @@ def main():
             with open(os.path.join(d, "maildir", "new", f"{1647237600 + i}.M{i}P1.mx"), "w") as f:
                 f.write(text)
         out, first, peak = timed([digest, "bounces", "import", "maildir", "--json"], d)
-        if out.returncode != 0:
+        if out.returncode != 0 or not out.stdout:
             sys.exit(out.stderr[-2000:])
         report = json.loads(out.stdout)
         out2, again, _ = timed([digest, "bounces", "import", "maildir", "--json"], d)

@@ -313,6 +313,9 @@ fn bounces_complaints_and_unsubscribes_are_imported_once_and_the_rest_left_in_pl
         m.join("new/copy-of-a-processed-one"),
     )
     .unwrap();
+    // A file processed before is recognised in cur/ by its Maildir name,
+    // without being read again: garbling it changes nothing.
+    std::fs::write(m.join("cur").join(&cur[1]), "garbled").unwrap();
     let out = digest(d)
         .args(["bounces", "import", "maildir", "bounces.mbox", "--json"])
         .output()

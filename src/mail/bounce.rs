@@ -24,24 +24,36 @@ use std::sync::LazyLock;
 use mail_parser::{Message, MessageParser, MimeHeaders, PartType};
 use regex::Regex;
 
-/// The addresses replies come to: `local@domain` of the bounce address and
-/// of the unsubscribe address.
+/// The addresses replies come to, as the patterns that find them: the
+/// bounce address with a VERP token, and the unsubscribe address with or
+/// without one. Built once per import.
 #[derive(Debug, Clone, Default)]
 pub struct Mailboxes {
-    pub bounce: Option<(String, String)>,
-    pub unsubscribe: Option<(String, String)>,
+    bounce: Option<Regex>,
+    unsubscribe: Option<Regex>,
+}
+
+/// `local(+TOKEN)@domain` anywhere in a text, the token captured; with
+/// `optional`, the plain address too.
+fn address_regex(address: &str, optional: bool) -> Option<Regex> {
+    let (local, domain) = address.rsplit_once('@')?;
+    Some(
+        Regex::new(&format!(
+            r"(?i)(?:^|[^A-Za-z0-9._%+\-]){}(?:\+([0-9a-f]{{20}})){}@{}\b",
+            regex::escape(local),
+            if optional { "?" } else { "" },
+            regex::escape(domain)
+        ))
+        .expect("valid"),
+    )
 }
 
 impl Mailboxes {
     /// From the configured addresses (`user@domain`).
     pub fn new(bounce: Option<&str>, unsubscribe: Option<&str>) -> Mailboxes {
-        let split = |a: &str| {
-            a.rsplit_once('@')
-                .map(|(l, d)| (l.to_ascii_lowercase(), d.to_ascii_lowercase()))
-        };
         Mailboxes {
-            bounce: bounce.and_then(split),
-            unsubscribe: unsubscribe.and_then(split),
+            bounce: bounce.and_then(|a| address_regex(a, false)),
+            unsubscribe: unsubscribe.and_then(|a| address_regex(a, true)),
         }
     }
 }
@@ -141,6 +153,14 @@ static BOUNCE_SUBJECT: LazyLock<Regex> = LazyLock::new(|| {
     )
     .expect("valid")
 });
+/// A VERP token in an unsubscribe request's subject.
+static SUBJECT_TOKEN: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"(?i)\b([0-9a-f]{20})\b").expect("valid"));
+/// A temporary failure that is a delay warning.
+static DELAYED: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?i)\bdelayed\b|not yet been delivered|will (keep|continue) trying|still trying")
+        .expect("valid")
+});
 /// Where a plain-text bounce starts quoting the original message.
 static QUOTE_START: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"(?im)^[ \t]*-{2,}.*(copy of the message|original message|message headers follow|undelivered message|returned message).*$|^.*below this line is a copy of the message.*$")
@@ -218,6 +238,14 @@ fn field<'a>(group: &'a [(String, String)], name: &str) -> Option<&'a str> {
         .map(|(_, v)| v.as_str())
 }
 
+/// A recipient group's `Action`, lowercased, without comments.
+fn action_of(group: &[(String, String)]) -> String {
+    field(group, "action")
+        .and_then(|a| a.split_whitespace().next())
+        .unwrap_or("")
+        .to_ascii_lowercase()
+}
+
 /// `rfc822; user@example.com` → `user@example.com`.
 fn address_field(value: &str) -> String {
     let v = value.split_once(';').map_or(value, |(_, a)| a).trim();
@@ -253,15 +281,6 @@ fn headers<'a>(message: &'a Message<'a>, name: &str) -> Vec<String> {
         .collect()
 }
 
-fn token_regex(local: &str, domain: &str) -> Regex {
-    Regex::new(&format!(
-        r"(?i)(?:^|[^A-Za-z0-9._%+\-]){}\+([0-9a-f]{{20}})@{}\b",
-        regex::escape(local),
-        regex::escape(domain)
-    ))
-    .expect("valid")
-}
-
 /// Reads one message.
 pub fn read(raw: &[u8], mailboxes: &Mailboxes) -> Result<Report, String> {
     let message = MessageParser::default()
@@ -280,8 +299,8 @@ pub fn read(raw: &[u8], mailboxes: &Mailboxes) -> Result<Report, String> {
         }
     }
     let mut tokens: Vec<String> = Vec::new();
-    if let Some((local, domain)) = &mailboxes.bounce {
-        for c in token_regex(local, domain).captures_iter(&haystack) {
+    if let Some(bounce) = &mailboxes.bounce {
+        for c in bounce.captures_iter(&haystack) {
             let t = c[1].to_ascii_lowercase();
             if !tokens.contains(&t) {
                 tokens.push(t);
@@ -344,13 +363,7 @@ pub fn read(raw: &[u8], mailboxes: &Mailboxes) -> Result<Report, String> {
             .iter()
             .filter(|g| field(g, "action").is_some())
             .collect();
-        let rank = |g: &&&Vec<(String, String)>| match field(g, "action")
-            .unwrap_or("")
-            .to_ascii_lowercase()
-            .split_whitespace()
-            .next()
-            .unwrap_or("")
-        {
+        let rank = |g: &&&Vec<(String, String)>| match action_of(g).as_str() {
             "failed" => 0,
             "delayed" => 1,
             "delivered" | "relayed" | "expanded" => 2,
@@ -359,8 +372,7 @@ pub fn read(raw: &[u8], mailboxes: &Mailboxes) -> Result<Report, String> {
         let Some(group) = recipients.iter().min_by_key(rank) else {
             return Err("a delivery status notification with no recipient's Action".into());
         };
-        let action = field(group, "action").unwrap_or("").to_ascii_lowercase();
-        let action = action.split_whitespace().next().unwrap_or("").to_owned();
+        let action = action_of(group);
         for name in ["final-recipient", "original-recipient"] {
             if let Some(v) = field(group, name) {
                 let a = address_field(v);
@@ -394,13 +406,7 @@ pub fn read(raw: &[u8], mailboxes: &Mailboxes) -> Result<Report, String> {
     }
 
     // Mail to the unsubscribe address.
-    if let Some((local, domain)) = &mailboxes.unsubscribe {
-        let plus = Regex::new(&format!(
-            r"(?i)(?:^|[^A-Za-z0-9._%+\-]){}(?:\+([0-9a-f]{{20}}))?@{}\b",
-            regex::escape(local),
-            regex::escape(domain)
-        ))
-        .expect("valid");
+    if let Some(plus) = &mailboxes.unsubscribe {
         let recipient_headers: Vec<String> =
             ["delivered-to", "x-original-to", "envelope-to", "to", "cc"]
                 .iter()
@@ -412,14 +418,13 @@ pub fn read(raw: &[u8], mailboxes: &Mailboxes) -> Result<Report, String> {
             .collect();
         if !addressed.is_empty() {
             report.format = "mail to the unsubscribe address";
-            let subject_token = Regex::new(r"(?i)\b([0-9a-f]{20})\b").expect("valid");
             let token = addressed
                 .iter()
                 .find_map(|c| c.get(1).map(|m| m.as_str().to_ascii_lowercase()))
                 .or_else(|| {
                     message
                         .subject()
-                        .and_then(|s| subject_token.captures(s))
+                        .and_then(|s| SUBJECT_TOKEN.captures(s))
                         .map(|c| c[1].to_ascii_lowercase())
                 });
             let Some(token) = token else {
@@ -528,14 +533,10 @@ pub fn read(raw: &[u8], mailboxes: &Mailboxes) -> Result<Report, String> {
             }
         }
     }
-    let delayed = Regex::new(
-        r"(?i)\bdelayed\b|not yet been delivered|will (keep|continue) trying|still trying",
-    )
-    .expect("valid");
     report.kind = if status.starts_with('5') {
         Kind::Failed { permanent: true }
     } else if status.starts_with('4') {
-        if delayed.is_match(own) || delayed.is_match(&subject) {
+        if DELAYED.is_match(own) || DELAYED.is_match(&subject) {
             Kind::Delayed
         } else {
             Kind::Failed { permanent: false }

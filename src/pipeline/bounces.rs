@@ -49,11 +49,35 @@ pub struct Unrecognised {
     pub reason: String,
 }
 
-/// One message found, and how to take it out of `new/` once processed.
+/// One message found: where it is, its bytes, and for a Maildir message
+/// its file (moved out of `new/` once processed).
 struct Found {
     location: String,
     bytes: Vec<u8>,
-    maildir_new: Option<PathBuf>,
+    maildir_file: Option<PathBuf>,
+}
+
+/// What one import path holds.
+enum Source<'a> {
+    Maildir(&'a Path),
+    Mbox(&'a Path),
+    File(&'a Path),
+}
+
+/// A Maildir file's unique name: its name before the `:2,` flags, which
+/// moving it to `cur/` keeps.
+fn maildir_name(path: &Path) -> String {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy())
+        .unwrap_or_default();
+    name.split(':').next().unwrap_or_default().to_owned()
+}
+
+/// The key a processed Maildir file is recorded under besides its
+/// Message-ID, so later imports pass it in `cur/` without reading it.
+fn maildir_key(path: &Path) -> String {
+    format!("maildir:{}", maildir_name(path))
 }
 
 fn read_error(path: &Path, e: std::io::Error) -> Error {
@@ -71,9 +95,10 @@ fn is_mbox(path: &Path) -> Result<bool> {
     Ok(&head[..n] == b"From ")
 }
 
-/// The messages of a Maildir: `new/` first, then `cur/` (a mail client may
+/// The files of a Maildir: `new/` first, then `cur/` (a mail client may
 /// have moved unprocessed ones there), by name.
-fn maildir_messages(dir: &Path, out: &mut Vec<Found>) -> Result<()> {
+fn maildir_files(dir: &Path) -> Result<Vec<(PathBuf, bool)>> {
+    let mut out = Vec::new();
     for sub in ["new", "cur"] {
         let folder = dir.join(sub);
         let entries = match std::fs::read_dir(&folder) {
@@ -92,19 +117,13 @@ fn maildir_messages(dir: &Path, out: &mut Vec<Found>) -> Result<()> {
             })
             .collect();
         paths.sort();
-        for path in paths {
-            let bytes = std::fs::read(&path).map_err(|e| read_error(&path, e))?;
-            out.push(Found {
-                location: path.display().to_string(),
-                bytes,
-                maildir_new: (sub == "new").then(|| path.clone()),
-            });
-        }
+        out.extend(paths.into_iter().map(|p| (p, sub == "new")));
     }
-    Ok(())
+    Ok(out)
 }
 
-fn mbox_messages(path: &Path, out: &mut Vec<Found>) -> Result<()> {
+/// Calls `each` with every message of an mbox, one in memory at a time.
+fn mbox_messages(path: &Path, mut each: impl FnMut(Found) -> Result<()>) -> Result<()> {
     let file = std::fs::File::open(path).map_err(|e| read_error(path, e))?;
     let iter = mail_parser::mailbox::mbox::MessageIterator::new(std::io::BufReader::new(file));
     for (i, message) in iter.enumerate() {
@@ -112,11 +131,11 @@ fn mbox_messages(path: &Path, out: &mut Vec<Found>) -> Result<()> {
             context: format!("reading {} (message {})", path.display(), i + 1),
             source: e,
         })?;
-        out.push(Found {
+        each(Found {
             location: format!("{} (message {})", path.display(), i + 1),
             bytes: message.unwrap_contents(),
-            maildir_new: None,
-        });
+            maildir_file: None,
+        })?;
     }
     Ok(())
 }
@@ -151,43 +170,58 @@ impl Pipeline {
     }
 
     /// Imports every message under `paths`: files (one message each, or an
-    /// mbox when it starts with `From `) and Maildir folders.
+    /// mbox when it starts with `From `) and Maildir folders. Every path is
+    /// checked before any message is processed; messages are then read one
+    /// at a time, and a `cur/` file processed by an earlier import is
+    /// counted without being read again.
     pub fn import_bounces(&self, paths: &[PathBuf]) -> Result<BounceReport> {
-        let mut found = Vec::new();
+        let mut sources = Vec::with_capacity(paths.len());
         for path in paths {
             let meta = std::fs::metadata(path).map_err(|e| read_error(path, e))?;
-            if meta.is_dir() {
+            sources.push(if meta.is_dir() {
                 if !path.join("new").is_dir() && !path.join("cur").is_dir() {
                     return Err(Error::Invalid(format!(
                         "{}: not a Maildir (it has no new/ or cur/ folder)",
                         path.display()
                     )));
                 }
-                maildir_messages(path, &mut found)?;
+                Source::Maildir(path)
             } else if is_mbox(path)? {
-                mbox_messages(path, &mut found)?;
+                Source::Mbox(path)
             } else {
-                let bytes = std::fs::read(path).map_err(|e| read_error(path, e))?;
-                found.push(Found {
-                    location: path.display().to_string(),
-                    bytes,
-                    maildir_new: None,
-                });
-            }
+                Source::File(path)
+            });
         }
         let mailboxes = self.mailboxes();
         let mut report = BounceReport::default();
-        for message in found {
-            report.messages += 1;
-            let processed = self.import_one(&message, &mailboxes, &mut report)?;
-            if processed {
-                if let Some(path) = &message.maildir_new {
-                    if let Err(e) = move_to_cur(path) {
-                        tracing::warn!(
-                            "{}: processed, but cannot be moved to cur/: {e} (it is recorded and will not count twice)",
-                            path.display()
-                        );
+        for source in sources {
+            match source {
+                Source::Maildir(dir) => {
+                    for (path, new) in maildir_files(dir)? {
+                        if !new && self.store.mail_processed(&maildir_key(&path))? {
+                            report.messages += 1;
+                            report.duplicates += 1;
+                            continue;
+                        }
+                        let bytes = std::fs::read(&path).map_err(|e| read_error(&path, e))?;
+                        let found = Found {
+                            location: path.display().to_string(),
+                            bytes,
+                            maildir_file: Some(path),
+                        };
+                        self.take(found, &mailboxes, &mut report)?;
                     }
+                }
+                Source::Mbox(path) => {
+                    mbox_messages(path, |m| self.take(m, &mailboxes, &mut report))?
+                }
+                Source::File(path) => {
+                    let found = Found {
+                        location: path.display().to_string(),
+                        bytes: std::fs::read(path).map_err(|e| read_error(path, e))?,
+                        maildir_file: None,
+                    };
+                    self.take(found, &mailboxes, &mut report)?
                 }
             }
         }
@@ -204,6 +238,29 @@ impl Pipeline {
             report.unrecognised.len()
         );
         Ok(report)
+    }
+
+    /// Imports one message; a processed Maildir file is recorded by its
+    /// name and moved out of `new/`.
+    fn take(&self, message: Found, mailboxes: &Mailboxes, report: &mut BounceReport) -> Result<()> {
+        report.messages += 1;
+        if !self.import_one(&message, mailboxes, report)? {
+            return Ok(());
+        }
+        let Some(path) = &message.maildir_file else {
+            return Ok(());
+        };
+        self.store
+            .record_mail_processed(&maildir_key(path), "maildir file", Utc::now())?;
+        if path.parent().and_then(Path::file_name) == Some("new".as_ref()) {
+            if let Err(e) = move_to_cur(path) {
+                tracing::warn!(
+                    "{}: processed, but cannot be moved to cur/: {e} (it is recorded and will not count twice)",
+                    path.display()
+                );
+            }
+        }
+        Ok(())
     }
 
     /// Finds the subscriber a report names: by VERP token, by the returned

@@ -132,19 +132,10 @@ impl Store {
         if seen {
             return Ok(Applied::Duplicate);
         }
-        let sub = tx
-            .query_row(
-                "SELECT * FROM subscribers WHERE id = ?1",
-                [id],
-                Self::subscriber_from_row,
-            )
-            .map_err(self.err(e))?;
-        let last_soft_key: Option<String> = tx
-            .query_row(
-                "SELECT last_soft_key FROM subscribers WHERE id = ?1",
-                [id],
-                |r| r.get(0),
-            )
+        let (sub, last_soft_key): (Subscriber, Option<String>) = tx
+            .query_row("SELECT * FROM subscribers WHERE id = ?1", [id], |r| {
+                Ok((Self::subscriber_from_row(r)?, r.get("last_soft_key")?))
+            })
             .map_err(self.err(e))?;
         let before = sub.status;
         let mut after = before;
