@@ -6,10 +6,20 @@
 //! answers requests: a database another process holds locked slows only the
 //! requests that need to write, and an unsubscribe that meets such a lock is
 //! queued durably beside the database (`Store::unsubscribe_by_token`) before
-//! the client hears 200. Connections get a header-read timeout and a cap, so
-//! half-sent requests cannot pile up; every page carries security headers.
+//! the client hears 200, and every sign-up is queued durably before the page
+//! answers (`Pipeline::queue_sign_up`), then recorded and mailed by a
+//! background task.
+//!
+//! Hostile clients: a connection carries one request, which must arrive
+//! whole (headers and body) within `http_request_timeout_secs` of the
+//! connection getting its slot; at most `MAX_CONNECTIONS` are served at once
+//! and at most `MAX_CLIENT_CONNECTIONS` of them from one client (an IPv4
+//! address, an IPv6 /64), so one client cannot take every slot. A connection
+//! over a cap waits up to `SLOT_WAIT` for a slot, then gets a 503; every page
+//! carries security headers.
 
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -24,9 +34,17 @@ use chrono::{NaiveDate, Utc};
 use crate::pipeline::{Error, Pipeline, Result};
 use crate::store::{Confirmed, Status, Unsubscribed};
 
-/// Connections served at once; more are closed as they arrive.
+/// Connections served at once.
 pub const MAX_CONNECTIONS: usize = 512;
-/// Longest a connection stays open, whatever it does (a body trickled a
+/// Connections served at once for one client (an IPv4 address or an IPv6
+/// /64; not counted behind a proxy, see `trust_forwarded_for`).
+pub const MAX_CLIENT_CONNECTIONS: usize = 32;
+/// How long a connection over a cap waits for a slot before it gets a 503.
+pub const SLOT_WAIT: Duration = Duration::from_secs(2);
+/// Connections waiting for a slot (or hearing their 503) at once; more are
+/// closed as they arrive.
+pub const MAX_WAITING: usize = 1024;
+/// Longest a connection stays open, whatever it does (a response read a
 /// byte at a time cannot hold a slot).
 pub const CONNECTION_LIFETIME: Duration = Duration::from_secs(60);
 /// Largest request body (an unsubscribe form is a few dozen bytes).
@@ -34,6 +52,8 @@ pub const MAX_BODY: usize = 4096;
 
 struct App {
     pipeline: Mutex<Pipeline>,
+    /// Wakes the background task: a sign-up was queued.
+    queued: tokio::sync::Notify,
     title: String,
     /// Sign-ups per client network in the last hour.
     signups: Mutex<std::collections::HashMap<IpAddr, Vec<std::time::Instant>>>,
@@ -156,9 +176,11 @@ struct SignUpForm {
     website: String,
 }
 
-/// `POST /subscribe`: checks the form, answers at once, and records the
-/// sign-up and mails its link in the background, so that neither the page
-/// nor its timing says whether the address is already on the list.
+/// `POST /subscribe`: checks the form, queues the sign-up durably and
+/// answers; the background task records it and mails its link, so that
+/// neither the page nor its timing says whether the address is already on
+/// the list, and a busy database loses nothing (a queue that cannot be
+/// written is a 503, never a 200).
 async fn subscribe(
     State(app): State<Arc<App>>,
     axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<SocketAddr>,
@@ -223,25 +245,42 @@ async fn subscribe(
     );
     if !form.website.is_empty() {
         tracing::info!("sign-up ignored: the hidden field was filled in (a bot)");
-    } else {
+        return page("Check your inbox", &done).into_response();
+    }
+    // Queued (and synced) before the answer, whatever the database is
+    // doing; recorded and mailed by the background task. Every address
+    // takes the same path, so neither the page nor its timing says whether
+    // it is on the list.
+    let queued = with_pipeline(&app, move |p| {
+        p.queue_sign_up(
+            &email,
+            Some(name.as_str()).filter(|n| !n.is_empty()),
+            &topics,
+        )
+    })
+    .await;
+    match queued {
+        Some(Ok(())) => {
+            app.queued.notify_one();
+            page("Check your inbox", &done).into_response()
+        }
+        Some(Err(e)) => {
+            tracing::error!("sign-up not queued: {e}");
+            unavailable(&app.title)
+        }
+        None => unavailable(&app.title),
+    }
+}
+
+/// Records the queued sign-ups and mails their links, without holding the
+/// pipeline while mailing: a slow mail server delays no other request.
+async fn apply_sign_ups(app: &Arc<App>) {
+    let Some(confirmations) = with_pipeline(app, |p| p.apply_queued_sign_ups()).await else {
+        return;
+    };
+    for confirmation in confirmations {
         let worker = app.clone();
         tokio::spawn(async move {
-            let recorded = with_pipeline(&worker, move |p| {
-                p.record_sign_up(
-                    &email,
-                    Some(name.as_str()).filter(|n| !n.is_empty()),
-                    &topics,
-                )
-            })
-            .await;
-            let confirmation = match recorded {
-                Some(Ok(Ok(confirmation))) => confirmation,
-                Some(Ok(Err(outcome))) => return tracing::info!("sign-up: {outcome:?}"),
-                Some(Err(e)) => return tracing::error!("sign-up: {e}"),
-                None => return tracing::error!("sign-up: the worker failed"),
-            };
-            // Mailed without holding the pipeline: a slow mail server
-            // delays no unsubscribe.
             let sent = tokio::task::spawn_blocking(move || {
                 let sent = confirmation.send();
                 (confirmation, sent)
@@ -258,20 +297,44 @@ async fn subscribe(
             }
         });
     }
-    page("Check your inbox", &done).into_response()
 }
 
-/// The confirmation page: a button, since mail scanners follow links.
-async fn confirm_page(State(app): State<Arc<App>>, Path(token): Path<String>) -> Response {
-    let waiting = with_pipeline(&app, move |p| p.confirmation_waiting(&token)).await;
-    match waiting {
-        Some(Ok(true)) => page(
-            &format!("Confirm your subscription to {}", app.title),
-            "<p>Press Confirm to start receiving the digest.</p><form method=\"post\">\
-             <button type=\"submit\" style=\"font-size:1em;padding:0.5em 1.2em;\">Confirm</button></form>",
+/// The confirmation form: the address, and the name and topics the
+/// sign-up asked for, which the owner of the address may change here
+/// (someone else may have typed them).
+fn confirm_form(app: &App, waiting: &crate::store::Waiting, error: Option<&str>) -> Response {
+    let error = error.map_or(String::new(), |e| {
+        format!(
+            "<p id=\"error\" role=\"alert\" style=\"color:#a50e0e;font-weight:bold;\">{}</p>",
+            htmlize::escape_text(e)
         )
-        .into_response(),
-        Some(Ok(false)) => expired(&app.title),
+    });
+    page(
+        &format!("Confirm your subscription to {}", app.title),
+        &format!(
+            "<p>Press Confirm to start receiving the digest at <strong>{email}</strong>.</p>{error}\
+             <form method=\"post\">\
+             <label for=\"name\">Name <span>(optional)</span></label>\
+             <input id=\"name\" name=\"name\" type=\"text\" autocomplete=\"name\" maxlength=\"100\" value=\"{name}\" style=\"{FIELD_STYLE}\">\
+             <label for=\"topics\">Topics <span>(optional)</span></label>\
+             <input id=\"topics\" name=\"topics\" type=\"text\" maxlength=\"200\" value=\"{topics}\" style=\"{FIELD_STYLE}\">\
+             <button type=\"submit\" style=\"font-size:1em;padding:0.5em 1.2em;\">Confirm</button></form>\
+             <p style=\"font-size:0.9em;\">Check the name and topics: they are what was typed on the sign-up page, and you may change them.</p>",
+            email = htmlize::escape_text(&waiting.email),
+            name = htmlize::escape_attribute(waiting.name.as_deref().unwrap_or("")),
+            topics = htmlize::escape_attribute(&waiting.topics),
+        ),
+    )
+    .into_response()
+}
+
+/// The confirmation page: a form with a button, since mail scanners follow
+/// links (and never change anything: GET only reads).
+async fn confirm_page(State(app): State<Arc<App>>, Path(token): Path<String>) -> Response {
+    let waiting = with_pipeline(&app, move |p| p.sign_up_waiting(&token)).await;
+    match waiting {
+        Some(Ok(Some(waiting))) => confirm_form(&app, &waiting, None),
+        Some(Ok(None)) => expired(&app.title),
         Some(Err(e)) => {
             tracing::error!("confirm page: {e}");
             unavailable(&app.title)
@@ -291,10 +354,26 @@ fn expired(title: &str) -> Response {
         .into_response()
 }
 
-async fn confirm(State(app): State<Arc<App>>, Path(token): Path<String>) -> Response {
-    let done = with_pipeline(&app, move |p| p.confirm_subscription(&token)).await;
+#[derive(serde::Deserialize)]
+struct ConfirmForm {
+    name: Option<String>,
+    topics: Option<String>,
+}
+
+async fn confirm(
+    State(app): State<Arc<App>>,
+    Path(token): Path<String>,
+    axum::extract::Form(form): axum::extract::Form<ConfirmForm>,
+) -> Response {
+    let name = form.name.map(|n| n.trim().to_owned());
+    let topics = form.topics.map(|t| t.trim().to_owned());
+    let again = token.clone();
+    let done = with_pipeline(&app, move |p| {
+        p.confirm_subscription(&token, name.as_deref(), topics.as_deref())
+    })
+    .await;
     match done {
-        Some(Ok(Confirmed::Activated | Confirmed::Already)) => {
+        Some(Ok(Confirmed::Activated)) => {
             tracing::info!("a subscription was confirmed");
             page(
                 &format!("Subscribed to {}", app.title),
@@ -303,6 +382,17 @@ async fn confirm(State(app): State<Arc<App>>, Path(token): Path<String>) -> Resp
             .into_response()
         }
         Some(Ok(Confirmed::Unknown)) => expired(&app.title),
+        Some(Err(Error::Invalid(why))) => {
+            let waiting = with_pipeline(&app, move |p| p.sign_up_waiting(&again)).await;
+            match waiting {
+                Some(Ok(Some(waiting))) => {
+                    let mut response = confirm_form(&app, &waiting, Some(&why));
+                    *response.status_mut() = StatusCode::UNPROCESSABLE_ENTITY;
+                    response
+                }
+                _ => expired(&app.title),
+            }
+        }
         Some(Err(e)) => {
             tracing::error!("confirm: {e}");
             unavailable(&app.title)
@@ -477,14 +567,177 @@ async fn security_headers(request: Request, next: Next) -> Response {
     response
 }
 
-/// Serves until Ctrl-C: one-click unsubscribe and the stored editions.
-/// The templates are checked before the server listens.
+/// When a connection got its slot: its whole request must be in by
+/// `http_request_timeout_secs` after this.
+#[derive(Clone, Copy)]
+struct Deadline(tokio::time::Instant);
+
+/// Reads the whole body before the handler runs, by the connection's
+/// deadline: a client that promises a body and never sends it is answered
+/// 408 and its connection closed.
+async fn whole_request(
+    axum::Extension(Deadline(deadline)): axum::Extension<Deadline>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let (parts, body) = request.into_parts();
+    match tokio::time::timeout_at(deadline, axum::body::to_bytes(body, MAX_BODY)).await {
+        Ok(Ok(bytes)) => {
+            next.run(Request::from_parts(parts, axum::body::Body::from(bytes)))
+                .await
+        }
+        Ok(Err(_)) => (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            page("Too large", "<p>The request is too large.</p>"),
+        )
+            .into_response(),
+        Err(_) => (
+            StatusCode::REQUEST_TIMEOUT,
+            page("Too slow", "<p>The request did not arrive in time.</p>"),
+        )
+            .into_response(),
+    }
+}
+
+/// The connection slots: `MAX_CONNECTIONS` in all, `MAX_CLIENT_CONNECTIONS`
+/// a client, and how many connections wait for one.
+struct Slots {
+    all: Arc<tokio::sync::Semaphore>,
+    clients: Mutex<std::collections::HashMap<IpAddr, Arc<tokio::sync::Semaphore>>>,
+    /// Count clients (off behind a proxy: every connection is the proxy's).
+    per_client: bool,
+    waiting: AtomicUsize,
+}
+
+/// A connection's slot; given back when dropped.
+struct Slot {
+    _all: tokio::sync::OwnedSemaphorePermit,
+    _client: Option<tokio::sync::OwnedSemaphorePermit>,
+}
+
+impl Slots {
+    fn new(per_client: bool) -> Slots {
+        Slots {
+            all: Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS)),
+            clients: Mutex::new(std::collections::HashMap::new()),
+            per_client,
+            waiting: AtomicUsize::new(0),
+        }
+    }
+
+    fn client(&self, peer: IpAddr) -> Option<Arc<tokio::sync::Semaphore>> {
+        if !self.per_client {
+            return None;
+        }
+        let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
+        // Forget clients with nothing open, so the map cannot grow without end.
+        if clients.len() > 10_000 {
+            clients.retain(|_, s| {
+                Arc::strong_count(s) > 1 || s.available_permits() < MAX_CLIENT_CONNECTIONS
+            });
+        }
+        Some(
+            clients
+                .entry(client_network(peer))
+                .or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(MAX_CLIENT_CONNECTIONS)))
+                .clone(),
+        )
+    }
+
+    /// A slot at once, if one is free.
+    fn try_take(&self, client: &Option<Arc<tokio::sync::Semaphore>>) -> Option<Slot> {
+        let client = match client {
+            Some(c) => Some(c.clone().try_acquire_owned().ok()?),
+            None => None,
+        };
+        let all = self.all.clone().try_acquire_owned().ok()?;
+        Some(Slot {
+            _all: all,
+            _client: client,
+        })
+    }
+
+    /// A slot within `SLOT_WAIT`, in turn.
+    async fn wait(&self, client: Option<Arc<tokio::sync::Semaphore>>) -> Option<Slot> {
+        let take = async {
+            let client = match client {
+                Some(c) => Some(c.acquire_owned().await.ok()?),
+                None => None,
+            };
+            let all = self.all.clone().acquire_owned().await.ok()?;
+            Some(Slot {
+                _all: all,
+                _client: client,
+            })
+        };
+        tokio::time::timeout(SLOT_WAIT, take).await.ok().flatten()
+    }
+}
+
+/// What a connection that found no slot hears before it is closed: a 503,
+/// then what it sent is read and dropped for a moment (closing a socket
+/// with unread data would reset it, and the client would never see the
+/// answer).
+async fn busy(mut stream: tokio::net::TcpStream) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let reply = b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 5\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 37\r\nConnection: close\r\n\r\nBusy: please try again in a moment.\r\n";
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        stream.write_all(reply).await?;
+        stream.shutdown().await?;
+        let mut sink = [0u8; 4096];
+        let mut left: usize = 64 * 1024;
+        while left > 0 {
+            let n = stream.read(&mut sink).await?;
+            if n == 0 {
+                break;
+            }
+            left = left.saturating_sub(n);
+        }
+        Ok::<(), std::io::Error>(())
+    })
+    .await;
+}
+
+/// Raises this process's limit on open files to what the system allows
+/// (up to 65,536): every served and every waiting connection is a file.
+fn raise_open_files_limit() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit only read and write `limit`.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+            return;
+        }
+        let wanted = limit.rlim_max.min(65_536);
+        if limit.rlim_cur < wanted {
+            limit.rlim_cur = wanted;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+        }
+    }
+    let needed = (MAX_CONNECTIONS + MAX_WAITING + 64) as u64;
+    if limit.rlim_cur < needed {
+        tracing::warn!(
+            "this process may open only {} files; serve needs {needed} at its busiest (`ulimit -n`)",
+            limit.rlim_cur
+        );
+    }
+}
+
+/// Serves until Ctrl-C: one-click unsubscribe, sign-ups, the stored
+/// editions. The templates are checked before the server listens.
 pub fn serve(pipeline: Pipeline, listen: Option<String>) -> Result<()> {
     pipeline.renderer()?;
+    raise_open_files_limit();
     let addr = listen.unwrap_or_else(|| pipeline.config().listen.clone());
-    let header_timeout = Duration::from_secs(pipeline.config().http_header_timeout_secs);
+    let request_timeout = Duration::from_secs(pipeline.config().http_request_timeout_secs);
+    let header_timeout =
+        Duration::from_secs(pipeline.config().http_header_timeout_secs).min(request_timeout);
+    let slots = Arc::new(Slots::new(!pipeline.config().trust_forwarded_for));
     let app = Arc::new(App {
         title: pipeline.config().title.clone(),
+        queued: tokio::sync::Notify::new(),
         signups: Mutex::new(std::collections::HashMap::new()),
         signup_limit: pipeline.config().subscribe_limit_per_hour,
         trust_forwarded_for: pipeline.config().trust_forwarded_for,
@@ -502,6 +755,7 @@ pub fn serve(pipeline: Pipeline, listen: Option<String>) -> Result<()> {
         .route("/editions/{date}/text", get(edition_text))
         .fallback(|State(app): State<Arc<App>>| async move { not_found(&app.title) })
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
+        .layer(axum::middleware::from_fn(whole_request))
         .layer(axum::middleware::from_fn(security_headers))
         .with_state(app.clone());
     let io = |context: String| move |source| Error::Io { context, source };
@@ -517,9 +771,10 @@ pub fn serve(pipeline: Pipeline, listen: Option<String>) -> Result<()> {
             .local_addr()
             .map_err(io(format!("cannot listen on {addr}")))?;
         eprintln!("listening on http://{local}");
-        // Unsubscribes queued while the database was busy are applied here.
-        // So are unconfirmed sign-ups purged, at the start and every ten
-        // minutes.
+        // The background task: queued sign-ups recorded and mailed (at once
+        // when one is queued), unsubscribes queued while the database was
+        // busy applied, and unconfirmed sign-ups purged, at the start and
+        // every ten minutes.
         let drainer = app.clone();
         tokio::spawn(async move {
             let mut last_purge: Option<std::time::Instant> = None;
@@ -539,10 +794,13 @@ pub fn serve(pipeline: Pipeline, listen: Option<String>) -> Result<()> {
                     }
                 })
                 .await;
-                tokio::time::sleep(Duration::from_secs(2)).await;
+                apply_sign_ups(&drainer).await;
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+                    _ = drainer.queued.notified() => {}
+                }
             }
         });
-        let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
         let shutdown = tokio::signal::ctrl_c();
         tokio::pin!(shutdown);
         loop {
@@ -557,19 +815,46 @@ pub fn serve(pipeline: Pipeline, listen: Option<String>) -> Result<()> {
                     }
                 },
             };
-            let Ok(slot) = slots.clone().try_acquire_owned() else {
-                tracing::warn!("{MAX_CONNECTIONS} connections open; closing a new one");
+            let client = slots.client(peer.ip());
+            let now = slots.try_take(&client);
+            if now.is_none() && slots.waiting.fetch_add(1, Ordering::SeqCst) >= MAX_WAITING {
+                slots.waiting.fetch_sub(1, Ordering::SeqCst);
+                tracing::warn!("{MAX_WAITING} connections wait for a slot; closing a new one");
                 continue;
-            };
-            let service = hyper_util::service::TowerToHyperService::new(
-                router
-                    .clone()
-                    .layer(axum::Extension(axum::extract::ConnectInfo(peer))),
-            );
+            }
+            let router = router.clone();
+            let slots = slots.clone();
             tokio::spawn(async move {
+                let slot = match now {
+                    Some(slot) => slot,
+                    None => {
+                        let slot = slots.wait(client).await;
+                        match slot {
+                            Some(slot) => {
+                                slots.waiting.fetch_sub(1, Ordering::SeqCst);
+                                slot
+                            }
+                            None => {
+                                tracing::debug!(
+                                    "no connection slot within {SLOT_WAIT:?} for {peer}"
+                                );
+                                busy(stream).await;
+                                slots.waiting.fetch_sub(1, Ordering::SeqCst);
+                                return;
+                            }
+                        }
+                    }
+                };
+                let deadline = Deadline(tokio::time::Instant::now() + request_timeout);
+                let service = hyper_util::service::TowerToHyperService::new(
+                    router
+                        .layer(axum::Extension(deadline))
+                        .layer(axum::Extension(axum::extract::ConnectInfo(peer))),
+                );
                 let connection = hyper::server::conn::http1::Builder::new()
                     .timer(hyper_util::rt::TokioTimer::new())
                     .header_read_timeout(header_timeout)
+                    .keep_alive(false)
                     .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
                 match tokio::time::timeout(CONNECTION_LIFETIME, connection).await {
                     Ok(Err(e)) => tracing::debug!("connection: {e}"),

@@ -351,7 +351,7 @@ fn serve_answers_while_the_database_is_locked_and_never_loses_an_unsubscribe() {
     write(
         d,
         "digest.toml",
-        "max_edition_age_days = 100000\nhttp_header_timeout_secs = 1\n",
+        "max_edition_age_days = 100000\nhttp_header_timeout_secs = 1\nsubscribe_limit_per_hour = 10\n",
     );
     succeeds(d, &["subscribers", "add", "ann@example.com"]);
     succeeds(d, &["subscribers", "add", "bob@example.com"]);
@@ -405,33 +405,50 @@ fn serve_answers_while_the_database_is_locked_and_never_loses_an_unsubscribe() {
         .send("List-Unsubscribe=One-Click")
         .unwrap();
     assert_eq!(post.status(), 200);
-    // The subscribe page and a sign-up are answered too (the sign-up is
-    // recorded after the answer, waiting at most a moment).
+    // The subscribe page and sign-ups are answered too: each sign-up is
+    // queued durably beside the database before the page says so, and
+    // recorded and mailed once the lock is gone (never 200 and lost).
     let form = agent
         .get(&format!("{}/subscribe", server.base))
         .call()
         .unwrap();
     assert_eq!(form.status(), 200);
-    let signup = agent
-        .post(&format!("{}/subscribe", server.base))
-        .header("Content-Type", "application/x-www-form-urlencoded")
-        .send("email=new%40example.com&name=&topics=")
+    for i in 0..6 {
+        let signup = agent
+            .post(&format!("{}/subscribe", server.base))
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .send(format!("email=new{i}%40example.com&name=&topics="))
+            .unwrap();
+        assert_eq!(signup.status(), 200);
+    }
+    // A damaged line (not UTF-8) in the unsubscribe queue holds up nothing.
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(d.join("dailydigest.db.unsubscribes"))
+        .unwrap()
+        .write_all(b"\xff\xfe garbage\n")
         .unwrap();
-    assert_eq!(signup.status(), 200);
     // Well under the 10 s the database's busy timeout would have taken.
     assert!(
         started.elapsed() < Duration::from_secs(6),
         "{:?}",
         started.elapsed()
     );
+    let queued = std::fs::read(d.join("dailydigest.db.unsubscribes")).unwrap();
     assert!(
-        std::fs::read_to_string(d.join("dailydigest.db.unsubscribes"))
-            .unwrap()
-            .trim()
-            .len()
-            == 64,
+        queued.split(|&b| b == b'\n').next().unwrap().len() == 64,
         "queued durably while the database was locked"
     );
+    assert_eq!(
+        std::fs::read_to_string(d.join("dailydigest.db.signups"))
+            .unwrap()
+            .lines()
+            .count(),
+        6,
+        "every sign-up queued durably while the database was locked"
+    );
+    assert!(!d.join("outbox").exists(), "nothing mailed yet");
     locker.execute_batch("ROLLBACK").unwrap();
     let status = || -> String {
         rusqlite::Connection::open(&db)
@@ -452,6 +469,31 @@ fn serve_answers_while_the_database_is_locked_and_never_loses_an_unsubscribe() {
         "unsubscribed",
         "the queued unsubscribe was applied"
     );
+    // The six sign-ups are recorded and their confirmations mailed (to
+    // outbox/, which did not exist).
+    let mailed = || {
+        std::fs::read_dir(d.join("outbox"))
+            .map(|r| r.count())
+            .unwrap_or(0)
+    };
+    while mailed() < 6 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(mailed(), 6, "a confirmation for each queued sign-up");
+    let pending: i64 = rusqlite::Connection::open(&db)
+        .unwrap()
+        .query_row(
+            "SELECT COUNT(*) FROM subscribers WHERE status = 'pending'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(pending, 6);
+    assert_eq!(
+        std::fs::read(d.join("dailydigest.db.unsubscribes")).unwrap(),
+        b"",
+        "the damaged line is dropped, the queue emptied"
+    );
 
     // Half-sent requests are closed after the header timeout and do not
     // keep others out.
@@ -463,8 +505,9 @@ fn serve_answers_while_the_database_is_locked_and_never_loses_an_unsubscribe() {
             s
         })
         .collect();
-    let fine = agent.get(&format!("{}/nope", server.base)).call().unwrap();
-    assert_eq!(fine.status(), 404);
+    // Another client is served meanwhile (this one holds its own cap).
+    let (fine, _) = support::request_from("127.0.0.2", &server.base, "GET", "/nope", "");
+    assert_eq!(fine, 404);
     std::thread::sleep(Duration::from_secs(3));
     let mut closed = 0;
     for s in &mut slow {
@@ -595,6 +638,70 @@ fn export_then_import_round_trips_every_field_and_neutralises_formulas() {
     );
 }
 
+/// The status code of what the server sent before it closed `s`; `None`
+/// when it is still open (a read timed out) or was reset.
+fn answer(s: &mut TcpStream) -> Option<u16> {
+    s.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
+    let mut all = Vec::new();
+    s.read_to_end(&mut all).ok()?;
+    text(&all).split_whitespace().nth(1)?.parse().ok()
+}
+
+#[test]
+fn a_client_that_never_sends_its_bodies_starves_no_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write(d, "digest.toml", "http_request_timeout_secs = 2\n");
+    succeeds(d, &["subscribers", "add", "ann@example.com"]);
+    let db = d.join("dailydigest.db");
+    let token: String = rusqlite::Connection::open(&db)
+        .unwrap()
+        .query_row("SELECT token FROM subscribers", [], |r| r.get(0))
+        .unwrap();
+    let server = Serve::start(d);
+    let addr = server.base.trim_start_matches("http://").to_owned();
+    // 515 connections from one client, each promising a 1,000-byte body
+    // that never comes.
+    let mut hostile: Vec<TcpStream> = (0..515)
+        .map(|_| {
+            let mut s = TcpStream::connect(&addr).unwrap();
+            s.write_all(
+                b"POST /subscribe HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 1000\r\n\r\n",
+            )
+            .unwrap();
+            s
+        })
+        .collect();
+    // Meanwhile another client's one-click unsubscribe goes through.
+    let (code, body) = support::request_from(
+        "127.0.0.2",
+        &server.base,
+        "POST",
+        &format!("/unsubscribe/{token}"),
+        "List-Unsubscribe=One-Click",
+    );
+    assert_eq!(code, 200, "{body}");
+    let status: String = rusqlite::Connection::open(&db)
+        .unwrap()
+        .query_row("SELECT status FROM subscribers", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(status, "unsubscribed");
+    // None of the hostile connections is held past its deadline (2 s) and
+    // the wait for a slot (2 s): each was answered, 408 (the body never
+    // came) or 503 (no slot for it), and closed, none reset.
+    std::thread::sleep(Duration::from_secs(6));
+    let mut codes = std::collections::BTreeMap::new();
+    for s in &mut hostile {
+        *codes.entry(answer(s)).or_insert(0) += 1;
+    }
+    assert_eq!(
+        codes.keys().copied().collect::<Vec<_>>(),
+        [Some(408), Some(503)],
+        "{codes:?}"
+    );
+    assert!(codes[&Some(408)] >= 32, "{codes:?}");
+}
+
 #[test]
 fn absurd_settings_are_refused_at_load_naming_the_key() {
     let dir = tempfile::tempdir().unwrap();
@@ -625,19 +732,115 @@ fn absurd_settings_are_refused_at_load_naming_the_key() {
         ),
         ("title = \"Daily\\nDigest\"", "title"),
         ("sendmail = \"/nonexistent/sendmail\"", "sendmail"),
+        // A billion days overflowed the date arithmetic of run and serve.
+        ("confirm_days = 1000000000", "confirm_days"),
+        ("soft_bounce_limit = 0", "soft_bounce_limit"),
+        ("soft_bounce_limit = 4294967295", "soft_bounce_limit"),
+        ("subscribe_limit_per_hour = 0", "subscribe_limit_per_hour"),
+        ("max_edition_age_days = -1", "max_edition_age_days"),
+        ("http_request_timeout_secs = 0", "http_request_timeout_secs"),
+        ("summary_words = 1000000000", "summary_words"),
+        ("max_stories = 0", "max_stories"),
+        ("feed_failure_threshold = 0", "feed_failure_threshold"),
+        (
+            "[transformer]\nbatch_size = 100000",
+            "transformer.batch_size",
+        ),
     ] {
-        write(
-            d,
-            "digest.toml",
-            &format!("max_edition_age_days = 100000\n{setting}\n"),
-        );
-        let out = run(d, &["send", "--date", "2022-03-14"]);
+        let age = if setting.starts_with("max_edition_age_days") {
+            ""
+        } else {
+            "max_edition_age_days = 100000\n"
+        };
+        write(d, "digest.toml", &format!("{age}{setting}\n"));
+        let out = run(d, &["send", "--date", "2022-03-14", "--force"]);
         let stderr = text(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{setting}: {stderr}");
         assert!(stderr.contains(key), "{setting}: {stderr}");
         assert!(!stderr.contains("panicked"), "{setting}: {stderr}");
     }
     assert!(!d.join("outbox").exists(), "nothing was sent");
+}
+
+#[test]
+fn key_and_password_files_are_small_regular_files_and_keys_stay_private() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let base = "from = \"Daily Digest <digest@example.com>\"\nmax_edition_age_days = 100000\n";
+    write(d, "digest.toml", base);
+    succeeds(d, &["subscribers", "add", "ann@example.com"]);
+    // Devices: refused before a byte is read (they once took gigabytes).
+    for (var, key, extra) in [
+        ("DIGEST_SMTP_PASSWORD_FILE", "smtp_password_file", ""),
+        (
+            "DIGEST_DKIM_KEY_FILE",
+            "dkim_key_file",
+            "dkim_selector = \"news\"\n",
+        ),
+    ] {
+        write(d, "digest.toml", &format!("{base}{extra}"));
+        let out = support::with_memory_limit(&mut digest(d), 512 << 20)
+            .args(["send", "--date", "2022-03-14"])
+            .env(var, "/dev/zero")
+            .output()
+            .unwrap();
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{var}: {stderr}");
+        assert!(
+            stderr.contains(key) && stderr.contains("/dev/zero") && stderr.contains("device"),
+            "{var}: {stderr}"
+        );
+    }
+    assert!(!d.join("outbox").exists(), "nothing was sent");
+    // A folder as the key file says so (not "cannot read config file").
+    write(
+        d,
+        "digest.toml",
+        &format!("{base}dkim_key_file = \"keys\"\ndkim_selector = \"news\"\n"),
+    );
+    std::fs::create_dir(d.join("keys")).unwrap();
+    let out = run(d, &["send", "--date", "2022-03-14"]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("dkim_key_file") && stderr.contains("directory"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("config file"), "{stderr}");
+    // A selector that is not a DNS label writes no key.
+    let out = run(d, &["dkim", "keygen", "--selector", "a\nb"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("DNS label"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(std::fs::read_dir(d).unwrap().all(|e| !e
+        .unwrap()
+        .file_name()
+        .to_string_lossy()
+        .starts_with("dkim-")));
+    // A key every user may read works, with a warning.
+    succeeds(d, &["dkim", "keygen", "--selector", "news"]);
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(
+            d.join("dkim-news.pem"),
+            std::fs::Permissions::from_mode(0o644),
+        )
+        .unwrap();
+    }
+    write(
+        d,
+        "digest.toml",
+        &format!("{base}dkim_key_file = \"dkim-news.pem\"\ndkim_selector = \"news\"\n"),
+    );
+    let out = succeeds(d, &["send", "--date", "2022-03-14"]);
+    assert!(
+        text(&out.stderr).contains("can be read by every user of this machine"),
+        "{}",
+        text(&out.stderr)
+    );
 }
 
 #[test]

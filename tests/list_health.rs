@@ -242,7 +242,7 @@ fn bounces_complaints_and_unsubscribes_are_imported_once_and_the_rest_left_in_pl
     assert_eq!(
         out.status.code(),
         Some(1),
-        "two are left in place: {stderr}"
+        "one is left for a person: {stderr}"
     );
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["messages"], 14, "{report}");
@@ -254,9 +254,15 @@ fn bounces_complaints_and_unsubscribes_are_imported_once_and_the_rest_left_in_pl
     assert_eq!(report["delivered"], 1, "{report}");
     assert_eq!(report["duplicates"], 0, "{report}");
     let left = report["unrecognised"].as_array().unwrap();
-    assert_eq!(left.len(), 2, "{report}");
+    assert_eq!(left.len(), 1, "{report}");
+    assert_eq!(
+        report["not_reports"].as_array().unwrap().len(),
+        1,
+        "{report}"
+    );
+    // A reader's reply that mentions "550" is not a report: left alone.
     assert!(
-        stderr.contains("not-a-bounce.eml: not a bounce, complaint or unsubscribe request"),
+        stderr.contains("not-a-bounce.eml: not a report: a message from reader@example.org"),
         "{stderr}"
     );
     assert!(
@@ -296,15 +302,23 @@ fn bounces_complaints_and_unsubscribes_are_imported_once_and_the_rest_left_in_pl
     assert_eq!(status(&l, "stays@example.org"), "active");
     assert_eq!(l["stays@example.org"]["bounces"], 0);
 
-    // The processed ones moved to cur/ (seen); the two unread stay in new/.
-    let new = names(&m.join("new"));
-    assert_eq!(new.len(), 2, "{new:?}");
-    assert!(new
-        .iter()
-        .all(|n| n.ends_with("not-a-bounce.eml") || n.ends_with("bounce-without-code.eml")));
+    // The processed ones moved to cur/ (seen), the reply too but unseen
+    // (for a person to read); the bounce that can never be processed is
+    // moved aside to .Unprocessed/, so no later import reads it again.
+    assert!(names(&m.join("new")).is_empty());
     let cur = names(&m.join("cur"));
-    assert_eq!(cur.len(), 10, "{cur:?}");
-    assert!(cur.iter().all(|n| n.ends_with(":2,S")), "{cur:?}");
+    assert_eq!(cur.len(), 11, "{cur:?}");
+    let (seen, unseen): (Vec<&String>, Vec<&String>) =
+        cur.iter().partition(|n| n.ends_with(":2,S"));
+    assert_eq!(seen.len(), 10, "{cur:?}");
+    assert!(
+        unseen[0].contains("not-a-bounce.eml") && unseen[0].ends_with(":2,"),
+        "{cur:?}"
+    );
+    let aside = names(&m.join(".Unprocessed/cur"));
+    assert_eq!(aside.len(), 1, "{aside:?}");
+    assert!(aside[0].contains("bounce-without-code.eml"), "{aside:?}");
+    let cur: Vec<String> = seen.into_iter().cloned().collect();
 
     // Again, with a processed copy put back into new/ under another name:
     // nothing counts twice (by Message-ID), the mbox neither.
@@ -320,11 +334,14 @@ fn bounces_complaints_and_unsubscribes_are_imported_once_and_the_rest_left_in_pl
         .args(["bounces", "import", "maildir", "bounces.mbox", "--json"])
         .output()
         .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
     let again: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(again["duplicates"], 13, "{again}");
+    assert_eq!(again["messages"], 14, "{again}");
+    assert_eq!(again["duplicates"], 14, "{again}");
     assert_eq!(again["hard_bounces"], 0, "{again}");
     assert_eq!(again["soft_bounces"], 0, "{again}");
-    assert_eq!(again["unrecognised"].as_array().unwrap().len(), 2);
+    assert!(again["unrecognised"].as_array().unwrap().is_empty());
+    assert!(again["not_reports"].as_array().unwrap().is_empty());
     assert_eq!(list(d)["soft@example.org"]["soft_bounces"], 1);
     assert!(!m.join("new/copy-of-a-processed-one").exists());
 
@@ -390,10 +407,41 @@ fn bounces_complaints_and_unsubscribes_are_imported_once_and_the_rest_left_in_pl
     std::fs::write(copy.path().join("list.csv"), &csv).unwrap();
     let args = ["subscribers", "import", "list.csv"];
     succeeded(digest(copy.path()).args(args).output().unwrap(), &args);
+    let restored = list(copy.path());
+    assert_eq!(status(&restored, "complains@example.org"), "complained");
+    // The round trip keeps the bounce record too.
+    assert_eq!(restored["postfix@example.org"]["bounces"], 1);
     assert_eq!(
-        status(&list(copy.path()), "complains@example.org"),
-        "complained"
+        restored["postfix@example.org"]["last_bounce"],
+        l["postfix@example.org"]["last_bounce"]
     );
+    assert_eq!(restored["soft@example.org"]["bounces"], 3);
+    let args = ["subscribers", "export", "--format", "csv"];
+    let again = text(&succeeded(digest(copy.path()).args(args).output().unwrap(), &args).stdout);
+    assert_eq!(again, csv, "export, import, export changes nothing");
+}
+
+/// A subscriber's VERP token, as the store keeps it.
+fn verp_token(dir: &Path, email: &str) -> String {
+    rusqlite::Connection::open(dir.join("dailydigest.db"))
+        .unwrap()
+        .query_row(
+            "SELECT bounce_token FROM subscribers WHERE email = ?1",
+            [email],
+            |r| r.get(0),
+        )
+        .unwrap()
+}
+
+/// What a subscriber's bounce carries before any digest went out: their
+/// VERP envelope sender, and no Message-ID of ours.
+fn verp_only(dir: &Path, email: &str) -> Sent {
+    let token = verp_token(dir, email);
+    Sent {
+        verp: format!("bounces+{token}@example.com"),
+        token,
+        message_id: "<old-message@example.com>".into(),
+    }
 }
 
 #[test]
@@ -404,16 +452,31 @@ fn digest_run_imports_the_bounce_maildir_first_and_skips_who_bounced() {
     add(d, "gone@example.org");
     add(d, "here@example.org");
     let m = maildir(d);
-    // A bounce with only the recipient's address to go by (an earlier
-    // digest, sent before VERP was set up).
-    let unknown = Sent {
-        verp: "digest@example.com".into(),
+    // gone@'s bounce carries its VERP token; the one for here@ only its
+    // address (anyone could have written it): it changes nothing.
+    std::fs::write(
+        m.join("new/1647237600.M1P1.mx"),
+        fill(
+            "postfix-dsn-5.1.1.eml",
+            "gone@example.org",
+            &verp_only(d, "gone@example.org"),
+            "run",
+        ),
+    )
+    .unwrap();
+    let address_only = Sent {
+        verp: "bounces@example.com".into(),
         token: String::new(),
         message_id: "<old-message@example.com>".into(),
     };
     std::fs::write(
-        m.join("new/1647237600.M1P1.mx"),
-        fill("postfix-dsn-5.1.1.eml", "gone@example.org", &unknown, "run"),
+        m.join("new/1647237601.M1P1.mx"),
+        fill(
+            "postfix-dsn-5.1.1.eml",
+            "here@example.org",
+            &address_only,
+            "forged",
+        ),
     )
     .unwrap();
     let smtp = Smtp::start(&[]);
@@ -423,9 +486,20 @@ fn digest_run_imports_the_bounce_maildir_first_and_skips_who_bounced() {
     assert_eq!(got[0].rcpt_tos, vec!["here@example.org".to_owned()]);
     assert_eq!(report["bounces"]["hard_bounces"], 1, "{report}");
     assert_eq!(report["bounces"]["bounced"], 1, "{report}");
+    let left = report["bounces"]["unrecognised"].as_array().unwrap();
+    assert_eq!(left.len(), 1, "{report}");
+    assert!(
+        left[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("names an address but no message we sent"),
+        "{report}"
+    );
     assert_eq!(report["send"]["sent"], 1, "{report}");
     assert_eq!(status(&list(d), "gone@example.org"), "bounced");
+    assert_eq!(status(&list(d), "here@example.org"), "active");
     assert!(names(&m.join("new")).is_empty());
+    assert_eq!(names(&m.join(".Unprocessed/cur")).len(), 1);
 }
 
 /// `digest run` for 2022-03-14 through `smtp`; its report.
@@ -602,9 +676,9 @@ fn double_opt_in_in_chromium_confirms_once_and_never_tells_who_is_subscribed() {
 
     // Unconfirmed past confirm_days: the link is dead and the run purges it.
     let db = rusqlite::Connection::open(d.join("dailydigest.db")).unwrap();
-    db.execute(
-        "UPDATE subscribers SET confirm_sent_at = '2000-01-01T00:00:00.000Z', created_at = '2000-01-01T00:00:00.000Z' WHERE email = 'twice@example.org'",
-        [],
+    db.execute_batch(
+        "UPDATE signups SET created_at = '2000-01-01T00:00:00.000Z', expires_at = '2000-01-08T00:00:00.000Z' WHERE email = 'twice@example.org';
+         UPDATE subscribers SET created_at = '2000-01-01T00:00:00.000Z' WHERE email = 'twice@example.org';",
     )
     .unwrap();
     drop(db);
@@ -698,4 +772,567 @@ fn subscribers_add_confirm_mails_the_link_instead_of_subscribing() {
         text(&out.stderr)
     );
     assert_eq!(smtp.received().len(), 1);
+}
+
+/// POSTs a form to `path` on `serve`; the status and the page.
+fn post(serve: &Serve, path: &str, form: &str) -> (u16, String) {
+    let mut r = http()
+        .post(&format!("{}{path}", serve.base))
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .send(form)
+        .unwrap();
+    (r.status().as_u16(), r.body_mut().read_to_string().unwrap())
+}
+
+fn get(serve: &Serve, path: &str) -> (u16, String) {
+    let mut r = http().get(&format!("{}{path}", serve.base)).call().unwrap();
+    (r.status().as_u16(), r.body_mut().read_to_string().unwrap())
+}
+
+/// A subscriber's unsubscribe token (what every digest carries).
+fn unsubscribe_token(dir: &Path, email: &str) -> String {
+    rusqlite::Connection::open(dir.join("dailydigest.db"))
+        .unwrap()
+        .query_row(
+            "SELECT token FROM subscribers WHERE email = ?1",
+            [email],
+            |r| r.get(0),
+        )
+        .unwrap()
+}
+
+fn set_status(dir: &Path, email: &str, status: &str) {
+    rusqlite::Connection::open(dir.join("dailydigest.db"))
+        .unwrap()
+        .execute(
+            "UPDATE subscribers SET status = ?2 WHERE email = ?1",
+            [email, status],
+        )
+        .unwrap();
+}
+
+/// The confirmation mails `smtp` has received for `email`.
+fn confirmations_to(smtp: &Smtp, email: &str) -> Vec<support::Received> {
+    smtp.received()
+        .into_iter()
+        .filter(|m| m.rcpt_tos == [email.to_owned()])
+        .collect()
+}
+
+#[test]
+fn consent_comes_only_from_a_fresh_single_use_link_in_the_owners_inbox() {
+    let (dir, smtp) = site_with_smtp(100);
+    let d = dir.path();
+    add(d, "fw@example.org");
+    add(d, "complains@example.org");
+    add(d, "bounced@example.org");
+    set_status(d, "complains@example.org", "complained");
+    set_status(d, "bounced@example.org", "bounced");
+    let serve = Serve::start(d);
+
+    // fw@ leaves with the one-click link every digest carries...
+    let t = unsubscribe_token(d, "fw@example.org");
+    let (code, _) = post(
+        &serve,
+        &format!("/unsubscribe/{t}"),
+        "List-Unsubscribe=One-Click",
+    );
+    assert_eq!(code, 200);
+    // ...and someone who saw that link signs them up again and confirms
+    // with it: the unsubscribe token confirms nothing.
+    let (code, _) = post(
+        &serve,
+        "/subscribe",
+        "email=fw%40example.org&name=Attacker+Chosen&topics=spam",
+    );
+    assert_eq!(code, 200);
+    let (code, _) = post(&serve, &format!("/confirm/{t}"), "");
+    assert_eq!(code, 404);
+    let (code, _) = get(&serve, &format!("/confirm/{t}"));
+    assert_eq!(code, 404);
+    let l = list(d);
+    assert_eq!(status(&l, "fw@example.org"), "unsubscribed");
+    assert!(
+        l["fw@example.org"]["name"].is_null(),
+        "{}",
+        l["fw@example.org"]
+    );
+
+    // fw@ gets a link of its own; the mail carries nothing the visitor
+    // typed but the address.
+    let mails = {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let m = confirmations_to(&smtp, "fw@example.org");
+            if !m.is_empty() || Instant::now() > deadline {
+                break m;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    assert_eq!(mails.len(), 1);
+    assert!(!mails[0].raw.contains("Attacker"), "{}", mails[0].raw);
+    let link = confirm_link(&mails[0].raw);
+    let fresh = link.rsplit('/').next().unwrap().to_owned();
+    assert_eq!(fresh.len(), 32);
+    assert_ne!(fresh, t);
+    // Its page shows what was typed, for the owner to keep or change; GET
+    // changes nothing.
+    let (code, page) = get(&serve, &format!("/confirm/{fresh}"));
+    assert_eq!(code, 200);
+    assert!(
+        page.contains("value=\"Attacker Chosen\"") && page.contains("fw@example.org"),
+        "{page}"
+    );
+    assert_eq!(status(&list(d), "fw@example.org"), "unsubscribed");
+    let (code, _) = post(
+        &serve,
+        &format!("/confirm/{fresh}"),
+        "name=Fw+Owner&topics=",
+    );
+    assert_eq!(code, 200);
+    let l = list(d);
+    assert_eq!(status(&l, "fw@example.org"), "active");
+    assert_eq!(l["fw@example.org"]["name"], "Fw Owner");
+    assert_eq!(l["fw@example.org"]["topics"], "");
+    // Once only.
+    let (code, _) = post(&serve, &format!("/confirm/{fresh}"), "name=Again&topics=");
+    assert_eq!(code, 404);
+    // An active subscriber's name never changes through the public form.
+    let (code, _) = post(
+        &serve,
+        "/subscribe",
+        "email=fw%40example.org&name=Renamed&topics=x",
+    );
+    assert_eq!(code, 200);
+
+    // A third party signs carol@ up with a name of their choosing; Carol's
+    // own sign-up comes within the hour. Her one mail's page shows the
+    // stranger's name, escaped, and she sets her own.
+    let (code, _) = post(
+        &serve,
+        "/subscribe",
+        "email=carol%40example.org&name=Hacked+%3Cb%3Ex%3C%2Fb%3E&topics=spam",
+    );
+    assert_eq!(code, 200);
+    let (code, _) = post(
+        &serve,
+        "/subscribe",
+        "email=carol%40example.org&name=Carol&topics=climate",
+    );
+    assert_eq!(code, 200);
+    // Complained and bounced addresses get no mail from the public form.
+    for email in ["complains%40example.org", "bounced%40example.org"] {
+        let (code, _) = post(
+            &serve,
+            "/subscribe",
+            &format!("email={email}&name=&topics="),
+        );
+        assert_eq!(code, 200, "the same page for everyone");
+    }
+    let carol = wait_for_mail(&smtp, 2);
+    std::thread::sleep(Duration::from_secs(2));
+    let all = smtp.received();
+    assert_eq!(all.len(), 2, "fw@ and carol@ once each");
+    assert!(confirmations_to(&smtp, "complains@example.org").is_empty());
+    assert!(confirmations_to(&smtp, "bounced@example.org").is_empty());
+    let carol = carol
+        .into_iter()
+        .find(|m| m.rcpt_tos == ["carol@example.org".to_owned()])
+        .unwrap();
+    assert!(!carol.raw.contains("Hacked"));
+    let carol_token = confirm_link(&carol.raw)
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .to_owned();
+    let (_, page) = get(&serve, &format!("/confirm/{carol_token}"));
+    assert!(
+        page.contains("value=\"Hacked &lt;b&gt;x&lt;/b&gt;\""),
+        "{page}"
+    );
+    // A name the form would refuse is refused here too, the form again.
+    let (code, page) = post(
+        &serve,
+        &format!("/confirm/{carol_token}"),
+        "name=a%0Ab&topics=",
+    );
+    assert_eq!(code, 422, "{page}");
+    assert!(
+        page.contains("Please") || page.contains("control"),
+        "{page}"
+    );
+    let (code, _) = post(
+        &serve,
+        &format!("/confirm/{carol_token}"),
+        "name=Carol&topics=climate",
+    );
+    assert_eq!(code, 200);
+    drop(serve);
+    let l = list(d);
+    assert_eq!(l["carol@example.org"]["name"], "Carol");
+    assert_eq!(l["carol@example.org"]["topics"], "climate");
+    assert_eq!(l["fw@example.org"]["name"], "Fw Owner");
+    assert_eq!(l["fw@example.org"]["topics"], "");
+    assert_eq!(status(&l, "complains@example.org"), "complained");
+    assert_eq!(status(&l, "bounced@example.org"), "bounced");
+    // Her digest greets her by the name she chose.
+    let out_smtp = Smtp::start(&[]);
+    let args = ["send", "--date", "2022-03-14", "--smtp", &out_smtp.url()];
+    succeeded(digest(d).args(args).output().unwrap(), &args);
+    let digests = out_smtp.received();
+    let to_carol = digests
+        .iter()
+        .find(|m| m.rcpt_tos == ["carol@example.org".to_owned()])
+        .unwrap();
+    assert!(to_carol.raw.contains("Hello Carol,"), "{}", to_carol.raw);
+    assert!(!digests.iter().any(|m| m.raw.contains("Hacked")));
+}
+
+#[test]
+fn the_subscribe_form_takes_only_internet_addresses() {
+    let (dir, smtp) = site_with_smtp(100);
+    let serve = Serve::start(dir.path());
+    for (email, why) in [
+        ("%FF%FD%40example.com", "bytes that are not UTF-8"),
+        (
+            &format!("{}%40example.com", "a".repeat(246)),
+            "258 characters",
+        ),
+        ("x%40localhost", "no internet domain"),
+        ("x%40%5B127.0.0.1%5D", "an address literal"),
+    ] {
+        let (code, page) = post(
+            &serve,
+            "/subscribe",
+            &format!("email={email}&name=&topics="),
+        );
+        assert_eq!(code, 422, "{why}: {page}");
+        assert!(
+            page.contains("Please enter an email address"),
+            "{why}: {page}"
+        );
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(smtp.received().is_empty());
+    assert_eq!(list(dir.path()).len(), 1, "only already@");
+}
+
+/// A message to `to` from `from` with `headers` and `body`.
+fn message(from: &str, to: &str, headers: &str, body: &str, unique: &str) -> String {
+    format!(
+        "From: {from}\nTo: {to}\nMessage-ID: <{unique}@mail.example.org>\nDate: Mon, 14 Mar 2022 09:00:00 +0000\n{headers}\n{body}\n"
+    )
+}
+
+#[test]
+fn forged_reports_and_replies_change_no_one_and_delays_count_once_an_edition() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write_config(d, "soft_bounce_limit = 2\n");
+    let people = [
+        "v1@victim.org",
+        "v2@victim.org",
+        "v3@victim.org",
+        "v4@victim.org",
+        "v5@victim.org",
+        "v6@victim.org",
+    ];
+    for p in people {
+        add(d, p);
+    }
+    let sent = send_and_read_envelopes(d, &people);
+    let m = maildir(d);
+    let put = |name: &str, msg: String| std::fs::write(m.join("new").join(name), msg).unwrap();
+    let nobody = |message_id: &str| Sent {
+        verp: "bounces@example.com".into(),
+        token: String::new(),
+        message_id: message_id.into(),
+    };
+    // A DSN to the plain bounce address naming v1: an address alone.
+    put(
+        "1.a",
+        fill(
+            "postfix-dsn-5.1.1.eml",
+            "v1@victim.org",
+            &nobody("<x@example.com>"),
+            "a",
+        ),
+    );
+    // An ARF report naming only v2's address.
+    put(
+        "2.b",
+        fill(
+            "arf-abuse.eml",
+            "v2@victim.org",
+            &nobody("<x@example.com>"),
+            "b",
+        ),
+    );
+    // v3's real Message-ID, with someone else as the failed recipient.
+    put(
+        "3.c",
+        fill(
+            "postfix-dsn-5.1.1.eml",
+            "unrelated@elsewhere.example",
+            &nobody(&sent["v3@victim.org"].message_id),
+            "c",
+        ),
+    );
+    // v4's replies and auto-replies to their VERP address.
+    let v4 = &sent["v4@victim.org"].verp;
+    put(
+        "4.d",
+        message(
+            "v4@victim.org",
+            v4,
+            "Subject: Re: your digest\n",
+            "Status 5.1.1 of my project is done.",
+            "d",
+        ),
+    );
+    put(
+        "4.e",
+        message(
+            "v4@victim.org",
+            v4,
+            "Subject: Out of office\nAuto-Submitted: auto-replied\n",
+            "I am away. Please read section 5.2.1 of the handbook.",
+            "e",
+        ),
+    );
+    put(
+        "4.f",
+        message(
+            "v4@victim.org",
+            v4,
+            "Subject: Re: your digest\n",
+            "We moved to version 4.2.0 today.",
+            "f",
+        ),
+    );
+    // Two copies of one delay warning for v5, by VERP only (no Message-ID
+    // of ours), differing in their subjects: one edition, counted once.
+    let v5 = Sent {
+        message_id: "<not-ours@example.com>".into(),
+        ..sent["v5@victim.org"].clone()
+    };
+    let delay = fill("postfix-dsn-delayed-4.4.1.eml", "v5@victim.org", &v5, "g1");
+    put("5.g", delay.clone());
+    put(
+        "5.h",
+        fill("postfix-dsn-delayed-4.4.1.eml", "v5@victim.org", &v5, "g2").replacen(
+            "Subject: ",
+            "Subject: [copy] ",
+            1,
+        ),
+    );
+    // The genuine article: v6's own bounce, by VERP.
+    put(
+        "6.i",
+        fill(
+            "postfix-dsn-5.1.1.eml",
+            "v6@victim.org",
+            &sent["v6@victim.org"],
+            "i",
+        ),
+    );
+
+    let out = digest(d)
+        .args(["bounces", "import", "maildir", "--json"])
+        .output()
+        .unwrap();
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let l = list(d);
+    for v in ["v1", "v2", "v3", "v4", "v5"] {
+        let e = format!("{v}@victim.org");
+        assert_eq!(status(&l, &e), "active", "{e}: {}", l[&e]);
+    }
+    assert_eq!(l["v4@victim.org"]["bounces"], 0);
+    assert_eq!(l["v4@victim.org"]["soft_bounces"], 0);
+    assert_eq!(
+        l["v5@victim.org"]["soft_bounces"], 1,
+        "{}",
+        l["v5@victim.org"]
+    );
+    assert_eq!(status(&l, "v6@victim.org"), "bounced");
+    assert_eq!(report["hard_bounces"], 1, "{report}");
+    assert_eq!(report["soft_bounces"], 2, "{report}");
+    assert_eq!(report["complaints"], 0, "{report}");
+    assert_eq!(
+        report["not_reports"].as_array().unwrap().len(),
+        3,
+        "{report}"
+    );
+    let left: Vec<String> = report["unrecognised"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| format!("{} {}", u["location"], u["reason"]))
+        .collect();
+    assert_eq!(left.len(), 3, "{left:?}");
+    assert!(
+        left.iter()
+            .any(|u| u.contains("1.a") && u.contains("names an address but no message we sent")),
+        "{left:?}"
+    );
+    assert!(
+        left.iter()
+            .any(|u| u.contains("2.b") && u.contains("names an address but no message we sent")),
+        "{left:?}"
+    );
+    assert!(
+        left.iter()
+            .any(|u| u.contains("3.c") && u.contains("someone else")),
+        "{left:?}"
+    );
+    assert!(stderr.contains("not a report"), "{stderr}");
+    assert_eq!(names(&m.join(".Unprocessed/cur")).len(), 3);
+    assert!(names(&m.join("new")).is_empty());
+}
+
+/// `digest ARGS` in `dir` with at most `bytes` of heap.
+fn digest_with_memory_limit(dir: &Path, args: &[&str], bytes: u64) -> std::process::Output {
+    support::with_memory_limit(&mut digest(dir), bytes)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn bounce_reading_is_bounded_and_concurrent_imports_lose_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write_config(d, "");
+    let m = maildir(d);
+    // A million tiny MIME parts in 6 MB, two million in 16 MB, and a pipe.
+    let parts = |n: usize, part: &[u8]| {
+        let mut raw = b"From: MAILER-DAEMON@mx.example.org\nTo: bounces@example.com\nSubject: x\nContent-Type: multipart/mixed; boundary=b\n\n".to_vec();
+        for _ in 0..n {
+            raw.extend_from_slice(part);
+        }
+        raw.extend_from_slice(b"--b--\n");
+        raw
+    };
+    std::fs::write(m.join("new/1.million"), parts(1_000_000, b"--b\n\n")).unwrap();
+    let big = parts(2_000_000, b"--b\n\nab\n");
+    assert!(big.len() > 16_000_000);
+    std::fs::write(m.join("new/2.two-million"), big).unwrap();
+    let fifo = std::ffi::CString::new(m.join("new/3.pipe").to_str().unwrap()).unwrap();
+    // SAFETY: mkfifo reads the path only.
+    assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
+    add(d, "someone@example.org");
+    let out = digest_with_memory_limit(d, &["bounces", "import", "maildir", "--json"], 256 << 20);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let reasons: Vec<String> = report["unrecognised"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["reason"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(reasons.len(), 3, "{report}");
+    assert!(
+        reasons.iter().any(|r| r.contains("MIME parts")),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons.iter().any(|r| r.contains("over the limit")),
+        "{reasons:?}"
+    );
+    assert!(reasons.iter().any(|r| r.contains("a pipe")), "{reasons:?}");
+    // Moved aside, never parsed again.
+    assert_eq!(names(&m.join(".Unprocessed/cur")).len(), 3);
+    let out = digest(d)
+        .args(["bounces", "import", "maildir", "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let again: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(again["messages"], 0, "{again}");
+    // A device is refused before a byte is read.
+    let out = digest_with_memory_limit(d, &["bounces", "import", "/dev/zero"], 256 << 20);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("only regular files are read"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    // Two imports at once, and a mail server moving messages from new/ to
+    // cur/ under them: every message is processed exactly once.
+    let readers: Vec<String> = (0..20).map(|i| format!("r{i}@example.org")).collect();
+    let csv: String = readers.iter().map(|r| format!("{r}\n")).collect();
+    std::fs::write(d.join("readers.csv"), csv).unwrap();
+    let args = ["subscribers", "import", "readers.csv"];
+    succeeded(digest(d).args(args).output().unwrap(), &args);
+    for (i, r) in readers.iter().enumerate() {
+        let bounce = fill(
+            "postfix-dsn-5.1.1.eml",
+            r,
+            &verp_only(d, r),
+            &format!("hard{i}"),
+        );
+        std::fs::write(m.join(format!("new/{:04}.hard", i * 21)), bounce).unwrap();
+        for j in 1..21 {
+            let reply = message(
+                r,
+                &format!("bounces+{}@example.com", verp_token(d, r)),
+                "Subject: Automatic reply: away\nAuto-Submitted: auto-replied\n",
+                "Back on Monday.",
+                &format!("away{i}-{j}"),
+            );
+            std::fs::write(m.join(format!("new/{:04}.away", i * 21 + j)), reply).unwrap();
+        }
+    }
+    let import = || {
+        let dir = d.to_path_buf();
+        std::thread::spawn(move || {
+            digest(&dir)
+                .args(["bounces", "import", "maildir", "--json"])
+                .output()
+                .unwrap()
+        })
+    };
+    let (a, b) = (import(), import());
+    // The "mail server": marks every third message read, moving it.
+    let mover = {
+        let m = m.clone();
+        std::thread::spawn(move || {
+            for (i, name) in names(&m.join("new")).into_iter().enumerate() {
+                if i % 3 == 0 {
+                    let _ = std::fs::rename(
+                        m.join("new").join(&name),
+                        m.join("cur").join(format!("{name}:2,S")),
+                    );
+                }
+            }
+        })
+    };
+    mover.join().unwrap();
+    let mut totals = (0, 0);
+    for out in [a.join().unwrap(), b.join().unwrap()] {
+        let stderr = text(&out.stderr);
+        assert!(out.status.success(), "{stderr}");
+        assert!(!stderr.contains("No such file"), "{stderr}");
+        let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        totals.0 += r["hard_bounces"].as_u64().unwrap();
+        totals.1 += r["not_reports"].as_array().unwrap().len() as u64;
+    }
+    // A third import takes what the mail server moved before it was read.
+    let out = digest(d)
+        .args(["bounces", "import", "maildir", "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    totals.0 += r["hard_bounces"].as_u64().unwrap();
+    totals.1 += r["not_reports"].as_array().unwrap().len() as u64;
+    assert_eq!(totals, (20, 400), "each message exactly once");
+    let l = list(d);
+    assert!(readers.iter().all(|r| status(&l, r) == "bounced"));
+    assert!(names(&m.join("new")).is_empty());
 }

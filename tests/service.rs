@@ -563,3 +563,69 @@ fn unsubscribe_token(raw: &str) -> String {
         .unwrap()
         .to_owned()
 }
+
+#[test]
+fn a_day_without_news_sends_nothing_and_a_later_run_with_news_sends_it() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let up = Arc::new(AtomicBool::new(false));
+    let feed = {
+        let up = up.clone();
+        let rss = std::fs::read(root().join("tests/fixtures/feeds/rss.xml")).unwrap();
+        HttpServer::start(move |_| {
+            if up.load(Ordering::SeqCst) {
+                reply("200 OK", &[], rss.clone())
+            } else {
+                reply("503 Service Unavailable", &[], "down")
+            }
+        })
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(
+        d.join("digest.toml"),
+        format!(
+            "inputs = []\nmax_edition_age_days = 100000\nfetch_timeout_secs = 2\n[[feeds]]\nname = \"Only Feed\"\nurl = \"{}/rss.xml\"\n",
+            feed.base
+        ),
+    )
+    .unwrap();
+    subscribe(d, &["ann@example.com", "bob@example.com"]);
+    let smtp = Smtp::start(&[]);
+    let run = || {
+        digest(d)
+            .args([
+                "run",
+                "--date",
+                "2022-03-14",
+                "--smtp",
+                &smtp.url(),
+                "--json",
+            ])
+            .output()
+            .unwrap()
+    };
+    // The only feed is down: no news, nothing sent, nothing spent.
+    let out = run();
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("no news: nothing sent"), "{stderr}");
+    let report = json(&out);
+    assert_eq!(report["no_news"], true, "{report}");
+    assert!(report["send"].is_null(), "{report}");
+    assert!(smtp.received().is_empty());
+    // The feed is back the same day: the edition goes out, once each.
+    up.store(true, Ordering::SeqCst);
+    let out = run();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let report = json(&out);
+    assert_eq!(report["no_news"], false, "{report}");
+    assert_eq!(report["send"]["sent"], 2, "{report}");
+    let mut to: Vec<String> = smtp
+        .received()
+        .iter()
+        .map(|m| m.rcpt_tos[0].clone())
+        .collect();
+    to.sort();
+    assert_eq!(to, ["ann@example.com", "bob@example.com"]);
+}

@@ -128,8 +128,32 @@ fn edit(pipeline: &Pipeline, date: chrono::NaiveDate) -> anyhow::Result<ExitCode
         .or_else(|| std::env::var("EDITOR").ok())
         .filter(|e| !e.trim().is_empty())
         .unwrap_or_else(|| "vi".into());
-    let path =
-        std::env::temp_dir().join(format!("digest-edition-{date}-{}.toml", std::process::id()));
+    // A folder of our own (mode 0700, a random name) and a file created in
+    // it exclusively (0600): no other user of the machine can plant, read
+    // or swap the draft.
+    let folder = tempfile::Builder::new()
+        .prefix("digest-edition-")
+        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
+        .tempdir()
+        .context("creating a private folder for the draft")?;
+    let path = folder.path().join(format!("edition-{date}.toml"));
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+            .with_context(|| format!("creating {}", path.display()))?;
+    }
+    // A draft kept for the editor after a failure: the folder stays, the
+    // file readable by its owner only.
+    let keep = |folder: tempfile::TempDir| -> std::path::PathBuf {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600));
+        let _ = folder.keep();
+        path.clone()
+    };
     let mut text = document(&stored);
     let interactive = io::stdin().is_terminal();
     loop {
@@ -142,13 +166,13 @@ fn edit(pipeline: &Pipeline, date: chrono::NaiveDate) -> anyhow::Result<ExitCode
             .status()
             .with_context(|| format!("running the editor {editor:?}"))?;
         if !status.success() {
-            eprintln!("digest: the editor {editor:?} exited with {status}; nothing was changed (your text is in {})", path.display());
+            let kept = keep(folder);
+            eprintln!("digest: the editor {editor:?} exited with {status}; nothing was changed (your text is in {})", kept.display());
             return Ok(ExitCode::from(1));
         }
         let edited = std::fs::read_to_string(&path)
             .with_context(|| format!("reading {}", path.display()))?;
         if edited == text {
-            let _ = std::fs::remove_file(&path);
             eprintln!("nothing was changed");
             return Ok(ExitCode::SUCCESS);
         }
@@ -157,9 +181,18 @@ fn edit(pipeline: &Pipeline, date: chrono::NaiveDate) -> anyhow::Result<ExitCode
             .filter(|l| !l.starts_with("# ERROR:"))
             .map(|l| format!("{l}\n"))
             .collect();
-        match pipeline.save_document(&stored, &content)? {
+        let saved = match pipeline.save_document(&stored, &content) {
+            Ok(saved) => saved,
+            Err(e) => {
+                let kept = keep(folder);
+                return Err(anyhow::Error::new(e).context(format!(
+                    "nothing was changed; your version is kept in {}",
+                    kept.display()
+                )));
+            }
+        };
+        match saved {
             Edited::Saved(saved, change) => {
-                let _ = std::fs::remove_file(&path);
                 eprintln!(
                     "the edition of {date} is now version {}: {change}",
                     saved.version
@@ -167,7 +200,6 @@ fn edit(pipeline: &Pipeline, date: chrono::NaiveDate) -> anyhow::Result<ExitCode
                 return Ok(ExitCode::SUCCESS);
             }
             Edited::Unchanged => {
-                let _ = std::fs::remove_file(&path);
                 eprintln!("nothing was changed");
                 return Ok(ExitCode::SUCCESS);
             }
@@ -178,9 +210,10 @@ fn edit(pipeline: &Pipeline, date: chrono::NaiveDate) -> anyhow::Result<ExitCode
                 );
             }
             Edited::Invalid(error) => {
+                let kept = keep(folder);
                 eprintln!(
                     "digest: the edited edition is not valid: {error}\nnothing was changed; your version is kept in {}",
-                    path.display()
+                    kept.display()
                 );
                 return Ok(ExitCode::from(1));
             }

@@ -624,6 +624,15 @@ fn dkim_keygen(
         DkimAlgorithm::Rsa => crate::mail::dkim::KeyKind::Rsa,
         DkimAlgorithm::Ed25519 => crate::mail::dkim::KeyKind::Ed25519,
     };
+    if !crate::config::is_dns_name(selector) {
+        return Err(crate::config::ConfigError::Invalid {
+            key: "dkim_selector",
+            message: format!(
+                "{selector:?} is not a DNS label (letters, digits and '-', at most 63 characters, dots between labels)"
+            ),
+        }
+        .into());
+    }
     let (pem, txt) = crate::mail::dkim::keygen(kind).map_err(|e| anyhow::anyhow!(e))?;
     let path = out.unwrap_or_else(|| PathBuf::from(format!("dkim-{selector}.pem")));
     let mut file = std::fs::OpenOptions::new()
@@ -664,6 +673,9 @@ fn print_send_outcome(outcome: &SendOutcome) {
                 d.date, d.active_subscribers, d.transport
             ),
         },
+        SendOutcome::NoNews { date } => {
+            eprintln!("no news: nothing sent (the edition of {date} would have no stories; a later run that day with news sends it)")
+        }
         SendOutcome::Unreachable { server, error } => eprintln!(
             "digest: cannot reach the mail server {server}: {error}; nothing was sent, run again later"
         ),

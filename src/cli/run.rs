@@ -37,11 +37,20 @@ pub(super) fn import_bounces(
         serde_json::to_writer_pretty(&mut out, &report)?;
         writeln!(out)?;
     }
+    for u in &report.not_reports {
+        eprintln!("left alone: {}: {}", u.location, u.reason);
+    }
     for u in &report.unrecognised {
-        eprintln!("left in place: {}: {}", u.location, u.reason);
+        match &u.moved_to {
+            Some(to) => eprintln!(
+                "left for a person: {}: {} (moved to {to})",
+                u.location, u.reason
+            ),
+            None => eprintln!("left for a person: {}: {}", u.location, u.reason),
+        }
     }
     eprintln!(
-        "{} messages: {} permanent failures, {} temporary, {} subscribers marked bounced, {} complaints, {} unsubscribes, {} delivery reports, {} ignored, {} seen before, {} left in place",
+        "{} messages: {} permanent failures, {} temporary, {} subscribers marked bounced, {} complaints, {} unsubscribes, {} delivery reports, {} ignored, {} seen before, {} not reports, {} left for a person",
         report.messages,
         report.hard_bounces,
         report.soft_bounces,
@@ -51,6 +60,7 @@ pub(super) fn import_bounces(
         report.delivered,
         report.ignored,
         report.duplicates,
+        report.not_reports.len(),
         report.unrecognised.len()
     );
     Ok(if report.unrecognised.is_empty() {

@@ -20,13 +20,21 @@ pub(super) fn subscribers(
             confirm: true,
         } => {
             use crate::pipeline::SignedUp;
-            match pipeline.sign_up(&email, name.as_deref(), &topics)? {
+            match pipeline.sign_up(
+                &email,
+                name.as_deref(),
+                &topics,
+                crate::store::Asker::Operator,
+            )? {
                 SignedUp::Mailed => eprintln!(
                     "{} is pending: a confirmation link was mailed",
                     email.trim()
                 ),
                 SignedUp::AlreadyActive => {
                     eprintln!("{} is subscribed already: nothing sent", email.trim())
+                }
+                SignedUp::Refused(status) => {
+                    eprintln!("{}: {} (not mailed)", email.trim(), status.as_str())
                 }
                 SignedUp::TooSoon => eprintln!(
                     "{}: a confirmation was mailed less than {} minutes ago: nothing sent",

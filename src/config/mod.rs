@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+pub mod files;
 mod summarizer;
 
 pub use summarizer::{Budget, Choice, Params, Preset};
@@ -132,6 +133,10 @@ pub struct Config {
     /// Seconds `digest serve` waits for a request's headers before closing
     /// the connection.
     pub http_header_timeout_secs: u64,
+    /// Seconds from a connection's start within which its whole request,
+    /// headers and body, must have arrived (a body trickled in, or promised
+    /// by `Content-Length` and never sent, cannot hold a connection).
+    pub http_request_timeout_secs: u64,
     /// Where `digest run` writes its JSON report.
     pub run_report: PathBuf,
     /// Send nothing until an editor runs `digest edition approve`.
@@ -252,6 +257,7 @@ impl Default for Config {
             feed_failure_threshold: 3,
             listen: "127.0.0.1:8080".into(),
             http_header_timeout_secs: 10,
+            http_request_timeout_secs: 10,
             run_report: PathBuf::from("run-report.json"),
             require_approval: false,
             editors: Vec::new(),
@@ -413,10 +419,71 @@ impl Config {
             ("fetch_timeout_secs", self.fetch_timeout_secs),
             ("smtp_timeout_secs", self.smtp_timeout_secs),
             ("http_header_timeout_secs", self.http_header_timeout_secs),
+            ("http_request_timeout_secs", self.http_request_timeout_secs),
         ] {
             if !(1..=3600).contains(&secs) {
                 return invalid(key, format!("{secs} must be between 1 and 3600 seconds"));
             }
+        }
+        // Every other count and duration, bounded so that no arithmetic on
+        // it can overflow (a date a billion days away panics) and no list
+        // or loop sized by it can exhaust the machine.
+        for (key, value, low, high, unit) in [
+            (
+                "summary_sentences",
+                self.summary_sentences as u64,
+                1,
+                50,
+                "sentences",
+            ),
+            ("summary_words", self.summary_words as u64, 0, 2000, "words"),
+            ("max_stories", self.max_stories as u64, 1, 1000, "stories"),
+            ("top_stories", self.top_stories as u64, 0, 1000, "stories"),
+            (
+                "soft_bounce_limit",
+                u64::from(self.soft_bounce_limit),
+                1,
+                1000,
+                "bounces",
+            ),
+            ("confirm_days", u64::from(self.confirm_days), 1, 365, "days"),
+            (
+                "subscribe_limit_per_hour",
+                u64::from(self.subscribe_limit_per_hour),
+                1,
+                100_000,
+                "sign-ups",
+            ),
+            (
+                "feed_failure_threshold",
+                u64::from(self.feed_failure_threshold),
+                1,
+                1000,
+                "failures",
+            ),
+            (
+                "transformer.batch_size",
+                self.transformer.batch_size as u64,
+                1,
+                256,
+                "articles",
+            ),
+        ] {
+            if !(low..=high).contains(&value) {
+                return invalid(
+                    key,
+                    format!("{value} must be between {low} and {high} {unit}"),
+                );
+            }
+        }
+        if !(0..=1_000_000).contains(&self.max_edition_age_days) {
+            return invalid(
+                "max_edition_age_days",
+                format!(
+                    "{} must be between 0 and 1000000 days",
+                    self.max_edition_age_days
+                ),
+            );
         }
         if self.title.chars().count() > MAX_TITLE_CHARS || self.title.chars().any(char::is_control)
         {
@@ -459,16 +526,7 @@ impl Config {
             ("dkim_domain", &self.dkim_domain),
         ] {
             if let Some(v) = value {
-                let dns_name = !v.is_empty()
-                    && v.len() <= 253
-                    && v.split('.').all(|label| {
-                        !label.is_empty()
-                            && label.len() <= 63
-                            && label
-                                .chars()
-                                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-                    });
-                if !dns_name {
+                if !is_dns_name(v) {
                     return invalid(key, format!("{v:?} is not a DNS name"));
                 }
             }
@@ -491,12 +549,6 @@ impl Config {
                 );
             }
         }
-        if self.soft_bounce_limit == 0 {
-            return invalid("soft_bounce_limit", "must be at least 1".into());
-        }
-        if self.confirm_days == 0 {
-            return invalid("confirm_days", "must be at least 1".into());
-        }
         if let Some(mailto) = &self.unsubscribe_mailto {
             if mailto.chars().any(|c| c.is_control() || c.is_whitespace())
                 || mailto.parse::<lettre::Address>().is_err()
@@ -506,12 +558,6 @@ impl Config {
                     format!("{mailto:?} is not an email address"),
                 );
             }
-        }
-        if self.summary_sentences == 0 {
-            return Err(ConfigError::Invalid {
-                key: "summary_sentences",
-                message: "must be at least 1".into(),
-            });
         }
         if !(0.0..=1.0).contains(&self.transformer.min_overlap) {
             return Err(ConfigError::Invalid {
@@ -549,6 +595,23 @@ impl Config {
             words: self.summary_words,
         }
     }
+}
+
+/// Whether `v` is a DNS name (dot-separated labels of letters, digits,
+/// `-` and `_`, each 1-63 long, 253 at most in all): what a DKIM selector
+/// and domain must be.
+pub fn is_dns_name(v: &str) -> bool {
+    !v.is_empty()
+        && v.len() <= 253
+        && v.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        })
 }
 
 fn read(path: &Path) -> Result<String, ConfigError> {

@@ -302,8 +302,10 @@ impl Edition {
     }
 }
 
+/// Editor text as it may go into a message: one line, no control
+/// characters.
 fn one_line(s: &str) -> String {
-    s.split_whitespace().collect::<Vec<_>>().join(" ")
+    crate::text::clean::one_line(s)
 }
 
 /// A summarized article on its way into an edition.

@@ -136,22 +136,63 @@ pub fn key(raw: &[u8]) -> String {
     }
 }
 
+/// Largest message read (a bounce is a few kilobytes; one that quotes the
+/// digest, a few hundred).
+pub const MAX_MESSAGE_BYTES: usize = 10 * 1024 * 1024;
+/// Most MIME parts a message may have, counted (as lines that could open
+/// a part, `--boundary`) before it is parsed.
+pub const MAX_MIME_PARTS: usize = 1000;
+
+/// Why a message is not acted on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Unread {
+    /// Not a machine's report: an automatic reply, a person's mail. Left
+    /// alone.
+    NotAReport(String),
+    /// A report, or something that claims to be one, that can never be
+    /// acted on: too large, malformed, without a status code. Left for a
+    /// person.
+    Unusable(String),
+}
+
+impl std::fmt::Display for Unread {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Unread::NotAReport(why) => write!(f, "not a report: {why}"),
+            Unread::Unusable(why) => f.write_str(why),
+        }
+    }
+}
+
+/// Checks a message's size and part count before anything parses it.
+pub fn check_bounds(raw: &[u8]) -> Result<(), String> {
+    if raw.len() > MAX_MESSAGE_BYTES {
+        return Err(format!(
+            "{} bytes, over the limit of {MAX_MESSAGE_BYTES}",
+            raw.len()
+        ));
+    }
+    let openers = raw
+        .split(|&b| b == b'\n')
+        .filter(|line| line.starts_with(b"--"))
+        .take(MAX_MIME_PARTS + 1)
+        .count();
+    if openers > MAX_MIME_PARTS {
+        return Err(format!("more than {MAX_MIME_PARTS} MIME parts"));
+    }
+    Ok(())
+}
+
+/// An enhanced status code (RFC 3463) in an SMTP reply or a DSN field.
 static ENHANCED: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"(?:^|[\s#(\[;:'<\x22=])([245])\.(\d{1,3})\.(\d{1,3})(?:$|[\s;:,)\]>'.\x22-])")
         .expect("valid")
 });
-static REPLY: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?m)(?:^\s*|said:\s*|<<<\s*|smtp;\s*|returned\s+'|error:\s*)([45])\d\d[\s-]")
-        .expect("valid")
-});
+/// An SMTP reply code at the start of a reply.
+static REPLY: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"^\s*([245])\d\d(?:[\s-]|$)").expect("valid"));
 static OUR_MESSAGE_ID: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"<digest\.\d{4}-\d{2}-\d{2}\.[0-9a-f]{24}@[A-Za-z0-9.\-]+>").expect("valid")
-});
-static BOUNCE_SUBJECT: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(
-        r"(?i)undeliver|returned (mail|to sender)|delivery (status notification|has failed|failure|failed)|mail delivery failed|failure notice|could not be delivered|non.?delivery|delivery problem|warning: message .* delayed",
-    )
-    .expect("valid")
 });
 /// A VERP token in an unsubscribe request's subject.
 static SUBJECT_TOKEN: LazyLock<Regex> =
@@ -163,26 +204,22 @@ static DELAYED: LazyLock<Regex> = LazyLock::new(|| {
 });
 /// Where a plain-text bounce starts quoting the original message.
 static QUOTE_START: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?im)^[ \t]*-{2,}.*(copy of the message|original message|message headers follow|undelivered message|returned message).*$|^.*below this line is a copy of the message.*$")
+    Regex::new(r"(?im)^[ \t]*-{2,}.*(copy of the message|original message|message headers follow|undelivered message|returned message).*$|^.*below this line is a copy of the message.*$|^original message headers:")
+        .expect("valid")
+});
+/// Subjects of automatic replies.
+static AUTO_REPLY_SUBJECT: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?i)^\s*(auto(matic)?[ -]?(reply|response|antwort)|auto:|out of (the )?office|ooo\b|on vacation|vacation|away from|abwesen|absence|r[ée]ponse automatique|respuesta autom[áa]tica|risposta automatica)")
         .expect("valid")
 });
 
-fn status_of(text: &str) -> Option<(String, String)> {
-    let line_of = |at: usize| {
-        let start = text[..at].rfind('\n').map_or(0, |i| i + 1);
-        let end = text[at..].find('\n').map_or(text.len(), |i| at + i);
-        shorten(text[start..end].trim())
-    };
+/// The enhanced status code of an SMTP reply or a DSN field (`550 5.1.1
+/// …` → `5.1.1`), else the class of its reply code (`452 …` → `4.0.0`).
+fn status_of(text: &str) -> Option<String> {
     if let Some(c) = ENHANCED.captures(text) {
-        let code = format!("{}.{}.{}", &c[1], &c[2], &c[3]);
-        return Some((code, line_of(c.get(1).expect("group").start())));
+        return Some(format!("{}.{}.{}", &c[1], &c[2], &c[3]));
     }
-    let c = REPLY.captures(text)?;
-    let class = &c[1];
-    Some((
-        format!("{class}.0.0"),
-        line_of(c.get(1).expect("group").start()),
-    ))
+    REPLY.captures(text).map(|c| format!("{}.0.0", &c[1]))
 }
 
 /// When an SMTP server's refusal is about the recipient's mailbox itself
@@ -190,12 +227,12 @@ fn status_of(text: &str) -> Option<(String, String)> {
 /// words: a bounce as sure as a returned report. Other permanent refusals
 /// (policy, content, the sender) are not the address's fault.
 pub fn rejected_mailbox(reply: &str) -> Option<String> {
-    let (status, line) = status_of(reply)?;
+    let status = status_of(reply)?;
     let recipient = matches!(
         status.as_str(),
         "5.1.0" | "5.1.1" | "5.1.2" | "5.1.3" | "5.1.4" | "5.1.5" | "5.1.6" | "5.1.10" | "5.2.1"
     );
-    recipient.then(|| format!("{status}: {line}"))
+    recipient.then(|| format!("{status}: {}", shorten(reply)))
 }
 
 fn shorten(s: &str) -> String {
@@ -272,6 +309,24 @@ fn content_type(part: &mail_parser::MessagePart<'_>) -> String {
         .unwrap_or_default()
 }
 
+/// The parts of a top-level `multipart/report` (its own, not those of a
+/// message quoted inside); empty for any other message.
+fn report_parts<'a>(message: &'a Message<'a>) -> Vec<&'a mail_parser::MessagePart<'a>> {
+    let Some(root) = message.parts.first() else {
+        return Vec::new();
+    };
+    if content_type(root) != "multipart/report" {
+        return Vec::new();
+    }
+    match &root.body {
+        PartType::Multipart(ids) => ids
+            .iter()
+            .filter_map(|id| message.parts.get(*id as usize))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
 /// Raw header values of the top-level message named `name` (any case).
 fn headers<'a>(message: &'a Message<'a>, name: &str) -> Vec<String> {
     message
@@ -281,12 +336,172 @@ fn headers<'a>(message: &'a Message<'a>, name: &str) -> Vec<String> {
         .collect()
 }
 
-/// Reads one message.
-pub fn read(raw: &[u8], mailboxes: &Mailboxes) -> Result<Report, String> {
+/// Why a message is an automatic reply, if it says it is one (RFC 3834's
+/// `Auto-Submitted`, the older `X-Autoreply` family and `Precedence`, or a
+/// vacation subject).
+fn automatic_reply(message: &Message<'_>) -> Option<String> {
+    for v in headers(message, "auto-submitted") {
+        let kind = v
+            .split([';', ' ', '('])
+            .next()
+            .unwrap_or("")
+            .to_ascii_lowercase();
+        if !kind.is_empty() && kind != "no" {
+            return Some(format!("an automatic reply (Auto-Submitted: {kind})"));
+        }
+    }
+    for name in [
+        "x-autoreply",
+        "x-autorespond",
+        "x-autoresponse",
+        "x-autoresponder",
+    ] {
+        if !headers(message, name).is_empty() {
+            return Some(format!("an automatic reply ({name})"));
+        }
+    }
+    for v in headers(message, "precedence") {
+        let v = v.trim().to_ascii_lowercase();
+        if matches!(v.as_str(), "auto_reply" | "bulk" | "junk") {
+            return Some(format!("an automatic reply (Precedence: {v})"));
+        }
+    }
+    let subject = message.subject().unwrap_or_default();
+    AUTO_REPLY_SUBJECT.is_match(subject).then(|| {
+        format!(
+            "an automatic reply (subject {:?})",
+            crate::text::shorten(subject, 60)
+        )
+    })
+}
+
+/// The sender's address, lowercased.
+fn sender(message: &Message<'_>) -> String {
+    message
+        .from()
+        .and_then(|f| f.first())
+        .and_then(|a| a.address())
+        .unwrap_or_default()
+        .to_ascii_lowercase()
+}
+
+/// Whether the sender is a mail system's own mailbox: a mailer daemon or
+/// postmaster, or Exchange's system mailbox (`MicrosoftExchange` and 32
+/// hex digits).
+fn from_mail_system(sender: &str) -> bool {
+    let local = sender.rsplit_once('@').map_or(sender, |(l, _)| l);
+    matches!(local, "mailer-daemon" | "postmaster" | "mail-daemon")
+        || local
+            .strip_prefix("microsoftexchange")
+            .is_some_and(|rest| rest.len() == 32 && rest.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+/// The mail programs whose plain-text bounces are read: how each is
+/// recognised, and the pattern for the spot where it writes the remote
+/// server's reply (group 1: the reply code, group 2: the enhanced status
+/// code, when it gives one).
+struct TextFormat {
+    name: &'static str,
+    recognise: fn(&str, &str) -> bool,
+    status: &'static LazyLock<Regex>,
+}
+
+static POSTFIX_STATUS: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?m)^<[^>\n]+>:[^\n]*\bsaid:\s+([245]\d\d)(?:[ -]+([245]\.\d{1,3}\.\d{1,3}))?")
+        .expect("valid")
+});
+static EXIM_STATUS: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"SMTP error from remote (?:mail server|mailer) after [^\n]*:\s*(?:host [^\n]*?\]:\s*)?([245]\d\d)(?:[ -]+([245]\.\d{1,3}\.\d{1,3}))?")
+        .expect("valid")
+});
+static SENDMAIL_STATUS: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?m)\(reason:\s*([245]\d\d)(?:[ -]+([245]\.\d{1,3}\.\d{1,3}))?|^<<<\s*([245]\d\d)(?:[ -]+([245]\.\d{1,3}\.\d{1,3}))?")
+        .expect("valid")
+});
+static EXCHANGE_STATUS: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?i)Remote Server returned '(?:<\s*#?(?:[245]\.\d{1,3}\.\d{1,3})\s+smtp;\s*)?([245]\d\d)(?:[ -]+([245]\.\d{1,3}\.\d{1,3}))?")
+        .expect("valid")
+});
+static GMAIL_STATUS: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"The response (?:from the remote server )?was:\s*([245]\d\d)(?:[ -]+([245]\.\d{1,3}\.\d{1,3}))?")
+        .expect("valid")
+});
+static QMAIL_STATUS: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"Remote host said:\s*([245]\d\d)(?:[ -]+([245]\.\d{1,3}\.\d{1,3}))?")
+        .expect("valid")
+});
+
+const TEXT_FORMATS: [TextFormat; 6] = [
+    TextFormat {
+        name: "Postfix",
+        recognise: |own, _| {
+            own.contains("This is the mail system at host")
+                || own.contains("This is the Postfix program at host")
+        },
+        status: &POSTFIX_STATUS,
+    },
+    TextFormat {
+        name: "Exim",
+        recognise: |own, _| own.contains("created automatically by mail delivery software"),
+        status: &EXIM_STATUS,
+    },
+    TextFormat {
+        name: "Sendmail",
+        recognise: |own, _| {
+            own.contains("Transcript of session follows")
+                || own.contains("The following addresses had permanent fatal errors")
+        },
+        status: &SENDMAIL_STATUS,
+    },
+    TextFormat {
+        name: "Exchange",
+        recognise: |own, _| {
+            own.contains("Diagnostic information for administrators")
+                || own.contains("Remote Server returned")
+        },
+        status: &EXCHANGE_STATUS,
+    },
+    TextFormat {
+        name: "Gmail",
+        recognise: |_, sender| {
+            sender.ends_with("@googlemail.com") || sender.ends_with("@google.com")
+        },
+        status: &GMAIL_STATUS,
+    },
+    TextFormat {
+        name: "qmail",
+        recognise: |own, _| own.contains("This is the qmail-send program"),
+        status: &QMAIL_STATUS,
+    },
+];
+
+/// The status code at the spot `format` writes it: the enhanced code when
+/// given, else the reply code's class; and the line it stands on.
+fn text_status(format: &TextFormat, own: &str) -> Option<(String, String)> {
+    let c = format.status.captures(own)?;
+    // Groups come in (reply, enhanced) pairs, one pair per alternative.
+    let (reply, enhanced) = match c.get(1) {
+        Some(reply) => (reply, c.get(2)),
+        None => (c.get(3)?, c.get(4)),
+    };
+    let class = &reply.as_str()[..1];
+    let status = match enhanced {
+        Some(e) if e.as_str().starts_with(class) => e.as_str().to_owned(),
+        _ => format!("{class}.0.0"),
+    };
+    let at = reply.start();
+    let start = own[..at].rfind('\n').map_or(0, |i| i + 1);
+    let end = own[at..].find('\n').map_or(own.len(), |i| at + i);
+    Some((status, shorten(own[start..end].trim())))
+}
+
+/// Reads one message (checked with `check_bounds` first).
+pub fn read(raw: &[u8], mailboxes: &Mailboxes) -> Result<Report, Unread> {
+    check_bounds(raw).map_err(Unread::Unusable)?;
     let message = MessageParser::default()
         .parse(raw)
         .filter(|m| m.headers_raw().next().is_some())
-        .ok_or("not a mail message: no headers")?;
+        .ok_or_else(|| Unread::Unusable("not a mail message: no headers".into()))?;
     let mut parts = Vec::new();
     walk(&message, &mut parts);
     // Everything a token or Message-ID may hide in: the raw bytes and every
@@ -322,9 +537,10 @@ pub fn read(raw: &[u8], mailboxes: &Mailboxes) -> Result<Report, String> {
         tokens,
         message_ids,
     };
+    let own_parts = report_parts(&message);
 
     // ARF (RFC 5965).
-    if let Some(part) = parts
+    if let Some(part) = own_parts
         .iter()
         .find(|p| content_type(p) == "message/feedback-report")
     {
@@ -350,13 +566,14 @@ pub fn read(raw: &[u8], mailboxes: &Mailboxes) -> Result<Report, String> {
     }
 
     // DSN (RFC 3464).
-    if let Some(part) = parts.iter().find(|p| {
+    if let Some(part) = own_parts.iter().find(|p| {
         matches!(
             content_type(p).as_str(),
             "message/delivery-status" | "message/global-delivery-status"
         )
     }) {
         report.format = "RFC 3464";
+        let unusable = |why: String| Err(Unread::Unusable(why));
         let text = String::from_utf8_lossy(part.contents());
         let groups = field_groups(&text);
         let recipients: Vec<&Vec<(String, String)>> = groups
@@ -370,7 +587,7 @@ pub fn read(raw: &[u8], mailboxes: &Mailboxes) -> Result<Report, String> {
             _ => 3,
         };
         let Some(group) = recipients.iter().min_by_key(rank) else {
-            return Err("a delivery status notification with no recipient's Action".into());
+            return unusable("a delivery status notification with no recipient's Action".into());
         };
         let action = action_of(group);
         for name in ["final-recipient", "original-recipient"] {
@@ -381,31 +598,41 @@ pub fn read(raw: &[u8], mailboxes: &Mailboxes) -> Result<Report, String> {
                 }
             }
         }
+        // `Diagnostic-Code: smtp; 550 5.1.1 …`: the remote server's reply.
         let diagnostic = field(group, "diagnostic-code")
             .map(|d| shorten(d.split_once(';').map_or(d, |(_, t)| t)));
         let status = field(group, "status")
-            .and_then(|s| status_of(&format!(" {s} ")).map(|(code, _)| code))
-            .or_else(|| diagnostic.as_deref().and_then(status_of).map(|(c, _)| c));
+            .and_then(|s| status_of(&format!(" {s} ")))
+            .or_else(|| diagnostic.as_deref().and_then(status_of));
         report.diagnostic = diagnostic;
         report.status = status.clone();
         report.kind = match (action.as_str(), status.as_deref()) {
             ("failed", Some(s)) if s.starts_with('5') => Kind::Failed { permanent: true },
             ("failed", Some(s)) if s.starts_with('4') => Kind::Failed { permanent: false },
             ("failed", _) => {
-                return Err("a failure notification without a 4.x.x or 5.x.x status".into())
+                return unusable("a failure notification without a 4.x.x or 5.x.x status".into())
             }
             ("delayed", _) => Kind::Delayed,
             ("delivered" | "relayed" | "expanded", _) => Kind::Delivered,
             (other, _) => {
-                return Err(format!(
+                return unusable(format!(
                     "a delivery status notification with Action {other:?}"
                 ))
             }
         };
         return Ok(report);
     }
+    if !own_parts.is_empty() {
+        return Err(Unread::Unusable(
+            "a multipart/report with neither a delivery-status nor a feedback-report part".into(),
+        ));
+    }
 
-    // Mail to the unsubscribe address.
+    let from = sender(&message);
+    let subject = message.subject().unwrap_or_default().to_owned();
+    let automatic = automatic_reply(&message);
+
+    // Mail a person sent to the unsubscribe address.
     if let Some(plus) = &mailboxes.unsubscribe {
         let recipient_headers: Vec<String> =
             ["delivered-to", "x-original-to", "envelope-to", "to", "cc"]
@@ -416,27 +643,28 @@ pub fn read(raw: &[u8], mailboxes: &Mailboxes) -> Result<Report, String> {
             .iter()
             .filter_map(|h| plus.captures(h))
             .collect();
-        if !addressed.is_empty() {
+        if !addressed.is_empty() && !from_mail_system(&from) {
+            if let Some(why) = automatic {
+                return Err(Unread::NotAReport(why));
+            }
             report.format = "mail to the unsubscribe address";
             let token = addressed
                 .iter()
                 .find_map(|c| c.get(1).map(|m| m.as_str().to_ascii_lowercase()))
                 .or_else(|| {
-                    message
-                        .subject()
-                        .and_then(|s| SUBJECT_TOKEN.captures(s))
+                    SUBJECT_TOKEN
+                        .captures(&subject)
                         .map(|c| c[1].to_ascii_lowercase())
                 });
             let Some(token) = token else {
-                let from = message
-                    .from()
-                    .and_then(|f| f.first())
-                    .and_then(|a| a.address())
-                    .unwrap_or("an unknown sender")
-                    .to_owned();
-                return Err(format!(
+                let from = if from.is_empty() {
+                    "an unknown sender"
+                } else {
+                    &from
+                };
+                return Err(Unread::Unusable(format!(
                     "a message to the unsubscribe address from {from} carries no subscriber token (neither in the address nor in the subject)"
-                ));
+                )));
             };
             report.kind = Kind::Unsubscribe;
             report.tokens = vec![token];
@@ -444,88 +672,41 @@ pub fn read(raw: &[u8], mailboxes: &Mailboxes) -> Result<Report, String> {
         }
     }
 
-    // A plain-text bounce.
-    let from = message
-        .from()
-        .and_then(|f| f.first())
-        .map(|a| {
+    // A plain-text bounce: a mail system's, in a form we know.
+    if !from_mail_system(&from) {
+        return Err(Unread::NotAReport(automatic.unwrap_or_else(|| {
             format!(
-                "{} {}",
-                a.name().unwrap_or_default(),
-                a.address().unwrap_or_default()
+                "a message from {} (subject {:?}): not a bounce, complaint or unsubscribe request",
+                if from.is_empty() { "nobody" } else { &from },
+                crate::text::shorten(&subject, 80)
             )
-            .to_ascii_lowercase()
-        })
-        .unwrap_or_default();
-    let subject = message.subject().unwrap_or_default().to_owned();
-    let failed_recipients = headers(&message, "x-failed-recipients");
-    let looks_like_bounce = from.contains("mailer-daemon")
-        || from.contains("postmaster")
-        || from.contains("mail delivery")
-        || BOUNCE_SUBJECT.is_match(&subject)
-        || !failed_recipients.is_empty()
-        || (!report.tokens.is_empty()
-            && ["delivered-to", "x-original-to", "envelope-to", "to"]
-                .iter()
-                .flat_map(|h| headers(&message, h))
-                .any(|v| v.to_ascii_lowercase().contains(&report.tokens[0])));
-    let auto_reply = headers(&message, "auto-submitted")
-        .iter()
-        .any(|v| v.to_ascii_lowercase().starts_with("auto-replied"));
-    if auto_reply && !looks_like_bounce {
-        report.kind = Kind::Ignored {
-            why: "an automatic reply (Auto-Submitted: auto-replied)".into(),
-        };
-        report.format = "automatic reply";
-        return Ok(report);
-    }
-    if !looks_like_bounce {
-        return Err(format!(
-            "not a bounce, complaint or unsubscribe request (from {}, subject {:?})",
-            from.trim(),
-            crate::text::shorten(&subject, 80)
-        ));
+        })));
     }
     let body: String = message
         .text_bodies()
         .filter_map(|p| p.text_contents())
         .collect::<Vec<_>>()
         .join("\n");
-    let body = if body.trim().is_empty() {
-        String::from_utf8_lossy(raw).into_owned()
-    } else {
-        body
-    };
     // Only the report itself: not the copy of the original message.
     let own = match QUOTE_START.find(&body) {
         Some(m) => &body[..m.start()],
         None => &body[..],
     };
-    let Some((status, line)) = status_of(own) else {
-        return Err(format!(
-            "a bounce without a status code (from {}, subject {:?})",
-            from.trim(),
+    let Some(format) = TEXT_FORMATS.iter().find(|f| (f.recognise)(own, &from)) else {
+        return Err(Unread::Unusable(format!(
+            "a message from {from} (subject {:?}) in no bounce form digest reads",
             crate::text::shorten(&subject, 80)
-        ));
+        )));
     };
-    report.format = if own.contains("This is the mail system at host") {
-        "Postfix"
-    } else if own.contains("created automatically by mail delivery software") {
-        "Exim"
-    } else if own.contains("Transcript of session follows")
-        || own.contains("The following addresses had permanent fatal errors")
-    {
-        "Sendmail"
-    } else if own.contains("Diagnostic information for administrators")
-        || own.contains("Remote Server returned")
-    {
-        "Exchange"
-    } else if from.contains("googlemail.com") || from.contains("gmail.com") {
-        "Gmail"
-    } else {
-        "plain-text bounce"
+    report.format = format.name;
+    let Some((status, line)) = text_status(format, own) else {
+        return Err(Unread::Unusable(format!(
+            "a bounce without a status code ({} form, from {from}, subject {:?})",
+            format.name,
+            crate::text::shorten(&subject, 80)
+        )));
     };
-    for v in &failed_recipients {
+    for v in headers(&message, "x-failed-recipients") {
         for a in v.split(',') {
             let a = a.trim().trim_matches(['<', '>']).to_ascii_lowercase();
             if a.contains('@') && !report.recipients.contains(&a) {
@@ -542,10 +723,9 @@ pub fn read(raw: &[u8], mailboxes: &Mailboxes) -> Result<Report, String> {
             Kind::Failed { permanent: false }
         }
     } else {
-        return Err(format!(
-            "a bounce whose status code {status} is not a failure (from {})",
-            from.trim()
-        ));
+        return Err(Unread::Unusable(format!(
+            "a bounce whose status code {status} is not a failure (from {from})"
+        )));
     };
     report.status = Some(status);
     report.diagnostic = Some(line);
@@ -557,22 +737,23 @@ mod tests {
     use super::*;
 
     #[test]
-    fn status_codes_are_found_and_addresses_are_not_taken_for_them() {
+    fn status_codes_come_from_replies_not_from_addresses_or_numbers() {
         assert_eq!(
-            status_of("host mx[10.2.3.4] said: 550 5.1.1 <a@b>: User unknown")
-                .unwrap()
-                .0,
-            "5.1.1"
+            status_of("550 5.1.1 <a@b>: User unknown").as_deref(),
+            Some("5.1.1")
         );
         assert_eq!(
-            status_of("Remote Server returned '< #5.1.10 smtp;550 5.1.10 RESOLVER>'")
-                .unwrap()
-                .0,
-            "5.1.10"
+            status_of("< #5.1.10 smtp;550 5.1.10 RESOLVER>").as_deref(),
+            Some("5.1.10")
         );
-        assert_eq!(status_of("<<< 452 Mailbox full").unwrap().0, "4.0.0");
+        assert_eq!(status_of("452 Mailbox full").as_deref(), Some("4.0.0"));
         assert!(status_of("Postfix 3.5.6 on 10.2.3.4 at 1.2.3.4").is_none());
         assert!(status_of("we sent 550 messages").is_none());
+        assert_eq!(
+            rejected_mailbox("550 5.1.1 <a@b>: Recipient address rejected").as_deref(),
+            Some("5.1.1: 550 5.1.1 <a@b>: Recipient address rejected")
+        );
+        assert!(rejected_mailbox("554 5.7.1 relay denied").is_none());
     }
 
     #[test]
@@ -690,30 +871,129 @@ mod tests {
                 assert_eq!(r.edition().as_deref(), Some("2022-03-14"), "{name}");
             }
         }
-        for (name, why) in [
-            ("not-a-bounce.eml", "not a bounce"),
-            ("bounce-without-code.eml", "without a status code"),
-        ] {
-            let e = read(&fixture(name), &mailboxes()).unwrap_err();
-            assert!(e.contains(why), "{name}: {e}");
-        }
+        assert!(matches!(
+            read(&fixture("not-a-bounce.eml"), &mailboxes()),
+            Err(Unread::NotAReport(_))
+        ));
+        assert!(matches!(
+            read(&fixture("bounce-without-code.eml"), &mailboxes()),
+            Err(Unread::Unusable(why)) if why.contains("without a status code")
+        ));
         assert!(read(b"no headers here", &mailboxes()).is_err());
     }
 
+    /// A message to the subscriber's VERP address, as auto-replies and
+    /// replies arrive (they go to the envelope sender).
+    fn to_verp(headers: &str, body: &str) -> Vec<u8> {
+        format!(
+            "From: Reader <reader@example.org>\nTo: bounces+0123456789abcdef0123@example.com\n{headers}\n{body}\n"
+        )
+        .into_bytes()
+    }
+
     #[test]
-    fn a_mangled_bounce_still_names_its_subscriber_by_verp() {
-        // Only the envelope address survived: no report part, no copy.
-        let raw = b"From: MAILER-DAEMON@mx.example.org\nTo: bounces+0123456789abcdef0123@example.com\nSubject: failure notice\n\nSorry. 550 5.2.1 mailbox disabled\n";
-        let r = read(raw, &mailboxes()).unwrap();
-        assert_eq!(r.kind, Kind::Failed { permanent: true });
-        assert_eq!(r.tokens, vec!["0123456789abcdef0123".to_owned()]);
-        // An out-of-office reply is nobody's bounce.
-        let raw = b"From: a@example.org\nTo: digest@example.com\nAuto-Submitted: auto-replied\nSubject: Out of office\n\nBack on Monday.\n";
+    fn replies_and_automatic_replies_are_not_reports_whatever_numbers_they_hold() {
+        for (headers, body, why) in [
+            (
+                "Subject: Re: your digest\n",
+                "Status 5.1.1 of my project is done.",
+                "not a bounce",
+            ),
+            (
+                "Subject: Out of office\n",
+                "I am away; see section 5.2.1 of the handbook. 550 days left.",
+                "automatic reply",
+            ),
+            (
+                "Subject: Re: your digest\nAuto-Submitted: auto-replied\n",
+                "We upgraded to version 4.2.0.",
+                "Auto-Submitted: auto-replied",
+            ),
+            (
+                "Subject: Thanks\nX-Autoreply: yes\n",
+                "Delivery failed: 550 5.1.1 user unknown",
+                "x-autoreply",
+            ),
+            (
+                "Subject: Thanks\nPrecedence: bulk\n",
+                "Remote Server returned '550 5.1.1 nope'",
+                "Precedence: bulk",
+            ),
+            (
+                "Subject: Automatic reply: Daily Digest\n",
+                "Returning on 4.4.7.",
+                "automatic reply",
+            ),
+        ] {
+            match read(&to_verp(headers, body), &mailboxes()) {
+                Err(Unread::NotAReport(reason)) => {
+                    assert!(reason.contains(why), "{headers}{body}: {reason}")
+                }
+                other => panic!("{headers}{body}: {other:?}"),
+            }
+        }
+        // An auto-reply to the unsubscribe address is no one's request.
+        let raw = b"From: a@example.org\nTo: unsubscribe@example.com\nAuto-Submitted: auto-replied\nSubject: unsubscribe 0123456789abcdef0123\n\nAway.\n";
         assert!(matches!(
-            read(raw, &mailboxes()).unwrap().kind,
-            Kind::Ignored { .. }
+            read(raw, &mailboxes()),
+            Err(Unread::NotAReport(_))
         ));
-        // The message key: its Message-ID, else a hash.
+    }
+
+    #[test]
+    fn only_a_mail_systems_bounce_in_a_known_form_counts_with_its_code_where_it_writes_it() {
+        // The code sits in the text, but not where any MTA writes it.
+        let raw = b"From: MAILER-DAEMON@mx.example.org\nTo: bounces+0123456789abcdef0123@example.com\nSubject: failure notice\n\nSorry. 550 5.2.1 mailbox disabled\n";
+        assert!(matches!(
+            read(raw, &mailboxes()),
+            Err(Unread::Unusable(why)) if why.contains("no bounce form")
+        ));
+        // qmail writes it after "Remote host said:".
+        let raw = b"From: MAILER-DAEMON@mx.example.org\nTo: bounces+0123456789abcdef0123@example.com\nSubject: failure notice\n\nHi. This is the qmail-send program at mx.example.org.\nI'm afraid I wasn't able to deliver your message to the following addresses.\n\n<reader@example.org>:\n192.0.2.25 does not like recipient.\nRemote host said: 550 5.2.1 mailbox disabled\nGiving up on 192.0.2.25.\n";
+        let r = read(raw, &mailboxes()).unwrap();
+        assert_eq!((r.format, r.status.as_deref()), ("qmail", Some("5.2.1")));
+        assert_eq!(r.tokens, vec!["0123456789abcdef0123".to_owned()]);
+        // The Postfix form from someone who is not a mail system: a reply.
+        let forged = String::from_utf8(fixture("postfix-text-4.2.2.eml"))
+            .unwrap()
+            .replace(
+                "MAILER-DAEMON@mail.example.com (Mail Delivery System)",
+                "reader@example.org",
+            );
+        assert!(matches!(
+            read(forged.as_bytes(), &mailboxes()),
+            Err(Unread::NotAReport(_))
+        ));
+        // A DSN forwarded inside another message is not our report.
+        let dsn = String::from_utf8(fixture("postfix-dsn-5.1.1.eml")).unwrap();
+        let forwarded = format!(
+            "From: Reader <reader@example.org>\nTo: bounces+0123456789abcdef0123@example.com\nSubject: Fwd: bounce\nMIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=\"fw\"\n\n--fw\nContent-Type: text/plain\n\nLook at this.\n--fw\nContent-Type: message/rfc822\n\n{dsn}\n--fw--\n"
+        );
+        assert!(matches!(
+            read(forwarded.as_bytes(), &mailboxes()),
+            Err(Unread::NotAReport(_))
+        ));
+    }
+
+    #[test]
+    fn messages_are_bounded_before_they_are_parsed() {
+        let mut raw =
+            b"From: MAILER-DAEMON@mx.example.org\nContent-Type: multipart/mixed; boundary=b\n\n"
+                .to_vec();
+        for _ in 0..1_000_000 {
+            raw.extend_from_slice(b"--b\n\n");
+        }
+        assert!(raw.len() < MAX_MESSAGE_BYTES);
+        assert!(matches!(
+            read(&raw, &mailboxes()),
+            Err(Unread::Unusable(why)) if why.contains("MIME parts")
+        ));
+        let big = vec![b'a'; MAX_MESSAGE_BYTES + 1];
+        assert!(check_bounds(&big).unwrap_err().contains("over the limit"));
+    }
+
+    #[test]
+    fn the_message_key_is_its_message_id_else_a_hash() {
         assert_eq!(key(b"Message-ID: <a@b>\n\nx"), "<a@b>");
         assert!(key(b"Subject: x\n\nx").starts_with("sha256:"));
     }

@@ -97,17 +97,57 @@ pub fn message_id_for(date: NaiveDate, token: &str, domain: &str) -> String {
     format!("<digest.{date}.{digest}@{domain}>")
 }
 
+/// Longest address (RFC 5321's path limit, less its angle brackets).
+pub const MAX_ADDRESS_OCTETS: usize = 254;
+
 /// Checks and normalises an email address: trimmed, a valid addr-spec
-/// (lettre's parser), domain lowercased.
+/// (lettre's parser), domain lowercased. Refused besides: more than 254
+/// octets or a local part over 64 (RFC 5321), control characters and the
+/// replacement character (bytes that were not UTF-8), address literals
+/// (`x@[127.0.0.1]`) and domains that are not public DNS names
+/// (`x@localhost`): a subscriber is someone on the internet.
 pub fn validate_address(raw: &str) -> Result<String, String> {
     let trimmed = raw.trim();
+    let shown = crate::text::shorten(trimmed, 80);
+    if trimmed.len() > MAX_ADDRESS_OCTETS {
+        return Err(format!(
+            "invalid address {shown:?}: longer than {MAX_ADDRESS_OCTETS} octets"
+        ));
+    }
+    if trimmed
+        .chars()
+        .any(|c| c.is_control() || c == char::REPLACEMENT_CHARACTER)
+    {
+        return Err(format!(
+            "invalid address {shown:?}: control characters or bytes that are not UTF-8"
+        ));
+    }
     let address =
-        Address::from_str(trimmed).map_err(|e| format!("invalid address {trimmed:?}: {e}"))?;
-    Ok(format!(
-        "{}@{}",
-        address.user(),
-        address.domain().to_ascii_lowercase()
-    ))
+        Address::from_str(trimmed).map_err(|e| format!("invalid address {shown:?}: {e}"))?;
+    if address.user().len() > 64 {
+        return Err(format!(
+            "invalid address {shown:?}: the part before @ is longer than 64 octets"
+        ));
+    }
+    let domain = address.domain().to_lowercase();
+    let labels: Vec<&str> = domain.split('.').collect();
+    let public = labels.len() >= 2
+        && labels.iter().all(|l| {
+            !l.is_empty()
+                && l.chars().count() <= 63
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.chars().all(|c| c.is_alphanumeric() || c == '-')
+        })
+        && !labels
+            .last()
+            .is_some_and(|tld| tld.chars().all(|c| c.is_ascii_digit()));
+    if !public {
+        return Err(format!(
+            "invalid address {shown:?}: {domain:?} is not an internet domain name"
+        ));
+    }
+    Ok(format!("{}@{}", address.user(), domain))
 }
 
 /// Longest display name.
@@ -190,11 +230,15 @@ fn with_envelope(
     }
 }
 
-/// The double opt-in mail: a link to confirm the subscription. Sent only
-/// to an address someone typed into the subscribe page (or an operator's
-/// `subscribers add --confirm`); it says how to ignore it.
+/// The double opt-in mail: a link to confirm the subscription, with the
+/// sign-up's own `token` (never the unsubscribe token). Sent only to an
+/// address someone typed into the subscribe page (or an operator's
+/// `subscribers add --confirm`); it says how to ignore it. Nothing the
+/// visitor typed but the address is in it: a name or topics field cannot
+/// carry someone's text into a stranger's inbox.
 pub fn confirmation(
     subscriber: &Subscriber,
+    token: &str,
     title: &str,
     settings: &MessageSettings,
     expires_days: u32,
@@ -204,14 +248,13 @@ pub fn confirmation(
         .map_err(|e| format!("invalid address {:?}: {e}", subscriber.email))?;
     let to = Mailbox::new(None, to_address);
     let link = format!(
-        "{}/confirm/{}",
+        "{}/confirm/{token}",
         settings.base_url.trim_end_matches('/'),
-        subscriber.token
     );
     let text = format!(
         "Someone, probably you, asked to receive {title} at this address.\n\n\
          To confirm, open this link and press Confirm:\n\n{link}\n\n\
-         The link works for {expires_days} days. If you did not ask for this, ignore this message: \
+         The link works once, for {expires_days} days. If you did not ask for this, ignore this message: \
          you will not hear from us again.\n"
     );
     let html = format!(
@@ -219,14 +262,13 @@ pub fn confirmation(
          <p>Someone, probably you, asked to receive {t} at this address.</p>\
          <p><a href=\"{l}\" style=\"display:inline-block;padding:10px 18px;background:#0b57d0;color:#ffffff;text-decoration:none;border-radius:4px;\">Confirm your subscription</a></p>\
          <p>Or open this link: {l}</p>\
-         <p>The link works for {expires_days} days. If you did not ask for this, ignore this message: you will not hear from us again.</p></body></html>",
+         <p>The link works once, for {expires_days} days. If you did not ask for this, ignore this message: you will not hear from us again.</p></body></html>",
         t = htmlize::escape_text(title),
         l = htmlize::escape_attribute(&link),
     );
     let mut h = Sha256::new();
     h.update(b"dailydigest confirmation\0");
-    h.update(subscriber.token.as_bytes());
-    h.update(date.to_rfc3339().as_bytes());
+    h.update(token.as_bytes());
     let id: String = h.finalize()[..12]
         .iter()
         .map(|b| format!("{b:02x}"))
@@ -335,9 +377,25 @@ mod tests {
             "@example.com",
             "ann example@x.com",
             "a@b@c",
+            "\u{fffd}\u{fffd}@example.com",
+            "x@localhost",
+            "x@[127.0.0.1]",
+            "x@127.0.0.1",
+            "x@-bad.example.com",
+            "a\u{7}b@example.com",
         ] {
             assert!(validate_address(bad).is_err(), "{bad:?}");
         }
+        let long = format!("{}@example.com", "a".repeat(64));
+        assert!(validate_address(&long).is_ok());
+        let too_long_local = format!("{}@example.com", "a".repeat(65));
+        assert!(validate_address(&too_long_local).is_err());
+        let too_long = format!("a@{}.com", "b.".repeat(126));
+        assert!(too_long.len() > 254 && validate_address(&too_long).is_err());
+        assert_eq!(
+            validate_address("zoë@Bücher.example").unwrap(),
+            "zoë@bücher.example"
+        );
         assert_eq!(validate_name(" Ann  ").unwrap().as_deref(), Some("Ann"));
         assert_eq!(validate_name("").unwrap(), None);
         assert!(validate_name("Ann\r\nBcc: evil@example.com").is_err());

@@ -172,8 +172,12 @@ impl Transport {
         let mut builder =
             SmtpTransport::from_url(stripped.as_str()).map_err(|e| bad(e.to_string()))?;
         if let Some(ca) = &settings.ca_file {
-            let pem = std::fs::read(ca)
-                .map_err(|e| bad(format!("cannot read smtp_ca_file {}: {e}", ca.display())))?;
+            let pem = crate::config::files::read_regular(
+                ca,
+                crate::config::files::MAX_SECRET_BYTES * 16,
+                true,
+            )
+            .map_err(|e| bad(format!("cannot read smtp_ca_file {}: {e}", ca.display())))?;
             let cert = Certificate::from_pem(&pem)
                 .map_err(|e| bad(format!("smtp_ca_file {}: {e}", ca.display())))?;
             let params = TlsParameters::builder(host.clone())
@@ -257,10 +261,13 @@ fn percent_decode(s: &str) -> String {
 
 /// Writes `dir/name.eml` atomically (a temporary file, then a rename): a
 /// crash never leaves half a message, and a re-send replaces the same file.
+/// The folder is made when missing (a confirmation or an editor's notice
+/// may be the first message of a new install).
 fn write_eml(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), SendError> {
     let path = dir.join(format!("{name}.eml"));
     let tmp = dir.join(format!(".{name}.eml.tmp"));
-    std::fs::write(&tmp, bytes)
+    std::fs::create_dir_all(dir)
+        .and_then(|_| std::fs::write(&tmp, bytes))
         .and_then(|_| std::fs::rename(&tmp, &path))
         .map_err(|e| SendError::Transient(format!("writing {}: {e}", path.display())))
 }

@@ -2,21 +2,32 @@
 //! from message files, Maildir folders and mbox files, applied to the
 //! subscribers they name.
 //!
+//! A report changes a subscriber only when it is bound to something we
+//! sent: the VERP token of the subscriber's envelope sender, or the
+//! Message-ID of a digest we sent to that very subscriber (and then any
+//! recipient the report names must be theirs). An address alone never
+//! does: anyone can write one into a forged report.
+//!
 //! Each message is recorded by its key (Message-ID, else a hash of its
 //! bytes) in the same transaction as its effect, so importing it again
-//! changes nothing. A message processed from a Maildir's `new/` is moved to
-//! `cur/` (flag `S`) after its record is committed; a crash between the two
-//! leaves it in `new/`, and the next import finds its key and moves it. A
-//! message that cannot be read, or names no subscriber, stays where it is
-//! and is reported.
+//! changes nothing. In a Maildir, a processed message moves from `new/` to
+//! `cur/` (flag `S`) after its record is committed; one that is not a
+//! report (an automatic or ordinary reply) moves to `cur/` unflagged, for a
+//! person to read; one that can never be processed (too large, malformed,
+//! about no one we sent to) is moved aside to the Maildir++ folder
+//! `.Unprocessed/`, recorded, never deleted. No message is read twice by
+//! later imports. A file that vanishes or moves mid-import (an IMAP server,
+//! a second import) is passed over.
 
+use std::io::{BufRead, Read};
 use std::path::{Path, PathBuf};
 
 use chrono::Utc;
 use serde::Serialize;
 
 use super::{Error, Pipeline, Result};
-use crate::mail::bounce::{self, Kind, Mailboxes};
+use crate::config::files::{open_regular, read_regular, FileError};
+use crate::mail::bounce::{self, Kind, Mailboxes, Unread, MAX_MESSAGE_BYTES};
 use crate::store::{Applied, MailEvent, Status, Subscriber};
 
 /// What an import did.
@@ -34,27 +45,49 @@ pub struct BounceReport {
     pub unsubscribes: usize,
     /// Success notifications (the soft count resets).
     pub delivered: usize,
-    /// Understood and about nobody (not-spam reports, automatic replies).
+    /// Reports about nobody (`not-spam` feedback).
     pub ignored: usize,
     /// Processed by an earlier import.
     pub duplicates: usize,
-    /// Left in place: where, and why.
+    /// Not reports (automatic replies, people's mail): left alone.
+    pub not_reports: Vec<Unrecognised>,
+    /// Left for a person: where, and why (in a Maildir, moved aside).
     pub unrecognised: Vec<Unrecognised>,
 }
 
-/// A message left for a person.
+/// A message not acted on.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct Unrecognised {
     pub location: String,
     pub reason: String,
+    /// Where it was moved (a Maildir's `.Unprocessed/`), if it was.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub moved_to: Option<String>,
 }
 
-/// One message found: where it is, its bytes, and for a Maildir message
-/// its file (moved out of `new/` once processed).
+/// One message found: where it is, its bytes (or why they cannot be
+/// read), and for a Maildir message its file.
 struct Found {
     location: String,
-    bytes: Vec<u8>,
+    bytes: std::result::Result<Vec<u8>, NotRead>,
     maildir_file: Option<PathBuf>,
+}
+
+/// Why a message's bytes were not read.
+enum NotRead {
+    /// Never will be: too large, or not a message file at all.
+    Never(String),
+    /// Not now (permissions, an I/O error): perhaps later.
+    NotNow(String),
+}
+
+impl From<FileError> for NotRead {
+    fn from(e: FileError) -> NotRead {
+        match e {
+            FileError::Io(_) | FileError::Missing => NotRead::NotNow(e.to_string()),
+            FileError::TooBig { .. } | FileError::NotRegular(_) => NotRead::Never(e.to_string()),
+        }
+    }
 }
 
 /// What one import path holds.
@@ -64,8 +97,11 @@ enum Source<'a> {
     File(&'a Path),
 }
 
+/// The Maildir++ folder unprocessable messages are moved to.
+const ASIDE: &str = ".Unprocessed";
+
 /// A Maildir file's unique name: its name before the `:2,` flags, which
-/// moving it to `cur/` keeps.
+/// moving it keeps.
 fn maildir_name(path: &Path) -> String {
     let name = path
         .file_name()
@@ -80,24 +116,29 @@ fn maildir_key(path: &Path) -> String {
     format!("maildir:{}", maildir_name(path))
 }
 
-fn read_error(path: &Path, e: std::io::Error) -> Error {
-    Error::Io {
-        context: format!("reading {}", path.display()),
-        source: e,
-    }
+fn read_error(path: &Path, e: impl std::fmt::Display) -> Error {
+    Error::Invalid(format!("{}: {e}", path.display()))
 }
 
+/// Whether a file starts like an mbox (`From ` at its first byte).
 fn is_mbox(path: &Path) -> Result<bool> {
-    use std::io::Read;
+    let (mut f, _) = open_regular(path, true).map_err(|e| read_error(path, e))?;
     let mut head = [0u8; 5];
-    let mut f = std::fs::File::open(path).map_err(|e| read_error(path, e))?;
-    let n = f.read(&mut head).map_err(|e| read_error(path, e))?;
+    let mut n = 0;
+    while n < head.len() {
+        match f.read(&mut head[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) => return Err(read_error(path, e)),
+        }
+    }
     Ok(&head[..n] == b"From ")
 }
 
 /// The files of a Maildir: `new/` first, then `cur/` (a mail client may
-/// have moved unprocessed ones there), by name.
-fn maildir_files(dir: &Path) -> Result<Vec<(PathBuf, bool)>> {
+/// have moved unprocessed ones there), by name. Whether each is a message
+/// file is checked when it is opened.
+fn maildir_files(dir: &Path) -> Result<Vec<PathBuf>> {
     let mut out = Vec::new();
     for sub in ["new", "cur"] {
         let folder = dir.join(sub);
@@ -109,56 +150,155 @@ fn maildir_files(dir: &Path) -> Result<Vec<(PathBuf, bool)>> {
         let mut paths: Vec<PathBuf> = entries
             .filter_map(|e| e.ok().map(|e| e.path()))
             .filter(|p| {
-                p.is_file()
-                    && !p
-                        .file_name()
-                        .and_then(|n| n.to_str())
-                        .is_some_and(|n| n.starts_with('.'))
+                !p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with('.'))
             })
             .collect();
         paths.sort();
-        out.extend(paths.into_iter().map(|p| (p, sub == "new")));
+        out.extend(paths);
     }
     Ok(out)
 }
 
-/// Calls `each` with every message of an mbox, one in memory at a time.
-fn mbox_messages(path: &Path, mut each: impl FnMut(Found) -> Result<()>) -> Result<()> {
-    let file = std::fs::File::open(path).map_err(|e| read_error(path, e))?;
-    let iter = mail_parser::mailbox::mbox::MessageIterator::new(std::io::BufReader::new(file));
-    for (i, message) in iter.enumerate() {
-        let message = message.map_err(|e| Error::Io {
-            context: format!("reading {} (message {})", path.display(), i + 1),
-            source: e,
-        })?;
-        each(Found {
-            location: format!("{} (message {})", path.display(), i + 1),
-            bytes: message.unwrap_contents(),
-            maildir_file: None,
-        })?;
+/// Reads one line of at most `limit` bytes into `line` (the rest of a
+/// longer line is passed over, and the line marked cut); returns the bytes
+/// consumed, 0 at the end.
+fn read_line_bounded(
+    reader: &mut impl BufRead,
+    line: &mut Vec<u8>,
+    limit: usize,
+    cut: &mut bool,
+) -> std::io::Result<usize> {
+    let mut consumed = 0;
+    *cut = false;
+    loop {
+        let buf = reader.fill_buf()?;
+        if buf.is_empty() {
+            return Ok(consumed);
+        }
+        let (chunk, done) = match buf.iter().position(|&b| b == b'\n') {
+            Some(i) => (&buf[..=i], true),
+            None => (buf, false),
+        };
+        let room = limit.saturating_sub(line.len());
+        if chunk.len() > room {
+            *cut = true;
+        }
+        line.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        let n = chunk.len();
+        reader.consume(n);
+        consumed += n;
+        if done {
+            return Ok(consumed);
+        }
     }
-    Ok(())
 }
 
-/// Moves a processed message from `new/` to `cur/`, marked seen.
-fn move_to_cur(path: &Path) -> std::io::Result<()> {
-    let name = path
-        .file_name()
-        .and_then(|n| n.to_str())
-        .unwrap_or("message")
-        .to_owned();
-    let name = if name.contains(":2,") {
-        name
-    } else {
-        format!("{name}:2,S")
+/// Calls `each` with every message of an mbox (RFC 4155; mboxrd's `>From `
+/// quoting undone), one in memory at a time. A message over
+/// `MAX_MESSAGE_BYTES` is given as an error, not read into memory: the
+/// reader passes over it to the next `From ` line. (mail-parser's mbox
+/// reader holds a whole message, however large, so it is not used here.)
+fn mbox_messages(path: &Path, mut each: impl FnMut(Found) -> Result<()>) -> Result<()> {
+    let (file, _) = open_regular(path, true).map_err(|e| read_error(path, e))?;
+    let mut reader = std::io::BufReader::new(file);
+    let mut current: Option<(Vec<u8>, bool)> = None;
+    let mut count = 0;
+    let mut line = Vec::new();
+    let mut cut = false;
+    let mut flush = |current: Option<(Vec<u8>, bool)>, count: usize| -> Result<()> {
+        let Some((bytes, too_big)) = current else {
+            return Ok(());
+        };
+        each(Found {
+            location: format!("{} (message {count})", path.display()),
+            bytes: if too_big {
+                Err(NotRead::Never(format!(
+                    "larger than {MAX_MESSAGE_BYTES} bytes"
+                )))
+            } else {
+                Ok(bytes)
+            },
+            maildir_file: None,
+        })
     };
+    loop {
+        line.clear();
+        let n = read_line_bounded(&mut reader, &mut line, MAX_MESSAGE_BYTES + 1, &mut cut)
+            .map_err(|e| read_error(path, e))?;
+        if n == 0 {
+            break;
+        }
+        if line.starts_with(b"From ") {
+            flush(current.take(), count)?;
+            count += 1;
+            current = Some((Vec::new(), false));
+            continue;
+        }
+        let Some((bytes, too_big)) = current.as_mut() else {
+            continue;
+        };
+        if *too_big {
+            continue;
+        }
+        let unquoted = match line.iter().position(|&b| b != b'>') {
+            Some(i) if i > 0 && line[i..].starts_with(b"From ") => &line[1..],
+            _ => &line[..],
+        };
+        if cut || bytes.len() + unquoted.len() > MAX_MESSAGE_BYTES {
+            *too_big = true;
+            *bytes = Vec::new();
+        } else {
+            bytes.extend_from_slice(unquoted);
+        }
+    }
+    flush(current, count)
+}
+
+/// Moves a processed message into `cur/`, marked seen (`S`) or not (a
+/// message for a person to read). A message in `cur/` already stays.
+fn move_to_cur(path: &Path, seen: bool) -> std::io::Result<()> {
+    if path.parent().and_then(Path::file_name) != Some("new".as_ref()) {
+        return Ok(());
+    }
     let cur = path
         .parent()
         .and_then(Path::parent)
         .map(|d| d.join("cur"))
         .ok_or_else(|| std::io::Error::other("not in a Maildir"))?;
     std::fs::create_dir_all(&cur)?;
-    std::fs::rename(path, cur.join(name))
+    let flags = if seen { ":2,S" } else { ":2," };
+    std::fs::rename(path, cur.join(format!("{}{flags}", maildir_name(path))))
+}
+
+/// Moves a message that can never be processed to the Maildir++ folder
+/// `.Unprocessed/` (its `cur/`, unseen): out of the way of every later
+/// import, kept for a person. Returns where it went.
+fn move_aside(path: &Path) -> std::io::Result<PathBuf> {
+    let maildir = path
+        .parent()
+        .and_then(Path::parent)
+        .ok_or_else(|| std::io::Error::other("not in a Maildir"))?;
+    let aside = maildir.join(ASIDE);
+    for sub in ["cur", "new", "tmp"] {
+        std::fs::create_dir_all(aside.join(sub))?;
+    }
+    let to = aside.join("cur").join(format!("{}:2,", maildir_name(path)));
+    std::fs::rename(path, &to)?;
+    Ok(to)
+}
+
+/// What became of one message.
+enum Outcome {
+    /// Acted on, ignored as a report about nobody, or seen before.
+    Processed,
+    /// Not a report: left alone, for a person to read.
+    NotAReport,
+    /// Can never be processed: left for a person.
+    Unusable,
+    /// Could not be read now (it may be later): left where it is.
+    Unreadable,
 }
 
 impl Pipeline {
@@ -171,8 +311,9 @@ impl Pipeline {
 
     /// Imports every message under `paths`: files (one message each, or an
     /// mbox when it starts with `From `) and Maildir folders. Every path is
-    /// checked before any message is processed; messages are then read one
-    /// at a time, and a `cur/` file processed by an earlier import is
+    /// checked before any message is processed (a device, a pipe or a
+    /// missing path is an error); messages are then read one at a time,
+    /// each bounded, and a `cur/` file processed by an earlier import is
     /// counted without being read again.
     pub fn import_bounces(&self, paths: &[PathBuf]) -> Result<BounceReport> {
         let mut sources = Vec::with_capacity(paths.len());
@@ -186,6 +327,11 @@ impl Pipeline {
                     )));
                 }
                 Source::Maildir(path)
+            } else if !meta.is_file() {
+                return Err(Error::Invalid(format!(
+                    "{}: not a message file, an mbox or a Maildir folder (only regular files are read)",
+                    path.display()
+                )));
             } else if is_mbox(path)? {
                 Source::Mbox(path)
             } else {
@@ -197,13 +343,25 @@ impl Pipeline {
         for source in sources {
             match source {
                 Source::Maildir(dir) => {
-                    for (path, new) in maildir_files(dir)? {
-                        if !new && self.store.mail_processed(&maildir_key(&path))? {
+                    for path in maildir_files(dir)? {
+                        let in_cur =
+                            path.parent().and_then(Path::file_name) == Some("cur".as_ref());
+                        if in_cur && self.store.mail_processed(&maildir_key(&path))? {
                             report.messages += 1;
                             report.duplicates += 1;
                             continue;
                         }
-                        let bytes = std::fs::read(&path).map_err(|e| read_error(&path, e))?;
+                        let bytes = match read_regular(&path, MAX_MESSAGE_BYTES as u64, false) {
+                            Ok(b) => Ok(b),
+                            Err(FileError::Missing) => {
+                                tracing::debug!(
+                                    "{}: gone before it was read (moved by another program): passed over",
+                                    path.display()
+                                );
+                                continue;
+                            }
+                            Err(e) => Err(NotRead::from(e)),
+                        };
                         let found = Found {
                             location: path.display().to_string(),
                             bytes,
@@ -218,7 +376,8 @@ impl Pipeline {
                 Source::File(path) => {
                     let found = Found {
                         location: path.display().to_string(),
-                        bytes: std::fs::read(path).map_err(|e| read_error(path, e))?,
+                        bytes: read_regular(path, MAX_MESSAGE_BYTES as u64, true)
+                            .map_err(NotRead::from),
                         maildir_file: None,
                     };
                     self.take(found, &mailboxes, &mut report)?
@@ -226,118 +385,230 @@ impl Pipeline {
             }
         }
         for u in &report.unrecognised {
-            tracing::warn!("{}: left in place: {}", u.location, u.reason);
+            tracing::warn!("{}: left for a person: {}", u.location, u.reason);
         }
         tracing::info!(
-            "bounces: {} messages, {} permanent, {} temporary, {} complaints, {} unsubscribes, {} left in place",
+            "bounces: {} messages, {} permanent, {} temporary, {} complaints, {} unsubscribes, {} not reports, {} left for a person",
             report.messages,
             report.hard_bounces,
             report.soft_bounces,
             report.complaints,
             report.unsubscribes,
+            report.not_reports.len(),
             report.unrecognised.len()
         );
         Ok(report)
     }
 
-    /// Imports one message; a processed Maildir file is recorded by its
-    /// name and moved out of `new/`.
+    /// Imports one message, then files it in its Maildir by what became of
+    /// it.
     fn take(&self, message: Found, mailboxes: &Mailboxes, report: &mut BounceReport) -> Result<()> {
         report.messages += 1;
-        if !self.import_one(&message, mailboxes, report)? {
-            return Ok(());
-        }
+        let (outcome, reason) = self.import_one(&message, mailboxes, report)?;
+        let listed = |moved_to: Option<String>| Unrecognised {
+            location: message.location.clone(),
+            reason: reason.clone().unwrap_or_default(),
+            moved_to,
+        };
         let Some(path) = &message.maildir_file else {
+            match outcome {
+                Outcome::NotAReport => report.not_reports.push(listed(None)),
+                Outcome::Unusable | Outcome::Unreadable => report.unrecognised.push(listed(None)),
+                Outcome::Processed => {}
+            }
             return Ok(());
         };
-        self.store
-            .record_mail_processed(&maildir_key(path), "maildir file", Utc::now())?;
-        if path.parent().and_then(Path::file_name) == Some("new".as_ref()) {
-            if let Err(e) = move_to_cur(path) {
-                tracing::warn!(
-                    "{}: processed, but cannot be moved to cur/: {e} (it is recorded and will not count twice)",
-                    path.display()
-                );
+        let now = Utc::now();
+        let moved = match outcome {
+            Outcome::Processed | Outcome::NotAReport => {
+                self.store.record_mail_processed(
+                    &maildir_key(path),
+                    if matches!(outcome, Outcome::Processed) {
+                        "maildir file"
+                    } else {
+                        "maildir file: not a report"
+                    },
+                    now,
+                )?;
+                let seen = matches!(outcome, Outcome::Processed);
+                if !seen {
+                    report.not_reports.push(listed(None));
+                }
+                move_to_cur(path, seen)
             }
+            Outcome::Unusable => match move_aside(path) {
+                Ok(to) => {
+                    self.store.record_mail_processed(
+                        &format!("aside:{}", maildir_name(path)),
+                        &format!("moved aside: {}", reason.clone().unwrap_or_default()),
+                        now,
+                    )?;
+                    report
+                        .unrecognised
+                        .push(listed(Some(to.display().to_string())));
+                    Ok(())
+                }
+                // Another import moved it first, and lists it.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    report.duplicates += 1;
+                    Ok(())
+                }
+                Err(e) => {
+                    report.unrecognised.push(listed(None));
+                    Err(e)
+                }
+            },
+            Outcome::Unreadable => {
+                report.unrecognised.push(listed(None));
+                Ok(())
+            }
+        };
+        match moved {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => tracing::debug!(
+                "{}: moved by another program before this import could file it",
+                path.display()
+            ),
+            Err(e) => tracing::warn!(
+                "{}: cannot be filed: {e} (it is recorded and will not count twice)",
+                path.display()
+            ),
         }
         Ok(())
     }
 
-    /// Finds the subscriber a report names: by VERP token, by the returned
-    /// digest's Message-ID, by the failed recipient's address.
-    fn named_subscriber(&self, r: &bounce::Report) -> Result<Option<Subscriber>> {
+    /// The subscriber a report is bound to, with the edition it concerns
+    /// when it says; `Err` says why it is bound to no one.
+    fn bound_subscriber(
+        &self,
+        r: &bounce::Report,
+    ) -> Result<std::result::Result<(Subscriber, Option<String>), String>> {
+        let mut by_token: Option<Subscriber> = None;
         for token in &r.tokens {
             if let Some(s) = self.store.subscriber_by_bounce_token(token)? {
-                return Ok(Some(s));
+                match &by_token {
+                    Some(first) if first.id != s.id => {
+                        return Ok(Err("names two subscribers by their VERP tokens".into()))
+                    }
+                    _ => by_token = Some(s),
+                }
             }
         }
-        for id in &r.message_ids {
-            if let Some((s, _)) = self.store.subscriber_by_message_id(id)? {
-                return Ok(Some(s));
-            }
+        if let Some(s) = by_token {
+            return Ok(Ok((s, r.edition())));
         }
         if matches!(r.kind, Kind::Unsubscribe) {
-            // Only the token counts: a From address is easily forged.
-            return Ok(None);
+            return Ok(Err(
+                "an unsubscribe request whose token is no subscriber's".into()
+            ));
         }
-        for address in &r.recipients {
-            if let Some(s) = self.store.subscriber_by_email(address)? {
-                return Ok(Some(s));
+        for id in &r.message_ids {
+            let Some((s, date)) = self.store.subscriber_by_message_id(id)? else {
+                continue;
+            };
+            if !r.recipients.is_empty()
+                && !r
+                    .recipients
+                    .iter()
+                    .any(|a| a.eq_ignore_ascii_case(&s.email))
+            {
+                return Ok(Err(format!(
+                    "returns a digest we sent to someone else than the recipient it names ({})",
+                    r.recipients.join(", ")
+                )));
             }
+            return Ok(Ok((s, Some(date))));
         }
-        Ok(None)
+        Ok(Err(if r.recipients.is_empty() {
+            "names no subscriber: no VERP token and no Message-ID of a digest we sent".into()
+        } else {
+            format!(
+                "names an address but no message we sent ({}): an address alone is not trusted",
+                r.recipients.join(", ")
+            )
+        }))
     }
 
-    /// Processes one message; true when it is done with (recorded now or
-    /// before), false when it is left in place.
+    /// Processes one message: what became of it, and why when it was not
+    /// processed.
     fn import_one(
         &self,
         message: &Found,
         mailboxes: &Mailboxes,
         report: &mut BounceReport,
-    ) -> Result<bool> {
-        let key = bounce::key(&message.bytes);
+    ) -> Result<(Outcome, Option<String>)> {
+        let bytes = match &message.bytes {
+            Ok(b) => b,
+            Err(NotRead::Never(why)) => return Ok((Outcome::Unusable, Some(why.clone()))),
+            Err(NotRead::NotNow(why)) => {
+                return Ok((
+                    Outcome::Unreadable,
+                    Some(format!("cannot be read now: {why}")),
+                ))
+            }
+        };
+        if let Err(why) = bounce::check_bounds(bytes) {
+            return Ok((Outcome::Unusable, Some(why)));
+        }
+        let key = bounce::key(bytes);
         if self.store.mail_processed(&key)? {
             report.duplicates += 1;
-            return Ok(true);
+            return Ok((Outcome::Processed, None));
         }
-        let leave = |report: &mut BounceReport, reason: String| {
-            report.unrecognised.push(Unrecognised {
-                location: message.location.clone(),
-                reason,
-            });
-            Ok(false)
-        };
-        let read = match bounce::read(&message.bytes, mailboxes) {
-            Ok(r) => r,
-            Err(reason) => return leave(report, reason),
-        };
         let now = Utc::now();
+        let read = match bounce::read(bytes, mailboxes) {
+            Ok(r) => r,
+            Err(Unread::NotAReport(why)) => {
+                let first =
+                    self.store
+                        .record_mail_processed(&key, &format!("not a report: {why}"), now)?;
+                if !first {
+                    report.duplicates += 1;
+                    return Ok((Outcome::Processed, None));
+                }
+                tracing::info!("{}: not a report: {why}", message.location);
+                return Ok((Outcome::NotAReport, Some(format!("not a report: {why}"))));
+            }
+            Err(Unread::Unusable(why)) => return Ok((Outcome::Unusable, Some(why))),
+        };
         if let Kind::Ignored { why } = &read.kind {
-            self.store.record_mail_processed(&key, "ignored", now)?;
-            tracing::info!("{}: ignored: {why}", message.location);
-            report.ignored += 1;
-            return Ok(true);
+            if self.store.record_mail_processed(&key, "ignored", now)? {
+                tracing::info!("{}: ignored: {why}", message.location);
+                report.ignored += 1;
+            } else {
+                report.duplicates += 1;
+            }
+            return Ok((Outcome::Processed, None));
         }
-        let Some(sub) = self.named_subscriber(&read)? else {
-            return leave(
-                report,
-                format!(
-                    "{} ({}) names no subscriber: no known VERP token, digest Message-ID or recipient address",
-                    kind_name(&read.kind),
-                    read.format
-                ),
-            );
+        let (sub, edition) = match self.bound_subscriber(&read)? {
+            Ok(found) => found,
+            Err(why) => {
+                return Ok((
+                    Outcome::Unusable,
+                    Some(format!("{} ({}) {why}", kind_name(&read.kind), read.format)),
+                ))
+            }
         };
         let event = match &read.kind {
             Kind::Failed { permanent: true } => MailEvent::HardBounce {
                 status: read.describe(),
             },
-            Kind::Failed { permanent: false } | Kind::Delayed => MailEvent::SoftBounce {
-                status: read.describe(),
-                edition: read.edition(),
-                limit: self.config.soft_bounce_limit,
-            },
+            Kind::Failed { permanent: false } | Kind::Delayed => {
+                // Counted once per subscriber and edition: the edition the
+                // report names, else the last one sent to them (else today).
+                let edition = match edition {
+                    Some(date) => date,
+                    None => match self.store.last_sent_edition(sub.id)? {
+                        Some(date) => date,
+                        None => self.today().to_string(),
+                    },
+                };
+                MailEvent::SoftBounce {
+                    status: read.describe(),
+                    edition: Some(edition),
+                    limit: self.config.soft_bounce_limit,
+                }
+            }
             Kind::Delivered => MailEvent::Delivered,
             Kind::Complaint { feedback_type } => MailEvent::Complaint {
                 feedback_type: feedback_type.clone(),
@@ -378,7 +649,7 @@ impl Pipeline {
                 );
             }
         }
-        Ok(true)
+        Ok((Outcome::Processed, None))
     }
 
     /// With `bounces_maildir` set, imports it (the start of `digest run`).
@@ -399,5 +670,41 @@ fn kind_name(kind: &Kind) -> &'static str {
         Kind::Complaint { .. } => "a complaint",
         Kind::Unsubscribe => "an unsubscribe request",
         Kind::Ignored { .. } => "nothing to act on",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_mbox_is_read_one_bounded_message_at_a_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("box");
+        let mut text =
+            String::from("From a Mon Mar 14 06:01:11 2022\nSubject: one\n\n>From the start\n");
+        text.push_str("From b Mon Mar 14 06:01:12 2022\nSubject: two\n\n");
+        text.push_str(&"x".repeat(MAX_MESSAGE_BYTES + 10));
+        text.push_str("\nFrom c Mon Mar 14 06:01:13 2022\nSubject: three\n\nend\n");
+        std::fs::write(&path, text).unwrap();
+        let mut got = Vec::new();
+        mbox_messages(&path, |m| {
+            got.push((m.location, m.bytes));
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(got.len(), 3);
+        let bytes = |i: usize| match &got[i].1 {
+            Ok(b) => b.clone(),
+            Err(_) => panic!("message {i} not read"),
+        };
+        assert_eq!(
+            bytes(0),
+            b"Subject: one\n\nFrom the start\n",
+            "mboxrd quoting undone"
+        );
+        assert!(matches!(&got[1].1, Err(NotRead::Never(why)) if why.contains("larger than")));
+        assert!(got[1].0.ends_with("(message 2)"));
+        assert_eq!(bytes(2), b"Subject: three\n\nend\n");
     }
 }

@@ -159,11 +159,7 @@ fn apply_document(edition: &Edition, text: &str) -> std::result::Result<(Edition
             changes.push(format!("dropped {:?}", original.headline));
             continue;
         }
-        let headline = block
-            .headline
-            .split_whitespace()
-            .collect::<Vec<_>>()
-            .join(" ");
+        let headline = crate::text::clean::one_line(&block.headline);
         if headline.is_empty() || headline.chars().count() > MAX_HEADLINE_CHARS {
             return Err(format!(
                 "story block {} ({}): the headline must be 1 to {MAX_HEADLINE_CHARS} characters",
@@ -174,7 +170,7 @@ fn apply_document(edition: &Edition, text: &str) -> std::result::Result<(Edition
         let summary: Vec<String> = block
             .summary
             .iter()
-            .map(|s| s.split_whitespace().collect::<Vec<_>>().join(" "))
+            .map(|s| crate::text::clean::one_line(s))
             .filter(|s| !s.is_empty())
             .collect();
         if summary.is_empty() && block.full {
@@ -294,10 +290,20 @@ impl Pipeline {
             }
             let _lock = self.edit_lock()?;
             let built = self.build(date, inputs)?;
+            if built.edition.stories.is_empty() {
+                return Err(Error::Invalid(format!(
+                    "no stories for {date} in its articles: the stored edition is kept as it was"
+                )));
+            }
             self.save_change(&stored, &built.edition, "rebuilt")?;
             return Ok((self.stored(date)?, built.skipped));
         }
         let built = self.build(date, inputs)?;
+        if built.edition.stories.is_empty() {
+            return Err(Error::Invalid(format!(
+                "no news for {date}: no articles made a story, so no edition is stored (a later build with news makes one)"
+            )));
+        }
         let stored = self.store.store_edition(date, &built.edition, Utc::now())?;
         self.store
             .log_edition(stored.id, &user(), "built", Utc::now())?;

@@ -62,6 +62,10 @@ pub enum Error {
     /// A request that cannot be met: an unknown subscriber, a bad address.
     #[error("{0}")]
     Invalid(String),
+    /// A request that is not done without saying so (`--force`): a date
+    /// in the future. Exit status 2, as a usage error.
+    #[error("{0}")]
+    Usage(String),
     #[error("{context}: {source}")]
     Io {
         context: String,
@@ -71,9 +75,13 @@ pub enum Error {
 }
 
 impl Error {
-    /// A configuration or template problem: nothing was sent, fix and rerun.
+    /// A configuration, template or usage problem: nothing was sent, fix
+    /// and rerun (exit status 2).
     pub fn is_config(&self) -> bool {
-        matches!(self, Error::Config(_) | Error::Template(_))
+        matches!(
+            self,
+            Error::Config(_) | Error::Template(_) | Error::Usage(_)
+        )
     }
 
     fn io(context: impl Into<String>) -> impl FnOnce(io::Error) -> Error {

@@ -43,6 +43,9 @@ pub struct RunReport {
     pub send: Option<RunSummary>,
     /// The edition is stored and waits for an editor's approval.
     pub awaiting_approval: bool,
+    /// There was no news for the day: nothing was stored or sent (a later
+    /// run the same day with news sends normally).
+    pub no_news: bool,
     pub error: Option<String>,
 }
 
@@ -127,6 +130,7 @@ impl Pipeline {
             purged_signups: 0,
             send: None,
             awaiting_approval: false,
+            no_news: false,
             error: None,
         };
         let mut send = None;
@@ -153,6 +157,7 @@ impl Pipeline {
             })?;
             report.send = outcome.summary().cloned();
             report.awaiting_approval = matches!(outcome, SendOutcome::AwaitingApproval { .. });
+            report.no_news = matches!(outcome, SendOutcome::NoNews { .. });
             let code = match outcome.exit_code() {
                 0 if self.persistent_failures(&report.feeds) > 0 => 1,
                 0 => 0,

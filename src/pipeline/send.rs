@@ -58,6 +58,12 @@ pub enum SendOutcome {
     },
     /// The delivery loop ran.
     Sent(RunSummary),
+    /// The edition would have no stories (no articles for the day, or none
+    /// that made a story): nothing was stored or sent, and a later run of
+    /// the same day with news sends normally.
+    NoNews {
+        date: NaiveDate,
+    },
     /// `require_approval`: the edition is stored and waits for `digest
     /// edition approve`; nothing was sent to subscribers.
     AwaitingApproval {
@@ -76,7 +82,9 @@ impl SendOutcome {
     pub fn exit_code(&self) -> u8 {
         match self {
             SendOutcome::Locked(_) => crate::lock::EXIT_LOCKED,
-            SendOutcome::DryRun(_) | SendOutcome::AwaitingApproval { .. } => 0,
+            SendOutcome::DryRun(_)
+            | SendOutcome::AwaitingApproval { .. }
+            | SendOutcome::NoNews { .. } => 0,
             SendOutcome::Unreachable { .. } => 1,
             SendOutcome::Sent(summary) => {
                 if summary.stopped.as_deref().is_some_and(|r| {
@@ -104,7 +112,7 @@ impl SendOutcome {
 }
 
 /// The SMTP password: DIGEST_SMTP_PASSWORD, else the first line of
-/// `smtp_password_file`.
+/// `smtp_password_file` (a regular file of at most 64 KiB).
 fn smtp_password(config: &Config) -> Result<Option<String>, ConfigError> {
     if let Ok(p) = std::env::var("DIGEST_SMTP_PASSWORD") {
         return Ok(Some(p));
@@ -112,12 +120,28 @@ fn smtp_password(config: &Config) -> Result<Option<String>, ConfigError> {
     match &config.smtp_password_file {
         None => Ok(None),
         Some(path) => {
-            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-                path: path.clone(),
-                source,
-            })?;
+            let text = crate::config::files::read_secret("smtp_password_file", path)?;
+            warn_if_world_readable("smtp_password_file", path);
             Ok(Some(text.lines().next().unwrap_or("").to_owned()))
         }
+    }
+}
+
+/// Says once per process that a secret's file is readable by every user
+/// of the machine.
+fn warn_if_world_readable(key: &str, path: &std::path::Path) {
+    static WARNED: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+    if !crate::config::files::world_readable(path) {
+        return;
+    }
+    let mut warned = WARNED.lock().unwrap_or_else(|p| p.into_inner());
+    if !warned.iter().any(|k| k == key) {
+        warned.push(key.to_owned());
+        tracing::warn!(
+            "{key} {} can be read by every user of this machine: `chmod 600 {}`",
+            path.display(),
+            path.display()
+        );
     }
 }
 
@@ -135,10 +159,8 @@ pub(super) fn message_settings(config: &Config) -> Result<MessageSettings, Confi
         match &config.dkim_key_file {
             None => None,
             Some(path) => {
-                let pem = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-                    path: path.clone(),
-                    source,
-                })?;
+                let pem = crate::config::files::read_secret("dkim_key_file", path)?;
+                warn_if_world_readable("dkim_key_file", path);
                 let domain = config
                     .dkim_domain
                     .clone()
@@ -314,6 +336,12 @@ impl Pipeline {
         let transport = transport(config, smtp_url.clone())?;
         let today = self.today();
         let date = request.date.unwrap_or(today);
+        if date > today && !request.force {
+            return Err(Error::Usage(format!(
+                "the edition of {date} is in the future (today is {today} in {}); use --force to send it early",
+                config.timezone
+            )));
+        }
         let age = (today - date).num_days();
         if age > config.max_edition_age_days && !request.force {
             return Err(ConfigError::Invalid {
@@ -342,6 +370,10 @@ impl Pipeline {
                         built.skipped
                     );
                 }
+                if built.edition.stories.is_empty() {
+                    tracing::info!("no news for {date}: nothing stored or sent");
+                    return Ok(SendOutcome::NoNews { date });
+                }
                 if request.dry_run {
                     return Ok(SendOutcome::DryRun(DryRun {
                         date,
@@ -365,7 +397,9 @@ impl Pipeline {
             }));
         }
         if stored.edition.stories.is_empty() {
-            tracing::warn!("the edition of {date} has no stories");
+            return Err(Error::Invalid(format!(
+                "the edition of {date} has no stories left (every one was dropped): nothing was sent; `digest edition build --date {date} --rebuild` builds it again from its articles"
+            )));
         }
 
         if self.config.require_approval && stored.approved.is_none() {

@@ -1,17 +1,22 @@
-//! Double opt-in: a sign-up is stored `pending` and mailed a confirmation
-//! link; only following it (and pressing Confirm) makes the subscriber
-//! active. Unconfirmed sign-ups are deleted after `confirm_days`.
+//! Double opt-in: a sign-up gets a confirmation token of its own, mailed
+//! to the address; only the holder of that mail (pressing Confirm) makes
+//! the subscriber active, with the name and topics they choose there.
+//! Unconfirmed sign-ups are deleted after `confirm_days`.
 //!
 //! What a caller learns never depends on whether the address is on the
-//! list: the subscribe page says "check your inbox" in every case.
+//! list: the subscribe page says "check your inbox" in every case. The page
+//! queues each sign-up durably (`queue_sign_up`) before it answers, so a
+//! busy database delays a sign-up and never loses it; `serve` applies the
+//! queue (`apply_queued_sign_ups`) and mails the links.
 
 use chrono::{Duration, Utc};
+use serde::{Deserialize, Serialize};
 
 use super::send::{message_settings, transport};
 use super::subscribers::check_row;
 use super::{Error, Pipeline, Result};
 use crate::mail::message::confirmation;
-use crate::store::{Confirmed, SignUp};
+use crate::store::{Asker, Confirmed, QueueFile, SignUp, Status, Waiting};
 
 /// No address is mailed a confirmation more often than this.
 pub const CONFIRMATION_INTERVAL_MINUTES: i64 = 60;
@@ -22,14 +27,17 @@ pub const CONFIRMATION_INTERVAL_MINUTES: i64 = 60;
 pub enum SignedUp {
     /// A confirmation link was mailed.
     Mailed,
-    /// The address is active already: nothing sent.
+    /// The address is active already: nothing sent, nothing changed.
     AlreadyActive,
     /// A confirmation went to this address within the hour: nothing sent.
     TooSoon,
+    /// The address bounced or complained: the public form mails it nothing.
+    Refused(Status),
 }
 
 /// A confirmation mail, recorded and ready to send.
 pub struct Confirmation {
+    token: String,
     subscriber_id: i64,
     message: lettre::Message,
     transport: crate::mail::Transport,
@@ -39,7 +47,10 @@ impl Confirmation {
     /// Sends it (no database work).
     pub fn send(&self) -> Result<()> {
         self.transport
-            .send(&self.message, &format!("confirm-{}", self.subscriber_id))
+            .send(
+                &self.message,
+                &format!("confirm-{}-{}", self.subscriber_id, &self.token[..8]),
+            )
             .map_err(|e| {
                 Error::Invalid(format!(
                     "mailing the confirmation to subscriber {}: {e}",
@@ -51,6 +62,14 @@ impl Confirmation {
     }
 }
 
+/// A sign-up as the subscribe page queues it.
+#[derive(Debug, Serialize, Deserialize)]
+struct Queued {
+    email: String,
+    name: Option<String>,
+    topics: String,
+}
+
 impl Pipeline {
     fn confirm_window(&self) -> Duration {
         Duration::days(i64::from(self.config.confirm_days))
@@ -59,8 +78,14 @@ impl Pipeline {
     /// Records a sign-up and mails its confirmation link. A bad address or
     /// name is `Error::Invalid`; a confirmation that cannot be sent is an
     /// error, and the address may be tried again at once.
-    pub fn sign_up(&self, email: &str, name: Option<&str>, topics: &str) -> Result<SignedUp> {
-        match self.record_sign_up(email, name, topics)? {
+    pub fn sign_up(
+        &self,
+        email: &str,
+        name: Option<&str>,
+        topics: &str,
+        asker: Asker,
+    ) -> Result<SignedUp> {
+        match self.record_sign_up(email, name, topics, asker)? {
             Err(outcome) => Ok(outcome),
             Ok(pending) => match pending.send() {
                 Ok(()) => Ok(SignedUp::Mailed),
@@ -81,6 +106,7 @@ impl Pipeline {
         email: &str,
         name: Option<&str>,
         topics: &str,
+        asker: Asker,
     ) -> Result<std::result::Result<Confirmation, SignedUp>> {
         let row = check_row(email, name, topics).map_err(Error::Invalid)?;
         // Fail on a bad configuration before anything is recorded.
@@ -91,63 +117,78 @@ impl Pipeline {
             &row.email,
             row.name.as_deref(),
             &row.topics,
+            asker,
             now,
             Duration::minutes(CONFIRMATION_INTERVAL_MINUTES),
+            self.confirm_window(),
         )?;
-        let token = match outcome {
+        let (token, subscriber) = match outcome {
             SignUp::AlreadyActive => return Ok(Err(SignedUp::AlreadyActive)),
             SignUp::TooSoon => return Ok(Err(SignedUp::TooSoon)),
-            SignUp::Confirm { token, .. } => token,
-        };
-        let Some(sub) = self.store.subscriber_by_token(&token)? else {
-            return Err(Error::Invalid(format!(
-                "{} vanished while signing up",
-                row.email
-            )));
+            SignUp::Refused(status) => return Ok(Err(SignedUp::Refused(status))),
+            SignUp::Confirm { token, subscriber } => (token, subscriber),
         };
         let message = confirmation(
-            &sub,
+            &subscriber,
+            &token,
             &self.config.title,
             &settings,
             self.config.confirm_days,
             now,
-        )
-        .map_err(Error::Invalid);
-        let message = match message {
-            Ok(m) => m,
+        );
+        match message {
+            Ok(message) => Ok(Ok(Confirmation {
+                token,
+                subscriber_id: subscriber.id,
+                message,
+                transport,
+            })),
             Err(e) => {
-                self.store.forget_confirmation_sent(sub.id)?;
-                return Err(e);
+                self.store.forget_sign_up(&token)?;
+                Err(Error::Invalid(e))
             }
-        };
-        Ok(Ok(Confirmation {
-            subscriber_id: sub.id,
-            message,
-            transport,
-        }))
+        }
     }
 
     /// A confirmation that could not be sent: the hour's limit must not
     /// lock the address out.
     pub fn forget_confirmation(&self, confirmation: &Confirmation) -> Result<()> {
-        Ok(self
-            .store
-            .forget_confirmation_sent(confirmation.subscriber_id)?)
+        Ok(self.store.forget_sign_up(&confirmation.token)?)
     }
 
-    /// Whether `token`'s confirmation link is live (the Confirm page).
-    pub fn confirmation_waiting(&self, token: &str) -> Result<bool> {
-        Ok(self
-            .store
-            .confirmation_waiting(token, Utc::now(), self.confirm_window())?
-            .is_some())
+    /// The sign-up `token` would confirm, when its link is live (the
+    /// Confirm page shows its address and what it asked for).
+    pub fn sign_up_waiting(&self, token: &str) -> Result<Option<Waiting>> {
+        Ok(self.store.sign_up_waiting(token, Utc::now())?)
     }
 
-    /// Follows a confirmation link (the Confirm button).
-    pub fn confirm_subscription(&self, token: &str) -> Result<Confirmed> {
-        Ok(self
-            .store
-            .confirm_subscription(token, Utc::now(), self.confirm_window())?)
+    /// Follows a confirmation link (the Confirm button), with the name and
+    /// topics the page sent (`None`: what the sign-up asked for). A name or
+    /// topics that would not pass the subscribe form are `Error::Invalid`.
+    pub fn confirm_subscription(
+        &self,
+        token: &str,
+        name: Option<&str>,
+        topics: Option<&str>,
+    ) -> Result<Confirmed> {
+        let name = match name {
+            None => None,
+            Some(n) => Some(crate::mail::validate_name(n).map_err(Error::Invalid)?),
+        };
+        let topics = match topics {
+            None => None,
+            Some(t) => Some(
+                check_row("x@example.com", None, t)
+                    .map_err(Error::Invalid)?
+                    .topics,
+            ),
+        };
+        Ok(self.store.confirm_subscription(
+            token,
+            name.as_ref().map(|n| n.as_deref()),
+            topics.as_deref(),
+            Utc::now(),
+        )?)
     }
 
     /// Deletes sign-ups left unconfirmed for `confirm_days`.
@@ -155,5 +196,72 @@ impl Pipeline {
         Ok(self
             .store
             .purge_pending(Utc::now(), self.confirm_window())?)
+    }
+
+    /// The file beside the database where the subscribe page's sign-ups
+    /// wait to be recorded and mailed.
+    fn sign_up_queue(&self) -> QueueFile {
+        QueueFile::new(std::path::PathBuf::from(format!(
+            "{}.signups",
+            self.config.db.display()
+        )))
+    }
+
+    /// Queues a sign-up from the subscribe page, synced to disk before this
+    /// returns: the page says "check your inbox" only for what is kept.
+    /// The address, name and topics must be checked already.
+    pub fn queue_sign_up(&self, email: &str, name: Option<&str>, topics: &str) -> Result<()> {
+        let line = serde_json::to_string(&Queued {
+            email: email.to_owned(),
+            name: name.map(str::to_owned),
+            topics: topics.to_owned(),
+        })
+        .expect("sign-ups serialize");
+        let queue = self.sign_up_queue();
+        queue.append(&line).map_err(|source| Error::Io {
+            context: format!("queueing a sign-up in {}", queue.path().display()),
+            source,
+        })
+    }
+
+    /// Records the queued sign-ups, oldest first, and returns the
+    /// confirmations to mail. A busy database or a configuration problem
+    /// stops the work and leaves the rest queued for the next call; a line
+    /// that can never be recorded (damaged, or an address the form should
+    /// not have let through) is dropped with a warning.
+    pub fn apply_queued_sign_ups(&self) -> Vec<Confirmation> {
+        let mut mail = Vec::new();
+        self.sign_up_queue().drain(|lines| {
+            for (i, line) in lines.iter().enumerate() {
+                let queued: Queued = match serde_json::from_str(line) {
+                    Ok(q) => q,
+                    Err(e) => {
+                        tracing::warn!("a queued sign-up is damaged ({e}): dropped");
+                        continue;
+                    }
+                };
+                match self.record_sign_up(
+                    &queued.email,
+                    queued.name.as_deref(),
+                    &queued.topics,
+                    Asker::Public,
+                ) {
+                    Ok(Ok(confirmation)) => mail.push(confirmation),
+                    Ok(Err(outcome)) => tracing::info!("sign-up: {outcome:?}"),
+                    Err(Error::Store(e)) if e.is_busy() => {
+                        tracing::debug!("sign-ups wait: the database is busy");
+                        return i;
+                    }
+                    // Kept for when the database or the settings are mended.
+                    Err(e @ (Error::Store(_) | Error::Config(_) | Error::Template(_))) => {
+                        tracing::error!("sign-ups wait: {e}");
+                        return i;
+                    }
+                    Err(e) => tracing::warn!("a queued sign-up cannot be recorded: {e}: dropped"),
+                }
+            }
+            lines.len()
+        });
+        mail
     }
 }

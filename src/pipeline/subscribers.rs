@@ -41,6 +41,8 @@ pub(super) fn check_row(
         topics,
         topics_only: false,
         status: Status::Active,
+        bounces: 0,
+        last_bounce: None,
     })
 }
 
@@ -50,7 +52,7 @@ pub(super) fn check_row(
 pub const CSV_COLUMNS: [&str; 5] = ["email", "name", "topics", "topics_only", "status"];
 
 /// Columns `export` adds after `CSV_COLUMNS` for the record (bounce reports
-/// received, and the last one's status); `import` skips them.
+/// received, and the last one's status); `import` restores them.
 pub const CSV_RECORD_COLUMNS: [&str; 2] = ["bounces", "last_bounce"];
 
 /// A cell as written to CSV: one that a spreadsheet would run as a formula
@@ -180,7 +182,9 @@ impl Pipeline {
             .map_err(|e| Error::Invalid(format!("reading {shown}: {e}")))?;
         // A header row names the columns (any order, any subset with
         // `email`); without one they are `CSV_COLUMNS` in order.
-        let mut columns: Vec<Option<usize>> = (0..CSV_COLUMNS.len()).map(Some).collect();
+        let mut columns: Vec<Option<usize>> = (0..CSV_COLUMNS.len() + CSV_RECORD_COLUMNS.len())
+            .map(Some)
+            .collect();
         let mut header_error: Option<String> = None;
         // Line numbers from the records' byte offsets: the csv reader's own
         // count is off after CRLF line ends.
@@ -202,7 +206,11 @@ impl Pipeline {
                     .is_some_and(|c| c.eq_ignore_ascii_case("email"))
             {
                 let find = |name: &str| record.iter().position(|c| c.eq_ignore_ascii_case(name));
-                columns = CSV_COLUMNS.iter().map(|c| find(c)).collect();
+                columns = CSV_COLUMNS
+                    .iter()
+                    .chain(&CSV_RECORD_COLUMNS)
+                    .map(|c| find(c))
+                    .collect();
                 let unknown: Vec<&str> = record
                     .iter()
                     .filter(|c| {
@@ -226,7 +234,10 @@ impl Pipeline {
                 return Some((line, Err(e.clone())));
             }
             let cell = |k: usize| {
-                columns[k]
+                columns
+                    .get(k)
+                    .copied()
+                    .flatten()
                     .and_then(|i| record.get(i))
                     .map(from_csv_cell)
                     .unwrap_or("")
@@ -237,10 +248,25 @@ impl Pipeline {
                     .ok_or_else(|| format!("invalid status {s:?} ({})", Status::NAMES)),
             };
             let name = Some(cell(1)).filter(|n| !n.is_empty());
+            let bounces = match cell(5) {
+                "" => Ok(0),
+                n => n
+                    .parse::<u32>()
+                    .map_err(|_| format!("invalid bounces {n:?} (a count)")),
+            };
+            let last_bounce = match cell(6) {
+                "" => Ok(None),
+                b if b.chars().count() > 500 || b.chars().any(char::is_control) => {
+                    Err("invalid last_bounce: one line of at most 500 characters".to_owned())
+                }
+                b => Ok(Some(b.to_owned())),
+            };
             let row = check_row(cell(0), name, cell(2)).and_then(|row| {
                 Ok(NewSubscriber {
                     topics_only: yes_no(cell(3))?,
                     status: status?,
+                    bounces: bounces?,
+                    last_bounce: last_bounce?,
                     ..row
                 })
             });

@@ -111,6 +111,19 @@ impl Store {
         Ok(sub.map(|s| (s, date)))
     }
 
+    /// The date of the latest edition sent to subscriber `id` (what a
+    /// temporary failure that names no edition is counted against).
+    pub fn last_sent_edition(&self, id: i64) -> Result<Option<String>> {
+        self.conn
+            .query_row(
+                "SELECT MAX(e.date) FROM deliveries d JOIN editions e ON e.id = d.edition_id
+                 WHERE d.subscriber_id = ?1 AND d.state = 'sent'",
+                [id],
+                |r| r.get(0),
+            )
+            .map_err(self.err("reading the delivery log"))
+    }
+
     /// Applies what the message `key` says about subscriber `id`, and
     /// records the key, in one transaction.
     pub fn apply_mail_event(
@@ -120,23 +133,34 @@ impl Store {
         event: &MailEvent,
         now: DateTime<Utc>,
     ) -> Result<Applied> {
-        let e = "recording a bounce or complaint";
-        let tx = self.conn.unchecked_transaction().map_err(self.err(e))?;
+        // IMMEDIATE: two imports at once take turns, and the second sees
+        // the first one's record of the message.
+        self.immediate("recording a bounce or complaint", |store| {
+            store.apply_mail_event_now(key, id, event, now)
+        })
+    }
+
+    fn apply_mail_event_now(
+        &self,
+        key: &str,
+        id: i64,
+        event: &MailEvent,
+        now: DateTime<Utc>,
+    ) -> rusqlite::Result<Applied> {
+        let tx = &self.conn;
         let seen = tx
             .query_row("SELECT 1 FROM mail_processed WHERE key = ?1", [key], |_| {
                 Ok(())
             })
-            .optional()
-            .map_err(self.err(e))?
+            .optional()?
             .is_some();
         if seen {
             return Ok(Applied::Duplicate);
         }
-        let (sub, last_soft_key): (Subscriber, Option<String>) = tx
-            .query_row("SELECT * FROM subscribers WHERE id = ?1", [id], |r| {
+        let (sub, last_soft_key): (Subscriber, Option<String>) =
+            tx.query_row("SELECT * FROM subscribers WHERE id = ?1", [id], |r| {
                 Ok((Self::subscriber_from_row(r)?, r.get("last_soft_key")?))
-            })
-            .map_err(self.err(e))?;
+            })?;
         let before = sub.status;
         let mut after = before;
         let mut soft = sub.soft_bounces;
@@ -177,8 +201,7 @@ impl Store {
                                  WHERE d.subscriber_id = ?1 AND d.state = 'sent' AND e.date > ?2 AND e.date < ?3",
                                 params![id, last, date],
                                 |r| r.get(0),
-                            )
-                            .map_err(self.err(e))?;
+                            )?;
                         if delivered_between > 0 {
                             soft = 0;
                         }
@@ -234,19 +257,15 @@ impl Store {
                 ts(now),
                 after != before
             ],
-        )
-        .map_err(self.err(e))?;
+        )?;
         tx.execute(
             "INSERT INTO mail_events (at, subscriber_id, kind, detail) VALUES (?1, ?2, ?3, ?4)",
             params![ts(now), id, event.kind(), detail],
-        )
-        .map_err(self.err(e))?;
+        )?;
         tx.execute(
             "INSERT INTO mail_processed (key, at, outcome) VALUES (?1, ?2, ?3)",
             params![key, ts(now), event.kind()],
-        )
-        .map_err(self.err(e))?;
-        tx.commit().map_err(self.err(e))?;
+        )?;
         Ok(Applied::Done {
             before,
             after,
@@ -255,19 +274,20 @@ impl Store {
     }
 
     /// Records a message as processed with no subscriber to change (a
-    /// `not-spam` feedback report, say).
+    /// `not-spam` feedback report, say). False when it was recorded already
+    /// (by an earlier or a concurrent import).
     pub fn record_mail_processed(
         &self,
         key: &str,
         outcome: &str,
         now: DateTime<Utc>,
-    ) -> Result<()> {
+    ) -> Result<bool> {
         self.conn
             .execute(
                 "INSERT OR IGNORE INTO mail_processed (key, at, outcome) VALUES (?1, ?2, ?3)",
                 params![key, ts(now), outcome],
             )
-            .map(drop)
+            .map(|n| n == 1)
             .map_err(self.err("recording processed mail"))
     }
 }

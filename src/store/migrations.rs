@@ -152,6 +152,25 @@ pub(super) const MIGRATIONS: &[&str] = &[
         detail TEXT NOT NULL
     );
     CREATE INDEX mail_events_subscriber ON mail_events (subscriber_id, id);",
+    // 7: consent that cannot be forged. Each sign-up gets a confirmation
+    // token of its own (stored as its SHA-256, single-use, expiring), with
+    // the name and topics it asked for held beside it until confirmed. The
+    // sign-up columns of the subscribers table go: their link was the
+    // subscriber's unsubscribe token, which every digest carries, so the
+    // links they stood for no longer confirm anything.
+    "CREATE TABLE signups (
+        id INTEGER PRIMARY KEY,
+        email TEXT NOT NULL COLLATE NOCASE,
+        token_hash TEXT NOT NULL UNIQUE,
+        name TEXT,
+        topics TEXT NOT NULL DEFAULT '',
+        created_at TEXT NOT NULL,
+        expires_at TEXT NOT NULL
+    );
+    CREATE INDEX signups_email ON signups (email, created_at);
+    CREATE INDEX signups_expires ON signups (expires_at);
+    ALTER TABLE subscribers DROP COLUMN pending_json;
+    ALTER TABLE subscribers DROP COLUMN confirm_sent_at;",
 ];
 
 impl Store {

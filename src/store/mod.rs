@@ -15,6 +15,8 @@ mod deliveries;
 mod editions;
 mod mail_events;
 mod migrations;
+pub mod queue;
+mod signups;
 mod subscribers;
 
 use std::path::Path;
@@ -26,7 +28,9 @@ pub use articles::FeedState;
 pub use deliveries::{Delivery, DeliveryState, OpenCounts};
 pub use editions::{LogEntry, Refused, StoredEdition};
 pub use mail_events::{Applied, MailEvent};
-pub use subscribers::{Confirmed, NewSubscriber, SignUp, Status, Subscriber, Unsubscribed};
+pub use queue::QueueFile;
+pub use signups::{Asker, Confirmed, SignUp, Waiting};
+pub use subscribers::{NewSubscriber, Status, Subscriber, Unsubscribed};
 
 /// SHA-256 of a token, hex: what subscribers are looked up by, so that the
 /// lookup's timing says nothing about the token itself.
@@ -61,6 +65,22 @@ pub struct StoreError {
     pub context: String,
     #[source]
     pub source: rusqlite::Error,
+}
+
+impl StoreError {
+    /// Another process holds the database (its write lock) longer than we
+    /// waited: try again later.
+    pub fn is_busy(&self) -> bool {
+        is_busy(&self.source)
+    }
+}
+
+/// Whether SQLite said the database is busy or locked.
+pub(crate) fn is_busy(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+    )
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -115,6 +135,25 @@ impl Store {
         let out = f();
         let _ = self.conn.busy_timeout(std::time::Duration::from_secs(10));
         out
+    }
+
+    /// Runs `f` in one `BEGIN IMMEDIATE` transaction: the write lock is
+    /// taken at the start, so a writer in another process makes this wait
+    /// (up to the busy timeout) instead of failing half-way with a stale
+    /// snapshot. Rolled back on error.
+    pub(crate) fn immediate<T>(
+        &self,
+        context: &str,
+        f: impl FnOnce(&Store) -> rusqlite::Result<T>,
+    ) -> Result<T> {
+        let tx = rusqlite::Transaction::new_unchecked(
+            &self.conn,
+            rusqlite::TransactionBehavior::Immediate,
+        )
+        .map_err(self.err(context))?;
+        let out = f(self).map_err(self.err(context))?;
+        tx.commit().map_err(self.err(context))?;
+        Ok(out)
     }
 
     /// Opens (creating if needed) the database at `path` and migrates it.
@@ -273,6 +312,8 @@ mod tests {
             topics: String::new(),
             topics_only: false,
             status: Status::Active,
+            bounces: 0,
+            last_bounce: None,
         }
     }
 
@@ -416,73 +457,131 @@ mod tests {
     }
 
     #[test]
-    fn sign_ups_wait_for_confirmation_and_expire() {
+    fn sign_ups_have_tokens_of_their_own_used_once_and_expiring() {
         let mut s = Store::in_memory().unwrap();
-        s.add_subscribers(&[row("a@example.com")], now(), false)
+        s.add_subscribers(&[row("a@example.com"), row("b@example.com")], now(), false)
             .unwrap();
         s.set_status("a@example.com", Status::Unsubscribed, now())
             .unwrap();
+        s.set_status("b@example.com", Status::Bounced, now())
+            .unwrap();
         let hour = chrono::Duration::hours(1);
         let week = chrono::Duration::days(7);
-        let SignUp::Confirm { token, new: true } = s
-            .request_subscription("n@example.com", Some("N"), "climate", now(), hour)
-            .unwrap()
+        let ask = |email: &str, name: Option<&str>, topics: &str, asker: Asker, at| {
+            s.request_subscription(email, name, topics, asker, at, hour, week)
+                .unwrap()
+        };
+        let SignUp::Confirm { token, subscriber } =
+            ask("n@example.com", Some("N"), "climate", Asker::Public, now())
         else {
             panic!("a new address is mailed")
         };
+        assert_eq!(subscriber.status, Status::Pending);
         assert_eq!(
-            s.request_subscription("n@example.com", None, "", now(), hour)
-                .unwrap(),
+            subscriber.name, None,
+            "nothing is applied before confirming"
+        );
+        assert_ne!(token, subscriber.token, "never the unsubscribe token");
+        assert_eq!(
+            ask("n@example.com", None, "", Asker::Public, now()),
             SignUp::TooSoon
         );
+        // Bounced and complained addresses get nothing from the public
+        // form; the operator may ask.
         assert_eq!(
-            s.subscriber_by_email("n@example.com")
-                .unwrap()
-                .unwrap()
-                .status,
-            Status::Pending
+            ask("b@example.com", None, "", Asker::Public, now()),
+            SignUp::Refused(Status::Bounced)
         );
-        // An unsubscribed address keeps its status until it confirms.
-        let SignUp::Confirm {
-            token: old,
-            new: false,
-        } = s
-            .request_subscription("a@example.com", None, "football", now(), hour)
-            .unwrap()
-        else {
+        assert!(matches!(
+            ask("b@example.com", None, "", Asker::Operator, now()),
+            SignUp::Confirm { .. }
+        ));
+        // The unsubscribe token of someone who left confirms nothing.
+        let a = s.subscriber_by_email("a@example.com").unwrap().unwrap();
+        let SignUp::Confirm { token: fresh, .. } = ask(
+            "a@example.com",
+            Some("Attacker"),
+            "spam",
+            Asker::Public,
+            now(),
+        ) else {
             panic!("a returning address is mailed")
         };
+        assert_eq!(
+            s.confirm_subscription(&a.token, None, None, now()).unwrap(),
+            Confirmed::Unknown
+        );
         assert_eq!(
             s.subscriber_by_email("a@example.com")
                 .unwrap()
                 .unwrap()
                 .status,
-            Status::Unsubscribed
+            Status::Unsubscribed,
+            "keeps its status until the fresh token is confirmed"
+        );
+        // Tokens are stored hashed.
+        let stored: i64 = s
+            .conn
+            .query_row(
+                "SELECT COUNT(*) FROM signups WHERE token_hash = ?1",
+                [token_hash(&fresh)],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(stored, 1);
+        let plain: i64 = s
+            .conn
+            .query_row(
+                "SELECT COUNT(*) FROM signups WHERE token_hash = ?1",
+                [&fresh],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(plain, 0);
+        // The owner confirms with the name and topics they choose; once.
+        assert_eq!(
+            s.sign_up_waiting(&fresh, now())
+                .unwrap()
+                .unwrap()
+                .name
+                .as_deref(),
+            Some("Attacker")
         );
         assert_eq!(
-            s.confirm_subscription(&old, now(), week).unwrap(),
+            s.confirm_subscription(&fresh, Some(Some("Ann")), Some("football"), now())
+                .unwrap(),
             Confirmed::Activated
         );
         let a = s.subscriber_by_email("a@example.com").unwrap().unwrap();
-        assert_eq!((a.status, a.topics.as_str()), (Status::Active, "football"));
         assert_eq!(
-            s.request_subscription("a@example.com", None, "", now(), hour)
-                .unwrap(),
-            SignUp::AlreadyActive
+            (a.status, a.name.as_deref(), a.topics.as_str()),
+            (Status::Active, Some("Ann"), "football")
         );
         assert_eq!(
-            s.confirm_subscription("nope", now(), week).unwrap(),
-            Confirmed::Unknown
+            s.confirm_subscription(&fresh, None, None, now()).unwrap(),
+            Confirmed::Unknown,
+            "single use"
+        );
+        assert_eq!(
+            ask("a@example.com", Some("X"), "", Asker::Public, now()),
+            SignUp::AlreadyActive
         );
         // Eight days on, the pending one is gone and its link dead.
         let later = now() + chrono::Duration::days(8);
-        assert_eq!(s.purge_pending(later, week).unwrap(), 1);
         assert_eq!(
-            s.confirm_subscription(&token, later, week).unwrap(),
+            s.confirm_subscription(&token, None, None, later).unwrap(),
             Confirmed::Unknown
         );
+        assert_eq!(s.purge_pending(later, week).unwrap(), 1);
         assert!(s.subscriber_by_email("n@example.com").unwrap().is_none());
         assert!(s.subscriber_by_email("a@example.com").unwrap().is_some());
+        assert_eq!(
+            s.subscriber_by_email("b@example.com")
+                .unwrap()
+                .unwrap()
+                .status,
+            Status::Bounced
+        );
     }
 
     #[test]

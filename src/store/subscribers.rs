@@ -5,6 +5,7 @@ use chrono::{DateTime, Utc};
 use rusqlite::{params, OptionalExtension};
 use serde::Serialize;
 
+use super::queue::QueueFile;
 use super::{bounce_token, random_token, token_hash, ts, Result, Store, StoreError};
 
 /// Subscriber status.
@@ -106,6 +107,10 @@ pub struct NewSubscriber {
     /// `Active` for a new subscriber; an import restores what an export
     /// recorded.
     pub status: Status,
+    /// Bounce reports received, and the last one's status (an import
+    /// restores what an export recorded).
+    pub bounces: u32,
+    pub last_bounce: Option<String>,
 }
 
 /// Active subscribers, counted from the status index.
@@ -183,7 +188,7 @@ impl Store {
                 .prepare("SELECT id FROM subscribers WHERE email = ?1")
                 .map_err(e("adding subscribers"))?;
             let mut insert = tx
-                .prepare("INSERT INTO subscribers (email, name, status, topics, topics_only, token, token_hash, bounce_token, created_at, updated_at) VALUES (?1, ?2, ?8, ?3, ?4, ?5, ?6, ?9, ?7, ?7)")
+                .prepare("INSERT INTO subscribers (email, name, status, topics, topics_only, token, token_hash, bounce_token, created_at, updated_at, bounces, last_bounce) VALUES (?1, ?2, ?8, ?3, ?4, ?5, ?6, ?9, ?7, ?7, ?10, ?11)")
                 .map_err(e("adding subscribers"))?;
             let mut update = tx
                 .prepare("UPDATE subscribers SET status = 'active', name = COALESCE(?2, name), topics = ?3, topics_only = ?4, updated_at = ?5 WHERE id = ?1")
@@ -195,6 +200,8 @@ impl Store {
                     topics,
                     topics_only,
                     status,
+                    bounces,
+                    last_bounce,
                 } = match row {
                     Ok(row) => row,
                     Err(reason) => {
@@ -229,7 +236,9 @@ impl Store {
                                 token_hash(&token),
                                 ts(now),
                                 status.as_str(),
-                                bounce_token(&token)
+                                bounce_token(&token),
+                                bounces,
+                                last_bounce
                             ])
                             .map_err(e("adding subscribers"))?;
                         Ok(tx.last_insert_rowid())
@@ -344,8 +353,11 @@ impl Store {
 
     /// The file beside the database where unsubscribes that met a busy
     /// database wait: one token hash a line.
-    pub fn unsubscribe_queue(&self) -> std::path::PathBuf {
-        std::path::PathBuf::from(format!("{}.unsubscribes", self.path))
+    pub fn unsubscribe_queue(&self) -> QueueFile {
+        QueueFile::new(std::path::PathBuf::from(format!(
+            "{}.unsubscribes",
+            self.path
+        )))
     }
 
     /// Unsubscribes the holder of `token` (RFC 8058 one-click). When another
@@ -361,38 +373,31 @@ impl Store {
         if sub.status != Status::Active {
             return Ok(Unsubscribed::Already);
         }
-        let _ = self
-            .conn
-            .busy_timeout(std::time::Duration::from_millis(1500));
-        let updated = self.conn.execute(
-            "UPDATE subscribers SET status = 'unsubscribed', updated_at = ?2 WHERE id = ?1",
-            params![sub.id, ts(now)],
-        );
-        let _ = self.conn.busy_timeout(std::time::Duration::from_secs(10));
+        let updated = self.with_short_wait(VISITOR_WAIT, || {
+            self.conn.execute(
+                "UPDATE subscribers SET status = 'unsubscribed', updated_at = ?2 WHERE id = ?1",
+                params![sub.id, ts(now)],
+            )
+        });
         match updated {
             Ok(_) => Ok(Unsubscribed::Done),
-            Err(e)
-                if matches!(
-                    e.sqlite_error_code(),
-                    Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
-                ) =>
-            {
-                self.queue_unsubscribe(&token_hash(token))
-                    .map_err(|io| StoreError {
-                        path: self.path.clone(),
-                        context: format!(
-                            "the database is busy and the unsubscribe queue {} cannot be written: {io}",
-                            self.unsubscribe_queue().display()
-                        ),
-                        source: e,
-                    })?;
+            Err(e) if super::is_busy(&e) => {
+                let queue = self.unsubscribe_queue();
+                queue.append(&token_hash(token)).map_err(|io| StoreError {
+                    path: self.path.clone(),
+                    context: format!(
+                        "the database is busy and the unsubscribe queue {} cannot be written: {io}",
+                        queue.path().display()
+                    ),
+                    source: e,
+                })?;
                 Ok(Unsubscribed::Queued)
             }
             Err(e) => Err(self.err("unsubscribing")(e)),
         }
     }
 
-    fn apply_hashes(&self, hashes: &[&str], now: DateTime<Utc>) -> Result<()> {
+    fn apply_hashes(&self, hashes: &[String], now: DateTime<Utc>) -> Result<()> {
         let tx = self
             .conn
             .unchecked_transaction()
@@ -408,323 +413,53 @@ impl Store {
             .map_err(self.err("applying queued unsubscribes"))
     }
 
-    fn queue_unsubscribe(&self, hash: &str) -> std::io::Result<()> {
-        use std::io::Write;
-        let mut file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.unsubscribe_queue())?;
-        file.lock()?;
-        file.write_all(format!("{hash}\n").as_bytes())?;
-        file.sync_all()
-    }
-
     /// Applies the unsubscribes waiting in `unsubscribe_queue`, then empties
     /// it. The queue stays locked from reading to emptying (appends wait a
     /// moment), and the database commit is synced to disk before the queue
     /// is emptied: a crash at any point leaves every unsubscribe in one or
     /// the other. Returns how many were applied; a busy database leaves the
-    /// queue for the next call.
+    /// queue for the next call. A line that is not a token hash is dropped
+    /// with a warning.
     pub fn apply_queued_unsubscribes(&self, now: DateTime<Utc>) -> Result<usize> {
-        use std::io::Read;
-        let path = self.unsubscribe_queue();
-        let queue_error = |e: std::io::Error| {
-            tracing::warn!(
-                "{}: {e}; its unsubscribes wait for the next try",
-                path.display()
-            );
-            Ok(0)
-        };
-        let mut file = match std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(&path)
-        {
-            Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
-            Err(e) => return queue_error(e),
-        };
-        if let Err(e) = file.lock() {
-            return queue_error(e);
-        }
-        let mut text = String::new();
-        if let Err(e) = file.read_to_string(&mut text) {
-            return queue_error(e);
-        }
-        let hashes: Vec<&str> = text
-            .lines()
-            .map(str::trim)
-            .filter(|l| !l.is_empty())
-            .collect();
-        if hashes.is_empty() {
-            return Ok(0);
-        }
-        // A short wait: a busy database leaves the queue for the next call.
-        let _ = self
-            .conn
-            .busy_timeout(std::time::Duration::from_millis(200));
-        let _ = self.conn.pragma_update(None, "synchronous", "FULL");
-        let applied = self.apply_hashes(&hashes, now);
-        let _ = self.conn.pragma_update(None, "synchronous", "NORMAL");
-        let _ = self.conn.busy_timeout(std::time::Duration::from_secs(10));
-        applied?;
-        // Recorded durably in the database: the queue can go.
-        if let Err(e) = file.set_len(0).and_then(|_| file.sync_all()) {
-            tracing::warn!(
-                "{}: {e} (its unsubscribes are applied; applying them again is harmless)",
-                path.display()
-            );
-        }
-        tracing::info!("{} queued unsubscribes applied", hashes.len());
-        Ok(hashes.len())
-    }
-}
-
-/// How long a visitor's sign-up or confirmation waits for another
-/// process's write lock before it fails (and can be tried again).
-const VISITOR_WAIT: std::time::Duration = std::time::Duration::from_millis(1500);
-
-/// What a sign-up on the subscribe page (or `subscribers add --confirm`)
-/// calls for. The page says the same thing in every case.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SignUp {
-    /// Mail the confirmation link with this token.
-    Confirm { token: String, new: bool },
-    /// Already active: nothing to send.
-    AlreadyActive,
-    /// A confirmation went to this address less than `min_interval` ago.
-    TooSoon,
-}
-
-/// What following a confirmation link did.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Confirmed {
-    /// The subscriber is active now.
-    Activated,
-    /// Active already.
-    Already,
-    /// No confirmation is waiting for this token (or it expired).
-    Unknown,
-}
-
-/// A sign-up's name and topics, kept until it is confirmed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
-struct Requested {
-    name: Option<String>,
-    topics: String,
-}
-
-impl Store {
-    /// Records a sign-up that waits for confirmation. A new address is
-    /// added as `pending`; an address that is not active keeps its status
-    /// (and its history) until the link is followed, with the sign-up's
-    /// name and topics kept beside it. No address is mailed more than once
-    /// per `min_interval`.
-    pub fn request_subscription(
-        &self,
-        email: &str,
-        name: Option<&str>,
-        topics: &str,
-        now: DateTime<Utc>,
-        min_interval: chrono::Duration,
-    ) -> Result<SignUp> {
-        self.with_short_wait(VISITOR_WAIT, || {
-            self.request_subscription_now(email, name, topics, now, min_interval)
-        })
-    }
-
-    fn request_subscription_now(
-        &self,
-        email: &str,
-        name: Option<&str>,
-        topics: &str,
-        now: DateTime<Utc>,
-        min_interval: chrono::Duration,
-    ) -> Result<SignUp> {
-        let e = "recording a sign-up";
-        let tx = self.conn.unchecked_transaction().map_err(self.err(e))?;
-        let existing: Option<(Subscriber, Option<String>)> = tx
-            .query_row("SELECT * FROM subscribers WHERE email = ?1", [email], |r| {
-                Ok((Self::subscriber_from_row(r)?, r.get("confirm_sent_at")?))
-            })
-            .optional()
-            .map_err(self.err(e))?;
-        let requested = serde_json::to_string(&Requested {
-            name: name.map(str::to_owned),
-            topics: topics.to_owned(),
-        })
-        .expect("serializes");
-        let out = match existing {
-            None => {
-                let token = random_token();
-                tx.execute(
-                    "INSERT INTO subscribers (email, name, status, topics, topics_only, token, token_hash, bounce_token, created_at, updated_at, confirm_sent_at, pending_json)
-                     VALUES (?1, ?2, 'pending', ?3, 0, ?4, ?5, ?6, ?7, ?7, ?7, ?8)",
-                    params![email, name, topics, token, token_hash(&token), bounce_token(&token), ts(now), requested],
-                )
-                .map_err(self.err(e))?;
-                SignUp::Confirm { token, new: true }
+        let mut failed = None;
+        let applied = self.unsubscribe_queue().drain(|lines| {
+            let (hashes, junk): (Vec<String>, Vec<String>) = lines
+                .iter()
+                .cloned()
+                .partition(|l| l.len() == 64 && l.bytes().all(|b| b.is_ascii_hexdigit()));
+            if !junk.is_empty() {
+                tracing::warn!(
+                    "{} lines of the unsubscribe queue are not token hashes: dropped",
+                    junk.len()
+                );
             }
-            Some((sub, _)) if sub.status == Status::Active => SignUp::AlreadyActive,
-            Some((_, Some(sent)))
-                if DateTime::parse_from_rfc3339(&sent)
-                    .is_ok_and(|t| now.signed_duration_since(t) < min_interval) =>
-            {
-                SignUp::TooSoon
-            }
-            Some((sub, _)) => {
-                tx.execute(
-                    "UPDATE subscribers SET confirm_sent_at = ?2, pending_json = ?3 WHERE id = ?1",
-                    params![sub.id, ts(now), requested],
-                )
-                .map_err(self.err(e))?;
-                SignUp::Confirm {
-                    token: sub.token,
-                    new: false,
+            // A short wait: a busy database leaves the queue for the next call.
+            let _ = self.conn.pragma_update(None, "synchronous", "FULL");
+            let done = self.with_short_wait(std::time::Duration::from_millis(200), || {
+                self.apply_hashes(&hashes, now)
+            });
+            let _ = self.conn.pragma_update(None, "synchronous", "NORMAL");
+            match done {
+                Ok(()) => lines.len(),
+                Err(e) => {
+                    failed = Some(e);
+                    0
                 }
             }
-        };
-        tx.commit().map_err(self.err(e))?;
-        Ok(out)
-    }
-
-    /// Forgets that a confirmation was mailed (it could not be sent).
-    pub fn forget_confirmation_sent(&self, id: i64) -> Result<()> {
-        self.conn
-            .execute(
-                "UPDATE subscribers SET confirm_sent_at = NULL WHERE id = ?1",
-                [id],
-            )
-            .map(drop)
-            .map_err(self.err("recording a sign-up"))
-    }
-
-    /// Whether `token` has a confirmation waiting (for the Confirm page).
-    pub fn confirmation_waiting(
-        &self,
-        token: &str,
-        now: DateTime<Utc>,
-        expires: chrono::Duration,
-    ) -> Result<Option<Subscriber>> {
-        let Some(sub) = self.subscriber_by_token(token)? else {
-            return Ok(None);
-        };
-        let waiting: Option<(Option<String>, Option<String>)> = self
-            .conn
-            .query_row(
-                "SELECT pending_json, confirm_sent_at FROM subscribers WHERE id = ?1",
-                [sub.id],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .optional()
-            .map_err(self.err("reading a sign-up"))?;
-        let fresh = |sent: &Option<String>| {
-            sent.as_deref()
-                .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
-                .is_some_and(|t| now.signed_duration_since(t) < expires)
-        };
-        Ok(match waiting {
-            Some((Some(_), sent)) if fresh(&sent) => Some(sub),
-            _ if sub.status == Status::Active => Some(sub),
-            _ => None,
-        })
-    }
-
-    /// Follows a confirmation link: the subscriber becomes active, with the
-    /// name and topics of their sign-up.
-    pub fn confirm_subscription(
-        &self,
-        token: &str,
-        now: DateTime<Utc>,
-        expires: chrono::Duration,
-    ) -> Result<Confirmed> {
-        self.with_short_wait(VISITOR_WAIT, || {
-            self.confirm_subscription_now(token, now, expires)
-        })
-    }
-
-    fn confirm_subscription_now(
-        &self,
-        token: &str,
-        now: DateTime<Utc>,
-        expires: chrono::Duration,
-    ) -> Result<Confirmed> {
-        let e = "confirming a subscription";
-        let Some(sub) = self.confirmation_waiting(token, now, expires)? else {
-            return Ok(Confirmed::Unknown);
-        };
-        let pending: Option<String> = self
-            .conn
-            .query_row(
-                "SELECT pending_json FROM subscribers WHERE id = ?1",
-                [sub.id],
-                |r| r.get(0),
-            )
-            .map_err(self.err(e))?;
-        let Some(pending) = pending else {
-            return Ok(Confirmed::Already);
-        };
-        let requested: Requested = serde_json::from_str(&pending).unwrap_or(Requested {
-            name: sub.name.clone(),
-            topics: sub.topics.clone(),
         });
-        self.conn
-            .execute(
-                "UPDATE subscribers SET status = 'active', name = COALESCE(?2, name), topics = ?3, soft_bounces = 0,
-                     pending_json = NULL, updated_at = ?4 WHERE id = ?1",
-                params![sub.id, requested.name, requested.topics, ts(now)],
-            )
-            .map_err(self.err(e))?;
-        Ok(if sub.status == Status::Active {
-            Confirmed::Already
-        } else {
-            Confirmed::Activated
-        })
-    }
-
-    /// Deletes sign-ups never confirmed within `expires` of their last
-    /// confirmation mail, and forgets expired re-subscriptions of known
-    /// addresses (which keep their status). Returns how many were deleted.
-    /// Waits only a moment for the database: when another process holds
-    /// it, nothing is purged now (serve must not stall on it; the next call
-    /// purges).
-    pub fn purge_pending(&self, now: DateTime<Utc>, expires: chrono::Duration) -> Result<usize> {
-        let cutoff = ts(now - expires);
-        let purged: rusqlite::Result<usize> = self.with_short_wait(std::time::Duration::from_millis(200), || {
-            self.conn.execute_batch("BEGIN IMMEDIATE")?;
-            let deleted = self.conn.execute(
-                "DELETE FROM subscribers WHERE status = 'pending' AND COALESCE(confirm_sent_at, created_at) < ?1",
-                [&cutoff],
-            )?;
-            self.conn.execute(
-                "UPDATE subscribers SET pending_json = NULL WHERE pending_json IS NOT NULL AND COALESCE(confirm_sent_at, created_at) < ?1",
-                [&cutoff],
-            )?;
-            self.conn.execute_batch("COMMIT")?;
-            Ok(deleted)
-        });
-        let deleted = match purged {
-            Ok(n) => n,
-            Err(e) => {
-                let _ = self.conn.execute_batch("ROLLBACK");
-                if matches!(
-                    e.sqlite_error_code(),
-                    Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
-                ) {
-                    tracing::debug!(
-                        "the database is busy: unconfirmed sign-ups are purged next time"
-                    );
-                    return Ok(0);
-                }
-                return Err(self.err("purging unconfirmed sign-ups")(e));
-            }
-        };
-        if deleted > 0 {
-            tracing::info!("{deleted} unconfirmed sign-ups purged");
+        if let Some(e) = failed {
+            return Err(e);
         }
-        Ok(deleted)
+        if applied > 0 {
+            tracing::info!("{applied} queued unsubscribes applied");
+        }
+        Ok(applied)
     }
 }
+
+/// How long a visitor's sign-up, confirmation or unsubscribe waits for
+/// another process's write lock before it is queued or fails.
+pub(super) const VISITOR_WAIT: std::time::Duration = std::time::Duration::from_millis(1500);
 
 /// What a one-click unsubscribe did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -121,7 +121,16 @@ fn decode_entities(s: &str) -> String {
     }
 }
 
-/// Collapses runs of spaces, tabs, no-break and zero-width spaces, and trims.
+/// One line of text as a person typed it (an editor's headline or
+/// summary sentence): whitespace runs collapsed to one space, and control
+/// characters (C0, DEL, C1: escapes, bells, NUL) removed, as ingest
+/// removes them.
+pub fn one_line(s: &str) -> String {
+    collapse_spaces(s)
+}
+
+/// Collapses runs of spaces, tabs, no-break and zero-width spaces, and trims;
+/// drops control characters.
 fn collapse_spaces(line: &str) -> String {
     let mut out = String::with_capacity(line.len());
     let mut space = false;
@@ -208,6 +217,14 @@ mod tests {
         assert_eq!(
             paragraphs("Crowds gathered (Photo by J. Doe/Getty Images) in Kyiv.")[0],
             "Crowds gathered in Kyiv."
+        );
+    }
+
+    #[test]
+    fn typed_lines_lose_control_characters() {
+        assert_eq!(
+            one_line("Esc \u{1b}]0;pwned\u{7} \u{1b}[2J\u{1}\u{8} end\u{0}\u{7f}\u{9b}x\n next"),
+            "Esc ]0;pwned [2J endx next"
         );
     }
 

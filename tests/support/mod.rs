@@ -477,3 +477,63 @@ impl Browser {
         )
     }
 }
+
+/// A TCP connection to `base` (`http://127.0.0.1:PORT`) from the loopback
+/// address `from` (`127.0.0.2`: another client than the tests' usual one).
+pub fn connect_from(from: &str, base: &str) -> std::net::TcpStream {
+    let to: std::net::SocketAddr = base.trim_start_matches("http://").parse().unwrap();
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    let local: std::net::SocketAddr = format!("{from}:0").parse().unwrap();
+    socket.bind(&local.into()).unwrap();
+    socket
+        .connect_timeout(&to.into(), std::time::Duration::from_secs(5))
+        .unwrap();
+    socket.into()
+}
+
+/// Sends one HTTP/1.1 request from the loopback address `from` and returns
+/// the response's status code and body (the server closes the connection
+/// after it).
+pub fn request_from(from: &str, base: &str, method: &str, path: &str, form: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = connect_from(from, base);
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{form}",
+        form.len()
+    )
+    .unwrap();
+    let mut response = String::new();
+    s.read_to_string(&mut response).unwrap();
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("no HTTP response: {response:?}"));
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// `cmd` with at most `bytes` of heap (RLIMIT_DATA): a command that reads
+/// or parses without bound dies instead of taking the machine.
+pub fn with_memory_limit(cmd: &mut Command, bytes: u64) -> &mut Command {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: only setrlimit runs between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            let limit = libc::rlimit {
+                rlim_cur: bytes,
+                rlim_max: bytes,
+            };
+            if libc::setrlimit(libc::RLIMIT_DATA, &limit) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        })
+    }
+}
