@@ -52,8 +52,12 @@ pub const MAX_BODY: usize = 4096;
 
 struct App {
     pipeline: Mutex<Pipeline>,
+    /// Where sign-ups wait (appended without holding the pipeline).
+    sign_ups: crate::store::QueueFile,
     /// Wakes the background task: a sign-up was queued.
     queued: tokio::sync::Notify,
+    /// Confirmations for the mailer task, which sends one at a time.
+    mailer: tokio::sync::mpsc::Sender<crate::pipeline::Confirmation>,
     title: String,
     /// Sign-ups per client network in the last hour.
     signups: Mutex<std::collections::HashMap<IpAddr, Vec<std::time::Instant>>>,
@@ -201,31 +205,41 @@ async fn subscribe(
         )
             .into_response()
     };
-    let Ok(email) = crate::mail::validate_address(&form.email) else {
-        return invalid(
-            "Please enter an email address, like name@example.com.",
-            &form.email,
-            &name,
-            &topics,
-        );
+    use crate::pipeline::BadField;
+    let row = match crate::pipeline::check_subscriber(&form.email, Some(&name), &topics) {
+        Ok(row) => row,
+        Err(BadField::Email(_)) => {
+            return invalid(
+                "Please enter an email address, like name@example.com.",
+                &form.email,
+                &name,
+                &topics,
+            )
+        }
+        Err(BadField::Name(_)) => {
+            return invalid(
+                &format!(
+                    "Please check your name: one line of at most {} characters.",
+                    crate::mail::message::MAX_NAME_CHARS
+                ),
+                &form.email,
+                "",
+                &topics,
+            )
+        }
+        Err(BadField::Topics(_)) => {
+            return invalid(
+                &format!(
+                    "Please keep topics to one line of at most {} characters.",
+                    crate::pipeline::MAX_TOPICS_CHARS
+                ),
+                &form.email,
+                &name,
+                "",
+            )
+        }
     };
-    if let Err(e) = crate::mail::validate_name(&name) {
-        let why = e.split(':').next_back().unwrap_or("").trim().to_owned();
-        return invalid(
-            &format!("Please check your name: {why}"),
-            &email,
-            "",
-            &topics,
-        );
-    }
-    if topics.chars().count() > 200 || topics.chars().any(char::is_control) {
-        return invalid(
-            "Please keep topics to one line of at most 200 characters.",
-            &email,
-            &name,
-            "",
-        );
-    }
+    let email = row.email;
     if !allow_signup(&app, client_ip(&app, peer, &headers)) {
         tracing::warn!("sign-up refused: the client's hourly limit is reached");
         return (
@@ -251,51 +265,67 @@ async fn subscribe(
     // doing; recorded and mailed by the background task. Every address
     // takes the same path, so neither the page nor its timing says whether
     // it is on the list.
-    let queued = with_pipeline(&app, move |p| {
-        p.queue_sign_up(
-            &email,
-            Some(name.as_str()).filter(|n| !n.is_empty()),
-            &topics,
-        )
-    })
-    .await;
+    let line = crate::pipeline::sign_up_line(&email, row.name.as_deref(), &row.topics);
+    let queue = app.sign_ups.clone();
+    let queued = tokio::task::spawn_blocking(move || queue.append(&line)).await;
     match queued {
-        Some(Ok(())) => {
+        Ok(Ok(())) => {
             app.queued.notify_one();
             page("Check your inbox", &done).into_response()
         }
-        Some(Err(e)) => {
-            tracing::error!("sign-up not queued: {e}");
+        Ok(Err(e)) => {
+            tracing::error!("sign-up not queued: {}: {e}", app.sign_ups.path().display());
             unavailable(&app.title)
         }
-        None => unavailable(&app.title),
+        Err(_) => unavailable(&app.title),
     }
 }
 
-/// Records the queued sign-ups and mails their links, without holding the
-/// pipeline while mailing: a slow mail server delays no other request.
+/// Records the queued sign-ups, and takes the confirmations that are due
+/// another try, and hands them to the mailer task.
 async fn apply_sign_ups(app: &Arc<App>) {
-    let Some(confirmations) = with_pipeline(app, |p| p.apply_queued_sign_ups()).await else {
-        return;
-    };
-    for confirmation in confirmations {
-        let worker = app.clone();
-        tokio::spawn(async move {
-            let sent = tokio::task::spawn_blocking(move || {
-                let sent = confirmation.send();
-                (confirmation, sent)
-            })
-            .await;
-            if let Ok((confirmation, Err(e))) = sent {
+    let work = with_pipeline(app, |p| {
+        let mut mail = p.apply_queued_sign_ups();
+        match p.confirmations_to_retry() {
+            Ok(again) => mail.extend(again),
+            Err(e) => tracing::warn!("confirmation mails to try again: {e}"),
+        }
+        mail
+    });
+    for confirmation in work.await.unwrap_or_default() {
+        // A full channel: the mail is tried again later (it is recorded as
+        // not sent yet).
+        if app.mailer.try_send(confirmation).is_err() {
+            tracing::warn!("the mailer is busy: a confirmation waits for its next try");
+        }
+    }
+}
+
+/// The mailer task: one confirmation at a time, without holding the
+/// pipeline (a slow mail server delays no request), each recorded as sent
+/// or to be tried again.
+async fn mail_confirmations(
+    app: Arc<App>,
+    mut queue: tokio::sync::mpsc::Receiver<crate::pipeline::Confirmation>,
+) {
+    while let Some(confirmation) = queue.recv().await {
+        let sent = tokio::task::spawn_blocking(move || {
+            let sent = confirmation.send();
+            (confirmation, sent)
+        })
+        .await;
+        let Ok((confirmation, sent)) = sent else {
+            continue;
+        };
+        if let Err(e) = &sent {
+            tracing::error!("sign-up: {e}; it is mailed again later");
+        }
+        with_pipeline(&app, move |p| {
+            if let Err(e) = p.confirmation_mailed(&confirmation, sent.is_ok()) {
                 tracing::error!("sign-up: {e}");
-                with_pipeline(&worker, move |p| {
-                    if let Err(e) = p.forget_confirmation(&confirmation) {
-                        tracing::error!("sign-up: {e}");
-                    }
-                })
-                .await;
             }
-        });
+        })
+        .await;
     }
 }
 
@@ -426,18 +456,32 @@ fn unavailable(title: &str) -> Response {
         .into_response()
 }
 
-/// Runs `work` with the pipeline on the blocking pool.
+tokio::task_local! {
+    /// When the request being answered must be done by: work that only gets
+    /// the pipeline after it is skipped (its client has been answered 503
+    /// or has gone), so a backlog cannot outlive an attack.
+    static DEADLINE: tokio::time::Instant;
+}
+
+/// Runs `work` with the pipeline on the blocking pool. Within a request,
+/// work that gets the pipeline only after the request's deadline is not
+/// done (`None`).
 async fn with_pipeline<T: Send + 'static>(
     app: &Arc<App>,
     work: impl FnOnce(&Pipeline) -> T + Send + 'static,
 ) -> Option<T> {
     let app = app.clone();
+    let deadline = DEADLINE.try_with(|d| d.into_std()).ok();
     tokio::task::spawn_blocking(move || {
         let pipeline = app.pipeline.lock().unwrap_or_else(|p| p.into_inner());
-        work(&pipeline)
+        if deadline.is_some_and(|d| std::time::Instant::now() > d) {
+            return None;
+        }
+        Some(work(&pipeline))
     })
     .await
     .ok()
+    .flatten()
 }
 
 /// The confirmation page: unsubscribing takes a deliberate click (mail
@@ -567,19 +611,13 @@ async fn security_headers(request: Request, next: Next) -> Response {
     response
 }
 
-/// When a connection got its slot: its whole request must be in by
-/// `http_request_timeout_secs` after this.
-#[derive(Clone, Copy)]
-struct Deadline(tokio::time::Instant);
-
-/// Reads the whole body before the handler runs, by the connection's
+/// Reads the whole body before the handler runs, by the request's
 /// deadline: a client that promises a body and never sends it is answered
 /// 408 and its connection closed.
-async fn whole_request(
-    axum::Extension(Deadline(deadline)): axum::Extension<Deadline>,
-    request: Request,
-    next: Next,
-) -> Response {
+async fn whole_request(request: Request, next: Next) -> Response {
+    let deadline = DEADLINE
+        .try_with(|d| *d)
+        .unwrap_or_else(|_| tokio::time::Instant::now() + CONNECTION_LIFETIME);
     let (parts, body) = request.into_parts();
     match tokio::time::timeout_at(deadline, axum::body::to_bytes(body, MAX_BODY)).await {
         Ok(Ok(bytes)) => {
@@ -735,9 +773,12 @@ pub fn serve(pipeline: Pipeline, listen: Option<String>) -> Result<()> {
     let header_timeout =
         Duration::from_secs(pipeline.config().http_header_timeout_secs).min(request_timeout);
     let slots = Arc::new(Slots::new(!pipeline.config().trust_forwarded_for));
+    let (mailer, mail_queue) = tokio::sync::mpsc::channel(1000);
     let app = Arc::new(App {
         title: pipeline.config().title.clone(),
+        sign_ups: pipeline.sign_up_queue(),
         queued: tokio::sync::Notify::new(),
+        mailer,
         signups: Mutex::new(std::collections::HashMap::new()),
         signup_limit: pipeline.config().subscribe_limit_per_hour,
         trust_forwarded_for: pipeline.config().trust_forwarded_for,
@@ -775,6 +816,7 @@ pub fn serve(pipeline: Pipeline, listen: Option<String>) -> Result<()> {
         // when one is queued), unsubscribes queued while the database was
         // busy applied, and unconfirmed sign-ups purged, at the start and
         // every ten minutes.
+        tokio::spawn(mail_confirmations(app.clone(), mail_queue));
         let drainer = app.clone();
         tokio::spawn(async move {
             let mut last_purge: Option<std::time::Instant> = None;
@@ -845,17 +887,16 @@ pub fn serve(pipeline: Pipeline, listen: Option<String>) -> Result<()> {
                         }
                     }
                 };
-                let deadline = Deadline(tokio::time::Instant::now() + request_timeout);
+                let deadline = tokio::time::Instant::now() + request_timeout;
                 let service = hyper_util::service::TowerToHyperService::new(
-                    router
-                        .layer(axum::Extension(deadline))
-                        .layer(axum::Extension(axum::extract::ConnectInfo(peer))),
+                    router.layer(axum::Extension(axum::extract::ConnectInfo(peer))),
                 );
                 let connection = hyper::server::conn::http1::Builder::new()
                     .timer(hyper_util::rt::TokioTimer::new())
                     .header_read_timeout(header_timeout)
                     .keep_alive(false)
                     .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+                let connection = DEADLINE.scope(deadline, connection);
                 match tokio::time::timeout(CONNECTION_LIFETIME, connection).await {
                     Ok(Err(e)) => tracing::debug!("connection: {e}"),
                     Ok(Ok(())) => {}

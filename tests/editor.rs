@@ -686,4 +686,12 @@ fn empty_editions_are_never_sent_and_future_dates_need_force() {
         "{stderr}"
     );
     assert!(outbox(d).is_empty());
+    // With --force it goes ahead (and finds no news for that day).
+    let out = run(d, &["send", "--date", "9999-12-31", "--force"]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("no news: nothing sent"), "{stderr}");
+    // A dry run of the edition with every story dropped is refused too.
+    let out = run(d, &["send", "--date", DATE, "--dry-run"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
 }

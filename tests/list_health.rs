@@ -345,12 +345,36 @@ fn bounces_complaints_and_unsubscribes_are_imported_once_and_the_rest_left_in_pl
     assert_eq!(list(d)["soft@example.org"]["soft_bounces"], 1);
     assert!(!m.join("new/copy-of-a-processed-one").exists());
 
-    // A second temporary failure, of a later edition with none delivered in
-    // between: the limit (2) is reached and soft@ is bounced.
+    // The edition of 2022-03-16 goes out, and soft@'s copy draws a second
+    // temporary failure, with none delivered in between: the limit (2) is
+    // reached and soft@ is bounced. (A date written into a report proves
+    // nothing: only the Message-ID of a digest we sent counts.)
+    std::fs::create_dir(d.join("later")).unwrap();
+    std::fs::write(
+        d.join("later/2022-03-16-harbour.txt"),
+        " date 2022-03-16 The harbour authority opened a second ferry terminal on Wednesday. \
+         The terminal doubles the number of crossings each day. Officials said it cost less than planned.",
+    )
+    .unwrap();
+    let smtp = Smtp::start(&[]);
+    let args = [
+        "send",
+        "--date",
+        "2022-03-16",
+        "-i",
+        "later",
+        "--smtp",
+        &smtp.url(),
+    ];
+    succeeded(digest(d).args(args).output().unwrap(), &args);
+    let second = smtp
+        .received()
+        .into_iter()
+        .find(|m| m.rcpt_tos == ["soft@example.org".to_owned()])
+        .expect("soft@ is still active and gets the next edition");
+    assert!(second.message_id.starts_with("<digest.2022-03-16."));
     let later = Sent {
-        message_id: sent["soft@example.org"]
-            .message_id
-            .replace("2022-03-14", "2022-03-16"),
+        message_id: second.message_id.clone(),
         ..sent["soft@example.org"].clone()
     };
     let f = d.join("later.eml");
@@ -1335,4 +1359,36 @@ fn bounce_reading_is_bounded_and_concurrent_imports_lose_nothing() {
     let l = list(d);
     assert!(readers.iter().all(|r| status(&l, r) == "bounced"));
     assert!(names(&m.join("new")).is_empty());
+}
+
+#[test]
+fn a_confirmation_the_mail_server_refuses_for_now_is_mailed_again_with_a_new_link() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // The server answers 451 (try again later) to the first try.
+    let smtp = Smtp::start(&["--fail451", "later@example.org", "--fail451-times", "1"]);
+    write_config(d, &format!("smtp_url = \"{}\"\n", smtp.url()));
+    add(d, "already@example.org");
+    let serve = Serve::start(d);
+    let (code, _) = post(
+        &serve,
+        "/subscribe",
+        "email=later%40example.org&name=Later&topics=",
+    );
+    assert_eq!(code, 200);
+    // Recorded, not lost: the next try (5 s on) gets through.
+    let got = wait_for_mail(&smtp, 1);
+    assert_eq!(got.len(), 1, "mailed again after the refusal");
+    assert_eq!(got[0].rcpt_tos, ["later@example.org".to_owned()]);
+    let token = confirm_link(&got[0].raw)
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .to_owned();
+    let (code, page) = get(&serve, &format!("/confirm/{token}"));
+    assert_eq!(code, 200, "{page}");
+    assert!(page.contains("value=\"Later\""), "{page}");
+    let (code, _) = post(&serve, &format!("/confirm/{token}"), "name=Later&topics=");
+    assert_eq!(code, 200);
+    assert_eq!(status(&list(d), "later@example.org"), "active");
 }

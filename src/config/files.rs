@@ -48,6 +48,20 @@ fn kind_of(t: std::fs::FileType) -> &'static str {
 /// `follow_links` false a symbolic link is refused.
 pub fn open_regular(path: &Path, follow_links: bool) -> Result<(std::fs::File, u64), FileError> {
     use std::os::unix::fs::OpenOptionsExt;
+    // Not even opened when it is something else (opening a device can do
+    // things); the check on the open handle below closes the race.
+    let before = if follow_links {
+        std::fs::metadata(path)
+    } else {
+        std::fs::symlink_metadata(path)
+    };
+    match before {
+        Ok(m) if !m.file_type().is_file() => {
+            return Err(FileError::NotRegular(kind_of(m.file_type())))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(FileError::Missing),
+        _ => {}
+    }
     let mut flags = libc::O_NONBLOCK | libc::O_CLOEXEC;
     if !follow_links {
         flags |= libc::O_NOFOLLOW;

@@ -549,6 +549,14 @@ impl Config {
                 );
             }
         }
+        if let (Some(bounce), Some(mailto)) = (&self.bounce_address, &self.unsubscribe_mailto) {
+            if bounce.eq_ignore_ascii_case(mailto) {
+                return invalid(
+                    "unsubscribe_mailto",
+                    format!("{mailto:?} is also bounce_address: replies and automatic replies to a bounce address would read as requests to unsubscribe; give each its own address"),
+                );
+            }
+        }
         if let Some(mailto) = &self.unsubscribe_mailto {
             if mailto.chars().any(|c| c.is_control() || c.is_whitespace())
                 || mailto.parse::<lettre::Address>().is_err()
@@ -730,6 +738,11 @@ mod tests {
             ("bounce_address = \"not an address\"", "bounce_address"),
             ("soft_bounce_limit = 0", "soft_bounce_limit"),
             ("confirm_days = 0", "confirm_days"),
+            ("confirm_days = 1000000000", "confirm_days"),
+            (
+                "bounce_address = \"b@example.com\"\nunsubscribe_mailto = \"B@example.com\"",
+                "unsubscribe_mailto",
+            ),
         ] {
             let err = with(toml).unwrap_err();
             assert!(err.contains(key), "{toml}: {err}");

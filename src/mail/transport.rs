@@ -53,7 +53,8 @@ pub struct TransportSettings {
 #[error("{0}")]
 pub struct TransportConfigError(pub String);
 
-/// A message carrier.
+/// A message carrier (clones share the SMTP connection pool).
+#[derive(Clone)]
 pub enum Transport {
     Smtp {
         transport: SmtpTransport,

@@ -293,6 +293,9 @@ fn move_aside(path: &Path) -> std::io::Result<PathBuf> {
 enum Outcome {
     /// Acted on, ignored as a report about nobody, or seen before.
     Processed,
+    /// A message that is not a report, recorded by another import (one
+    /// running at the same time): filed as that one files it, unread.
+    NotAReportSeenBefore,
     /// Not a report: left alone, for a person to read.
     NotAReport,
     /// Can never be processed: left for a person.
@@ -414,12 +417,13 @@ impl Pipeline {
             match outcome {
                 Outcome::NotAReport => report.not_reports.push(listed(None)),
                 Outcome::Unusable | Outcome::Unreadable => report.unrecognised.push(listed(None)),
-                Outcome::Processed => {}
+                Outcome::Processed | Outcome::NotAReportSeenBefore => {}
             }
             return Ok(());
         };
         let now = Utc::now();
         let moved = match outcome {
+            Outcome::NotAReportSeenBefore => move_to_cur(path, false),
             Outcome::Processed | Outcome::NotAReport => {
                 self.store.record_mail_processed(
                     &maildir_key(path),
@@ -495,7 +499,18 @@ impl Pipeline {
             }
         }
         if let Some(s) = by_token {
-            return Ok(Ok((s, r.edition())));
+            // The edition, from a Message-ID of a digest sent to them (a
+            // date written anywhere else in the report proves nothing).
+            let mut edition = None;
+            for id in &r.message_ids {
+                if let Some((owner, date)) = self.store.subscriber_by_message_id(id)? {
+                    if owner.id == s.id {
+                        edition = Some(date);
+                        break;
+                    }
+                }
+            }
+            return Ok(Ok((s, edition)));
         }
         if matches!(r.kind, Kind::Unsubscribe) {
             return Ok(Err(
@@ -564,7 +579,7 @@ impl Pipeline {
                         .record_mail_processed(&key, &format!("not a report: {why}"), now)?;
                 if !first {
                     report.duplicates += 1;
-                    return Ok((Outcome::Processed, None));
+                    return Ok((Outcome::NotAReportSeenBefore, None));
                 }
                 tracing::info!("{}: not a report: {why}", message.location);
                 return Ok((Outcome::NotAReport, Some(format!("not a report: {why}"))));

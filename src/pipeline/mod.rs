@@ -26,8 +26,11 @@ pub use bounces::{BounceReport, Unrecognised};
 pub use edition::{document, user, Change, Edited};
 pub use run::{Ran, RunOutcome, RunReport, RunRequest};
 pub use send::{DryRun, SendOutcome, SendRequest};
-pub use signup::{Confirmation, SignedUp, CONFIRMATION_INTERVAL_MINUTES};
-pub use subscribers::{csv_cell, ImportReport, CSV_COLUMNS, CSV_RECORD_COLUMNS};
+pub use signup::{sign_up_line, Confirmation, SignedUp, CONFIRMATION_INTERVAL_MINUTES};
+pub use subscribers::{
+    check_subscriber, check_topics, csv_cell, BadField, ImportReport, CSV_COLUMNS,
+    CSV_RECORD_COLUMNS, MAX_TOPICS_CHARS,
+};
 
 use crate::article::Article;
 use crate::config::{Budget, Config, ConfigError};

@@ -386,6 +386,11 @@ impl Pipeline {
                 self.store.store_edition(date, &built.edition, Utc::now())?
             }
         };
+        if stored.edition.stories.is_empty() {
+            return Err(Error::Invalid(format!(
+                "the edition of {date} has no stories left (every one was dropped): nothing was sent; `digest edition build --date {date} --rebuild` builds it again from its articles"
+            )));
+        }
         if request.dry_run {
             let open = self.store.open_counts(stored.id)?.total();
             return Ok(SendOutcome::DryRun(DryRun {
@@ -395,11 +400,6 @@ impl Pipeline {
                 active_subscribers: self.store.active_subscribers()?,
                 transport: transport.describe(),
             }));
-        }
-        if stored.edition.stories.is_empty() {
-            return Err(Error::Invalid(format!(
-                "the edition of {date} has no stories left (every one was dropped): nothing was sent; `digest edition build --date {date} --rebuild` builds it again from its articles"
-            )));
         }
 
         if self.config.require_approval && stored.approved.is_none() {

@@ -5,18 +5,20 @@
 //!
 //! What a caller learns never depends on whether the address is on the
 //! list: the subscribe page says "check your inbox" in every case. The page
-//! queues each sign-up durably (`queue_sign_up`) before it answers, so a
+//! queues each sign-up durably (`sign_up_queue`) before it answers, so a
 //! busy database delays a sign-up and never loses it; `serve` applies the
-//! queue (`apply_queued_sign_ups`) and mails the links.
+//! queue (`apply_queued_sign_ups`) and mails the links; a link whose mail
+//! failed is mailed again (`confirmations_to_retry`) until it expires.
 
 use chrono::{Duration, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::send::{message_settings, transport};
-use super::subscribers::check_row;
+use super::subscribers::{check_row, check_topics};
 use super::{Error, Pipeline, Result};
 use crate::mail::message::confirmation;
-use crate::store::{Asker, Confirmed, QueueFile, SignUp, Status, Waiting};
+use crate::mail::MessageSettings;
+use crate::store::{Asker, Confirmed, QueueFile, SignUp, Status, Subscriber, Waiting};
 
 /// No address is mailed a confirmation more often than this.
 pub const CONFIRMATION_INTERVAL_MINUTES: i64 = 60;
@@ -46,17 +48,19 @@ pub struct Confirmation {
 impl Confirmation {
     /// Sends it (no database work).
     pub fn send(&self) -> Result<()> {
-        self.transport
-            .send(
-                &self.message,
-                &format!("confirm-{}-{}", self.subscriber_id, &self.token[..8]),
-            )
-            .map_err(|e| {
-                Error::Invalid(format!(
-                    "mailing the confirmation to subscriber {}: {e}",
-                    self.subscriber_id
-                ))
-            })?;
+        // Named after the token's hash, never the token: outbox file names
+        // and logs are seen by more eyes than the mail.
+        let name = format!(
+            "confirm-{}-{}",
+            self.subscriber_id,
+            &crate::store::token_hash(&self.token)[..16]
+        );
+        self.transport.send(&self.message, &name).map_err(|e| {
+            Error::Invalid(format!(
+                "mailing the confirmation to subscriber {}: {e}",
+                self.subscriber_id
+            ))
+        })?;
         tracing::info!("confirmation mailed to subscriber {}", self.subscriber_id);
         Ok(())
     }
@@ -75,9 +79,10 @@ impl Pipeline {
         Duration::days(i64::from(self.config.confirm_days))
     }
 
-    /// Records a sign-up and mails its confirmation link. A bad address or
-    /// name is `Error::Invalid`; a confirmation that cannot be sent is an
-    /// error, and the address may be tried again at once.
+    /// Records a sign-up and mails its confirmation link (the operator's
+    /// `subscribers add --confirm`). A bad address or name is
+    /// `Error::Invalid`; a confirmation that cannot be sent is an error, and
+    /// the sign-up is forgotten so the address may be tried again at once.
     pub fn sign_up(
         &self,
         email: &str,
@@ -88,9 +93,12 @@ impl Pipeline {
         match self.record_sign_up(email, name, topics, asker)? {
             Err(outcome) => Ok(outcome),
             Ok(pending) => match pending.send() {
-                Ok(()) => Ok(SignedUp::Mailed),
+                Ok(()) => {
+                    self.confirmation_mailed(&pending, true)?;
+                    Ok(SignedUp::Mailed)
+                }
                 Err(e) => {
-                    self.forget_confirmation(&pending)?;
+                    self.store.forget_sign_up(&pending.token)?;
                     Err(e)
                 }
             },
@@ -110,39 +118,55 @@ impl Pipeline {
     ) -> Result<std::result::Result<Confirmation, SignedUp>> {
         let row = check_row(email, name, topics).map_err(Error::Invalid)?;
         // Fail on a bad configuration before anything is recorded.
-        let settings = message_settings(&self.config)?;
-        let transport = transport(&self.config, self.config.smtp_url.clone())?;
-        let now = Utc::now();
+        let (settings, transport) = self.confirmation_transport()?;
         let outcome = self.store.request_subscription(
             &row.email,
             row.name.as_deref(),
             &row.topics,
             asker,
-            now,
+            Utc::now(),
             Duration::minutes(CONFIRMATION_INTERVAL_MINUTES),
             self.confirm_window(),
         )?;
-        let (token, subscriber) = match outcome {
-            SignUp::AlreadyActive => return Ok(Err(SignedUp::AlreadyActive)),
-            SignUp::TooSoon => return Ok(Err(SignedUp::TooSoon)),
-            SignUp::Refused(status) => return Ok(Err(SignedUp::Refused(status))),
-            SignUp::Confirm { token, subscriber } => (token, subscriber),
-        };
-        let message = confirmation(
-            &subscriber,
+        match outcome {
+            SignUp::AlreadyActive => Ok(Err(SignedUp::AlreadyActive)),
+            SignUp::TooSoon => Ok(Err(SignedUp::TooSoon)),
+            SignUp::Refused(status) => Ok(Err(SignedUp::Refused(status))),
+            SignUp::Confirm { token, subscriber } => self
+                .confirmation(token, &subscriber, &settings, transport)
+                .map(Ok),
+        }
+    }
+
+    fn confirmation_transport(&self) -> Result<(MessageSettings, crate::mail::Transport)> {
+        Ok((
+            message_settings(&self.config)?,
+            transport(&self.config, self.config.smtp_url.clone())?,
+        ))
+    }
+
+    /// The confirmation mail of `token` for `subscriber`.
+    fn confirmation(
+        &self,
+        token: String,
+        subscriber: &Subscriber,
+        settings: &MessageSettings,
+        transport: crate::mail::Transport,
+    ) -> Result<Confirmation> {
+        match confirmation(
+            subscriber,
             &token,
             &self.config.title,
-            &settings,
+            settings,
             self.config.confirm_days,
-            now,
-        );
-        match message {
-            Ok(message) => Ok(Ok(Confirmation {
+            Utc::now(),
+        ) {
+            Ok(message) => Ok(Confirmation {
                 token,
                 subscriber_id: subscriber.id,
                 message,
                 transport,
-            })),
+            }),
             Err(e) => {
                 self.store.forget_sign_up(&token)?;
                 Err(Error::Invalid(e))
@@ -150,10 +174,28 @@ impl Pipeline {
         }
     }
 
-    /// A confirmation that could not be sent: the hour's limit must not
-    /// lock the address out.
-    pub fn forget_confirmation(&self, confirmation: &Confirmation) -> Result<()> {
-        Ok(self.store.forget_sign_up(&confirmation.token)?)
+    /// Records how sending a confirmation went: a failed one is tried
+    /// again later (`confirmations_to_retry`), with a new link.
+    pub fn confirmation_mailed(&self, confirmation: &Confirmation, sent: bool) -> Result<()> {
+        Ok(self
+            .store
+            .sign_up_mailed(&confirmation.token, sent, Utc::now())?)
+    }
+
+    /// Confirmations whose mail did not go out (the mail server was down,
+    /// the process stopped) and are due another try, each with a new link:
+    /// a sign-up is never lost to a failed mail while it is live.
+    pub fn confirmations_to_retry(&self) -> Result<Vec<Confirmation>> {
+        let due = self.store.sign_ups_to_mail_again(Utc::now(), 20)?;
+        if due.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (settings, transport) = self.confirmation_transport()?;
+        due.into_iter()
+            .map(|(token, subscriber)| {
+                self.confirmation(token, &subscriber, &settings, transport.clone())
+            })
+            .collect()
     }
 
     /// The sign-up `token` would confirm, when its link is live (the
@@ -177,11 +219,7 @@ impl Pipeline {
         };
         let topics = match topics {
             None => None,
-            Some(t) => Some(
-                check_row("x@example.com", None, t)
-                    .map_err(Error::Invalid)?
-                    .topics,
-            ),
+            Some(t) => Some(check_topics(t).map_err(|e| Error::Invalid(e.to_string()))?),
         };
         Ok(self.store.confirm_subscription(
             token,
@@ -199,40 +237,26 @@ impl Pipeline {
     }
 
     /// The file beside the database where the subscribe page's sign-ups
-    /// wait to be recorded and mailed.
-    fn sign_up_queue(&self) -> QueueFile {
+    /// wait to be recorded and mailed. `serve` appends to it without
+    /// holding the pipeline (`QueueFile::append` of a `sign_up_line`).
+    pub fn sign_up_queue(&self) -> QueueFile {
         QueueFile::new(std::path::PathBuf::from(format!(
             "{}.signups",
             self.config.db.display()
         )))
     }
 
-    /// Queues a sign-up from the subscribe page, synced to disk before this
-    /// returns: the page says "check your inbox" only for what is kept.
-    /// The address, name and topics must be checked already.
-    pub fn queue_sign_up(&self, email: &str, name: Option<&str>, topics: &str) -> Result<()> {
-        let line = serde_json::to_string(&Queued {
-            email: email.to_owned(),
-            name: name.map(str::to_owned),
-            topics: topics.to_owned(),
-        })
-        .expect("sign-ups serialize");
-        let queue = self.sign_up_queue();
-        queue.append(&line).map_err(|source| Error::Io {
-            context: format!("queueing a sign-up in {}", queue.path().display()),
-            source,
-        })
-    }
-
     /// Records the queued sign-ups, oldest first, and returns the
     /// confirmations to mail. A busy database or a configuration problem
-    /// stops the work and leaves the rest queued for the next call; a line
-    /// that can never be recorded (damaged, or an address the form should
-    /// not have let through) is dropped with a warning.
+    /// stops the work and leaves the queue for the next call (the sign-ups
+    /// recorded already are then found again and not mailed twice: the
+    /// hour's limit holds them); a line that can never be recorded
+    /// (damaged, or an address the form should not have let through) is
+    /// dropped with a warning.
     pub fn apply_queued_sign_ups(&self) -> Vec<Confirmation> {
         let mut mail = Vec::new();
         self.sign_up_queue().drain(|lines| {
-            for (i, line) in lines.iter().enumerate() {
+            for line in lines {
                 let queued: Queued = match serde_json::from_str(line) {
                     Ok(q) => q,
                     Err(e) => {
@@ -248,20 +272,28 @@ impl Pipeline {
                 ) {
                     Ok(Ok(confirmation)) => mail.push(confirmation),
                     Ok(Err(outcome)) => tracing::info!("sign-up: {outcome:?}"),
-                    Err(Error::Store(e)) if e.is_busy() => {
-                        tracing::debug!("sign-ups wait: the database is busy");
-                        return i;
+                    Err(Error::Invalid(e)) => {
+                        tracing::warn!("a queued sign-up cannot be recorded: {e}: dropped")
                     }
                     // Kept for when the database or the settings are mended.
-                    Err(e @ (Error::Store(_) | Error::Config(_) | Error::Template(_))) => {
-                        tracing::error!("sign-ups wait: {e}");
-                        return i;
+                    Err(e) => {
+                        tracing::debug!("sign-ups wait: {e}");
+                        return false;
                     }
-                    Err(e) => tracing::warn!("a queued sign-up cannot be recorded: {e}: dropped"),
                 }
             }
-            lines.len()
+            true
         });
         mail
     }
+}
+
+/// A sign-up as a line of the queue (`Pipeline::sign_up_queue`).
+pub fn sign_up_line(email: &str, name: Option<&str>, topics: &str) -> String {
+    serde_json::to_string(&Queued {
+        email: email.to_owned(),
+        name: name.map(str::to_owned),
+        topics: topics.to_owned(),
+    })
+    .expect("sign-ups serialize")
 }

@@ -16,25 +16,54 @@ pub struct ImportReport {
     pub rejected: usize,
 }
 
-pub(super) fn check_row(
-    email: &str,
-    name: Option<&str>,
-    topics: &str,
-) -> Result<NewSubscriber, String> {
-    let email = validate_address(email)?;
-    let name = match name {
-        Some(n) => validate_name(n)?,
-        None => None,
-    };
-    let topics = topics
+/// Longest topics list, in characters.
+pub const MAX_TOPICS_CHARS: usize = 200;
+
+/// A field of a subscriber that is not acceptable, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BadField {
+    Email(String),
+    Name(String),
+    Topics(String),
+}
+
+impl std::fmt::Display for BadField {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BadField::Email(why) | BadField::Name(why) | BadField::Topics(why) => f.write_str(why),
+        }
+    }
+}
+
+/// Checks topics: comma-separated, one line, at most `MAX_TOPICS_CHARS`;
+/// returns them trimmed and joined with commas.
+pub fn check_topics(topics: &str) -> Result<String, BadField> {
+    if topics.chars().count() > MAX_TOPICS_CHARS || topics.chars().any(char::is_control) {
+        return Err(BadField::Topics(format!(
+            "invalid topics: one line of at most {MAX_TOPICS_CHARS} characters"
+        )));
+    }
+    Ok(topics
         .split(',')
         .map(str::trim)
         .filter(|t| !t.is_empty())
         .collect::<Vec<_>>()
-        .join(",");
-    if topics.chars().any(|c| c.is_control()) {
-        return Err("invalid topics: control characters".into());
-    }
+        .join(","))
+}
+
+/// Checks a subscriber's address, name and topics (the one set of rules
+/// for the command line, imports and the subscribe and confirm pages).
+pub fn check_subscriber(
+    email: &str,
+    name: Option<&str>,
+    topics: &str,
+) -> Result<NewSubscriber, BadField> {
+    let email = validate_address(email).map_err(BadField::Email)?;
+    let name = match name {
+        Some(n) => validate_name(n).map_err(BadField::Name)?,
+        None => None,
+    };
+    let topics = check_topics(topics)?;
     Ok(NewSubscriber {
         email,
         name,
@@ -44,6 +73,14 @@ pub(super) fn check_row(
         bounces: 0,
         last_bounce: None,
     })
+}
+
+pub(super) fn check_row(
+    email: &str,
+    name: Option<&str>,
+    topics: &str,
+) -> Result<NewSubscriber, String> {
+    check_subscriber(email, name, topics).map_err(|e| e.to_string())
 }
 
 /// The columns of the subscriber CSV, in export order: what `export`

@@ -154,19 +154,26 @@ pub(super) const MIGRATIONS: &[&str] = &[
     CREATE INDEX mail_events_subscriber ON mail_events (subscriber_id, id);",
     // 7: consent that cannot be forged. Each sign-up gets a confirmation
     // token of its own (stored as its SHA-256, single-use, expiring), with
-    // the name and topics it asked for held beside it until confirmed. The
-    // sign-up columns of the subscribers table go: their link was the
-    // subscriber's unsubscribe token, which every digest carries, so the
-    // links they stood for no longer confirm anything.
+    // the name and topics it asked for held beside it until confirmed, who
+    // asked (the public form or the operator), and whether its mail went
+    // out (else it is tried again). The sign-up columns of the subscribers
+    // table go: their link was the subscriber's unsubscribe token, which
+    // every digest carries, so the links they stood for no longer confirm
+    // anything.
     "CREATE TABLE signups (
         id INTEGER PRIMARY KEY,
         email TEXT NOT NULL COLLATE NOCASE,
         token_hash TEXT NOT NULL UNIQUE,
         name TEXT,
         topics TEXT NOT NULL DEFAULT '',
+        asker TEXT NOT NULL CHECK (asker IN ('public', 'operator')),
         created_at TEXT NOT NULL,
-        expires_at TEXT NOT NULL
+        expires_at TEXT NOT NULL,
+        mailed_at TEXT,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at TEXT NOT NULL
     );
+    CREATE INDEX signups_unmailed ON signups (next_attempt_at) WHERE mailed_at IS NULL;
     CREATE INDEX signups_email ON signups (email, created_at);
     CREATE INDEX signups_expires ON signups (expires_at);
     ALTER TABLE subscribers DROP COLUMN pending_json;

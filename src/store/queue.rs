@@ -3,11 +3,14 @@
 //! synced to disk before the visitor hears "done", and applied later.
 //!
 //! Appends and the drain hold the file's lock, so a drain never loses a
-//! line appended while it worked. A line that is not UTF-8 (a damaged
-//! disk, a hand edit) is dropped with a warning: it cannot hold up the
-//! lines after it.
+//! line appended while it worked. The file is emptied only once every line
+//! is applied; a drain that stops part-way leaves them all, and the next
+//! applies the first ones again (what the queues hold is harmless to apply
+//! twice), so no write that could fail half-way ever rewrites a line. A
+//! line that is not UTF-8 (a damaged disk, a hand edit) is dropped with a
+//! warning: it cannot hold up the lines after it.
 
-use std::io::{Read, Seek, Write};
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 /// One queue file.
@@ -40,12 +43,11 @@ impl QueueFile {
         file.sync_all()
     }
 
-    /// Gives the queued lines to `apply`, which returns how many of them,
-    /// from the first, are done with; those are removed (the rest stay, in
-    /// order). The file stays locked throughout. Returns how many were
-    /// removed; a queue that cannot be read is left as it is, with a
-    /// warning.
-    pub fn drain(&self, apply: impl FnOnce(&[String]) -> usize) -> usize {
+    /// Gives the queued lines to `apply`, which says whether it applied
+    /// them all; then (and only then) the file is emptied. The file stays
+    /// locked throughout. Returns how many lines were removed; a queue that
+    /// cannot be read is left as it is, with a warning.
+    pub fn drain(&self, apply: impl FnOnce(&[String]) -> bool) -> usize {
         let warn = |e: std::io::Error| {
             tracing::warn!(
                 "{}: {e}; what it holds waits for the next try",
@@ -87,24 +89,17 @@ impl QueueFile {
         if lines.is_empty() && dropped == 0 {
             return 0;
         }
-        let done = apply(&lines).min(lines.len());
-        if done == 0 && dropped == 0 {
+        if !apply(&lines) {
             return 0;
         }
-        // What is done is recorded durably by now: the queue keeps the rest.
-        let rest: String = lines[done..].iter().map(|l| format!("{l}\n")).collect();
-        let rewritten = file
-            .set_len(0)
-            .and_then(|_| file.rewind())
-            .and_then(|_| file.write_all(rest.as_bytes()))
-            .and_then(|_| file.sync_all());
-        if let Err(e) = rewritten {
+        // Everything is recorded durably by now: the queue can go.
+        if let Err(e) = file.set_len(0).and_then(|_| file.sync_all()) {
             tracing::warn!(
                 "{}: {e} (what it held is applied; applying it again is harmless)",
                 self.path.display()
             );
         }
-        done
+        lines.len() + dropped
     }
 }
 
@@ -113,24 +108,24 @@ mod tests {
     use super::*;
 
     #[test]
-    fn lines_are_kept_until_done_and_damaged_ones_do_not_block_the_rest() {
+    fn lines_are_kept_until_all_are_done_and_damaged_ones_do_not_block_the_rest() {
         let dir = tempfile::tempdir().unwrap();
         let q = QueueFile::new(dir.path().join("q"));
         assert_eq!(q.drain(|_| panic!("nothing queued")), 0);
         q.append("a").unwrap();
         q.append("b").unwrap();
-        q.append("c").unwrap();
         {
             use std::os::unix::fs::PermissionsExt;
             let mode = std::fs::metadata(q.path()).unwrap().permissions().mode();
             assert_eq!(mode & 0o777, 0o600);
         }
+        // Stopped part-way: everything stays, in order.
         assert_eq!(
             q.drain(|lines| {
-                assert_eq!(lines, ["a", "b", "c"]);
-                1
+                assert_eq!(lines, ["a", "b"]);
+                false
             }),
-            1
+            0
         );
         // A byte that is not UTF-8 in the middle.
         let mut f = std::fs::OpenOptions::new()
@@ -138,16 +133,16 @@ mod tests {
             .open(q.path())
             .unwrap();
         f.write_all(b"\xff\xfe\n").unwrap();
-        q.append("d").unwrap();
+        q.append("c").unwrap();
         let mut seen = Vec::new();
         assert_eq!(
             q.drain(|lines| {
                 seen = lines.to_vec();
-                lines.len()
+                true
             }),
-            3
+            4
         );
-        assert_eq!(seen, ["b", "c", "d"]);
+        assert_eq!(seen, ["a", "b", "c"]);
         assert_eq!(std::fs::read(q.path()).unwrap(), b"");
     }
 }

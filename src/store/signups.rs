@@ -1,10 +1,14 @@
 //! Sign-ups waiting for confirmation (double opt-in). Each sign-up has a
-//! confirmation token of its own: 128 random bits, mailed once and stored
-//! only as its SHA-256, good for one confirmation within its expiry, never
-//! the subscriber's unsubscribe token (which every digest carries). What
-//! the sign-up asked for (name, topics) is held with the token and applied
-//! only when that token is confirmed: no one but the address's owner
-//! changes a subscriber through the public form.
+//! confirmation token of its own: 128 random bits, mailed to the address
+//! and stored only as its SHA-256, good for one confirmation within its
+//! expiry, never the subscriber's unsubscribe token (which every digest
+//! carries). What the sign-up asked for (name, topics) is held with the
+//! token and applied only when that token is confirmed: no one but the
+//! address's owner changes a subscriber through the public form.
+//!
+//! A sign-up whose mail did not go out (the mail server was down, the
+//! process stopped) is tried again until it expires: the token is drawn
+//! anew for each try, since only its hash is kept.
 
 use chrono::{DateTime, Utc};
 use rusqlite::{params, OptionalExtension};
@@ -40,6 +44,15 @@ pub enum Asker {
     Operator,
 }
 
+impl Asker {
+    fn as_str(self) -> &'static str {
+        match self {
+            Asker::Public => "public",
+            Asker::Operator => "operator",
+        }
+    }
+}
+
 /// A confirmation waiting for its token: the address and what it asked for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Waiting {
@@ -54,8 +67,20 @@ pub enum Confirmed {
     /// The subscriber is active now.
     Activated,
     /// No confirmation is waiting for this token: never issued, used
-    /// already, or expired.
+    /// already, expired, or the address bounced or complained since.
     Unknown,
+}
+
+/// How long a new sign-up's first mail has before the background task
+/// takes it for lost (a crash between recording and mailing) and tries
+/// again.
+const FIRST_TRY: chrono::Duration = chrono::Duration::minutes(10);
+
+/// When to try a confirmation mail again after `attempts` failures: 5 s,
+/// 20 s, 80 s... at most an hour.
+fn retry_after(attempts: u32) -> chrono::Duration {
+    let secs = 5u64.saturating_mul(4u64.saturating_pow(attempts.saturating_sub(1)));
+    chrono::Duration::seconds(secs.min(3600) as i64)
 }
 
 impl Store {
@@ -78,54 +103,66 @@ impl Store {
     ) -> Result<SignUp> {
         self.with_short_wait(VISITOR_WAIT, || {
             self.immediate("recording a sign-up", |_| {
-        let existing = self
-            .conn
-            .query_row(
-                "SELECT * FROM subscribers WHERE email = ?1",
-                [email],
-                Self::subscriber_from_row,
-            )
-            .optional()?;
-        match existing.as_ref().map(|s| s.status) {
-            Some(Status::Active) => return Ok(SignUp::AlreadyActive),
-            Some(status @ (Status::Bounced | Status::Complained)) if asker == Asker::Public => {
-                return Ok(SignUp::Refused(status))
-            }
-            _ => {}
-        }
-        let last: Option<String> = self.conn.query_row(
-            "SELECT MAX(created_at) FROM signups WHERE email = ?1",
-            [email],
-            |r| r.get(0),
-        )?;
-        let recent = last
-            .as_deref()
-            .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
-            .is_some_and(|t| now.signed_duration_since(t) < min_interval);
-        if recent {
-            return Ok(SignUp::TooSoon);
-        }
-        let subscriber = match existing {
-            Some(s) => s,
-            None => {
-                let unsubscribe = random_token();
-                self.conn.execute(
-                    "INSERT INTO subscribers (email, status, topics, topics_only, token, token_hash, bounce_token, created_at, updated_at)
-                     VALUES (?1, 'pending', '', 0, ?2, ?3, ?4, ?5, ?5)",
-                    params![email, unsubscribe, token_hash(&unsubscribe), bounce_token(&unsubscribe), ts(now)],
+                let existing = self
+                    .conn
+                    .query_row(
+                        "SELECT * FROM subscribers WHERE email = ?1",
+                        [email],
+                        Self::subscriber_from_row,
+                    )
+                    .optional()?;
+                match existing.as_ref().map(|s| s.status) {
+                    Some(Status::Active) => return Ok(SignUp::AlreadyActive),
+                    Some(status @ (Status::Bounced | Status::Complained))
+                        if asker == Asker::Public =>
+                    {
+                        return Ok(SignUp::Refused(status))
+                    }
+                    _ => {}
+                }
+                let last: Option<String> = self.conn.query_row(
+                    "SELECT MAX(created_at) FROM signups WHERE email = ?1",
+                    [email],
+                    |r| r.get(0),
                 )?;
-                self.conn.query_row(
-                    "SELECT * FROM subscribers WHERE id = ?1",
-                    [self.conn.last_insert_rowid()],
-                    Self::subscriber_from_row,
-                )?
-            }
-        };
-        let token = random_token();
-        self.conn.execute(
-            "INSERT INTO signups (email, token_hash, name, topics, created_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![email, token_hash(&token), name, topics, ts(now), ts(now + expires)],
-        )?;
+                let recent = last
+                    .as_deref()
+                    .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+                    .is_some_and(|t| now.signed_duration_since(t) < min_interval);
+                if recent {
+                    return Ok(SignUp::TooSoon);
+                }
+                let subscriber = match existing {
+                    Some(s) => s,
+                    None => {
+                        let unsubscribe = random_token();
+                        self.conn.execute(
+                            "INSERT INTO subscribers (email, status, topics, topics_only, token, token_hash, bounce_token, created_at, updated_at)
+                             VALUES (?1, 'pending', '', 0, ?2, ?3, ?4, ?5, ?5)",
+                            params![email, unsubscribe, token_hash(&unsubscribe), bounce_token(&unsubscribe), ts(now)],
+                        )?;
+                        self.conn.query_row(
+                            "SELECT * FROM subscribers WHERE id = ?1",
+                            [self.conn.last_insert_rowid()],
+                            Self::subscriber_from_row,
+                        )?
+                    }
+                };
+                let token = random_token();
+                self.conn.execute(
+                    "INSERT INTO signups (email, token_hash, name, topics, asker, created_at, expires_at, next_attempt_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                    params![
+                        email,
+                        token_hash(&token),
+                        name,
+                        topics,
+                        asker.as_str(),
+                        ts(now),
+                        ts(now + expires),
+                        ts(now + FIRST_TRY)
+                    ],
+                )?;
                 Ok(SignUp::Confirm {
                     token,
                     subscriber: Box::new(subscriber),
@@ -134,8 +171,9 @@ impl Store {
         })
     }
 
-    /// Forgets a sign-up whose confirmation could not be mailed: the hour's
-    /// limit must not lock the address out, and the token was never seen.
+    /// Forgets a sign-up whose confirmation could not be mailed, when the
+    /// one who asked hears so (the operator's command): the hour's limit
+    /// must not lock the address out, and the token was never seen.
     pub fn forget_sign_up(&self, token: &str) -> Result<()> {
         self.conn
             .execute(
@@ -146,26 +184,128 @@ impl Store {
             .map_err(self.err("forgetting a sign-up"))
     }
 
+    /// Records how mailing `token`'s confirmation went: sent, or failed
+    /// and to be tried again later (with a new token).
+    pub fn sign_up_mailed(&self, token: &str, sent: bool, now: DateTime<Utc>) -> Result<()> {
+        let hash = token_hash(token);
+        let done = if sent {
+            self.conn.execute(
+                "UPDATE signups SET mailed_at = ?2 WHERE token_hash = ?1",
+                params![hash, ts(now)],
+            )
+        } else {
+            let attempts: Option<u32> = self
+                .conn
+                .query_row(
+                    "SELECT attempts FROM signups WHERE token_hash = ?1",
+                    [&hash],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(self.err("recording a confirmation mail"))?;
+            let attempts = attempts.unwrap_or(0) + 1;
+            self.conn.execute(
+                "UPDATE signups SET attempts = ?2, next_attempt_at = ?3 WHERE token_hash = ?1",
+                params![hash, attempts, ts(now + retry_after(attempts))],
+            )
+        };
+        done.map(drop)
+            .map_err(self.err("recording a confirmation mail"))
+    }
+
+    /// Sign-ups whose confirmation did not go out and are due another try
+    /// (at most `limit`): each gets a new token (the old one was never seen
+    /// by anyone, or its mail was lost) and is not due again until this try
+    /// has had its time.
+    pub fn sign_ups_to_mail_again(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<(String, Subscriber)>> {
+        self.with_short_wait(std::time::Duration::from_millis(200), || {
+            self.immediate("trying confirmation mails again", |_| {
+                let due: Vec<(i64, String)> = {
+                    let mut stmt = self.conn.prepare(
+                        "SELECT id, email FROM signups WHERE mailed_at IS NULL AND next_attempt_at <= ?1 AND expires_at > ?1
+                         ORDER BY next_attempt_at LIMIT ?2",
+                    )?;
+                    let rows = stmt.query_map(params![ts(now), limit as i64], |r| {
+                        Ok((r.get(0)?, r.get(1)?))
+                    })?;
+                    rows.collect::<rusqlite::Result<_>>()?
+                };
+                let mut out = Vec::with_capacity(due.len());
+                for (id, email) in due {
+                    let Some(subscriber) = self
+                        .conn
+                        .query_row(
+                            "SELECT * FROM subscribers WHERE email = ?1",
+                            [&email],
+                            Self::subscriber_from_row,
+                        )
+                        .optional()?
+                    else {
+                        self.conn.execute("DELETE FROM signups WHERE id = ?1", [id])?;
+                        continue;
+                    };
+                    let token = random_token();
+                    self.conn.execute(
+                        "UPDATE signups SET token_hash = ?2, next_attempt_at = ?3 WHERE id = ?1",
+                        params![id, token_hash(&token), ts(now + FIRST_TRY)],
+                    )?;
+                    out.push((token, subscriber));
+                }
+                Ok(out)
+            })
+        })
+    }
+
     /// The sign-up `token` confirms, when it is live (for the Confirm page).
     pub fn sign_up_waiting(&self, token: &str, now: DateTime<Utc>) -> Result<Option<Waiting>> {
         self.waiting(token, now)
+            .map(|w| w.map(|(waiting, _)| waiting))
             .map_err(self.err("reading a sign-up"))
     }
 
-    fn waiting(&self, token: &str, now: DateTime<Utc>) -> rusqlite::Result<Option<Waiting>> {
-        self.conn
+    /// A live sign-up and who asked for it. One from the public form whose
+    /// address has bounced or complained since is dead.
+    fn waiting(
+        &self,
+        token: &str,
+        now: DateTime<Utc>,
+    ) -> rusqlite::Result<Option<(Waiting, Asker)>> {
+        let found = self
+            .conn
             .query_row(
-                "SELECT email, name, topics FROM signups WHERE token_hash = ?1 AND expires_at > ?2",
+                "SELECT g.email, g.name, g.topics, g.asker, s.status FROM signups g
+                 LEFT JOIN subscribers s ON s.email = g.email
+                 WHERE g.token_hash = ?1 AND g.expires_at > ?2",
                 params![token_hash(token), ts(now)],
                 |r| {
-                    Ok(Waiting {
-                        email: r.get(0)?,
-                        name: r.get(1)?,
-                        topics: r.get(2)?,
-                    })
+                    Ok((
+                        Waiting {
+                            email: r.get(0)?,
+                            name: r.get(1)?,
+                            topics: r.get(2)?,
+                        },
+                        r.get::<_, String>(3)?,
+                        r.get::<_, Option<String>>(4)?,
+                    ))
                 },
             )
-            .optional()
+            .optional()?;
+        Ok(found.and_then(|(waiting, asker, status)| {
+            let asker = if asker == Asker::Operator.as_str() {
+                Asker::Operator
+            } else {
+                Asker::Public
+            };
+            let blocked = matches!(
+                status.as_deref().and_then(Status::from_name),
+                Some(Status::Bounced | Status::Complained)
+            );
+            (asker == Asker::Operator || !blocked).then_some((waiting, asker))
+        }))
     }
 
     /// Confirms the sign-up `token`, once: its subscriber becomes active
@@ -180,7 +320,7 @@ impl Store {
     ) -> Result<Confirmed> {
         self.with_short_wait(VISITOR_WAIT, || {
             self.immediate("confirming a subscription", |store| {
-                let Some(waiting) = store.waiting(token, now)? else {
+                let Some((waiting, _)) = store.waiting(token, now)? else {
                     return Ok(Confirmed::Unknown);
                 };
                 let name = name.unwrap_or(waiting.name.as_deref());

@@ -440,10 +440,10 @@ impl Store {
             });
             let _ = self.conn.pragma_update(None, "synchronous", "NORMAL");
             match done {
-                Ok(()) => lines.len(),
+                Ok(()) => true,
                 Err(e) => {
                     failed = Some(e);
-                    0
+                    false
                 }
             }
         });
