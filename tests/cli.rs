@@ -1,6 +1,6 @@
 //! Integration tests: run the real `digest` binary on fixtures.
 
-mod support;
+use crate::support;
 
 use std::io::Write;
 use std::path::PathBuf;

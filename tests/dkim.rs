@@ -4,7 +4,7 @@
 //! against that record (and fails a tampered one). A bad key stops the send
 //! before anything goes out.
 
-mod support;
+use crate::support;
 
 use std::path::Path;
 use std::process::Command;

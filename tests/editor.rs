@@ -3,7 +3,7 @@
 //! refused mid-send or from an old version, approval with the editors'
 //! notice and the deadline, and what reaches a real SMTP server.
 
-mod support;
+use crate::support;
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -345,6 +345,17 @@ fn wait_for(session: &str, what: &str) -> String {
 
 #[test]
 fn an_editor_in_a_real_terminal_sees_its_mistake_and_fixes_it() {
+    for (program, package) in [("tmux", "tmux"), ("vim", "vim")] {
+        let found = Command::new(program)
+            .arg("-V")
+            .output()
+            .or_else(|_| Command::new(program).arg("--version").output())
+            .is_ok();
+        assert!(
+            found,
+            "this test runs vim in a real terminal under tmux: `apt-get install {package}` (scripts/test installs it)"
+        );
+    }
     let dir = site("");
     let d = dir.path();
     ok(d, &["edition", "build", "--date", DATE]);

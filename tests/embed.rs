@@ -2,7 +2,7 @@
 //! all-MiniLM-L6-v2 (`scripts/get-models` puts it in `models/`; the
 //! README's test command runs it first).
 
-mod support;
+use crate::support;
 
 use std::path::{Path, PathBuf};
 

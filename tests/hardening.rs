@@ -4,7 +4,7 @@
 //! wrong folder, CSV round trips, absurd settings, passwords with special
 //! characters, read-only databases and feed items from 1900.
 
-mod support;
+use crate::support;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;

@@ -6,7 +6,7 @@
 //! confirm pages, driven in headless Chromium; the confirmation limits
 //! under a burst.
 
-mod support;
+use crate::support;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

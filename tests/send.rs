@@ -2,7 +2,7 @@
 //! by each test), a real SQLite file, and the real binary: delivery, TLS and
 //! login, faults, and a send killed with SIGKILL halfway.
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

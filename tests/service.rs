@@ -3,7 +3,7 @@
 //! SMTP server, one-click unsubscribe with a real HTTP client, the editor's
 //! preview page in headless Chromium, and the run lock.
 
-mod support;
+use crate::support;
 
 use std::collections::HashMap;
 use std::io::Write;

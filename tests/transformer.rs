@@ -5,7 +5,7 @@
 //! meets it: `--summarizer`, discovery in `models/`, the fallback when a
 //! checkpoint is broken, the guard, the cache, `digest model info|check`.
 
-mod support;
+use crate::support;
 
 use std::path::{Path, PathBuf};
 

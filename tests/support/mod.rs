@@ -1,6 +1,5 @@
 //! Helpers shared by the integration tests: the binary, a real SMTP server
 //! (aiosmtpd, `tests/smtp_server.py`) and headless Chromium.
-#![allow(dead_code)] // each test binary uses its own subset
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
