@@ -345,12 +345,12 @@ fn wait_for(session: &str, what: &str) -> String {
 
 #[test]
 fn an_editor_in_a_real_terminal_sees_its_mistake_and_fixes_it() {
-    for (program, package) in [("tmux", "tmux"), ("vim", "vim")] {
+    for (program, version, package) in [("tmux", "-V", "tmux"), ("vim", "--version", "vim")] {
         let found = Command::new(program)
-            .arg("-V")
+            .arg(version)
+            .stdin(std::process::Stdio::null())
             .output()
-            .or_else(|_| Command::new(program).arg("--version").output())
-            .is_ok();
+            .is_ok_and(|o| o.status.success());
         assert!(
             found,
             "this test runs vim in a real terminal under tmux: `apt-get install {package}` (scripts/test installs it)"

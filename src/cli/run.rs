@@ -13,7 +13,10 @@ pub(super) fn fetch(pipeline: &Pipeline, json: bool) -> anyhow::Result<ExitCode>
         serde_json::to_writer_pretty(&mut out, &reports)?;
         writeln!(out)?;
     }
-    let failed = reports.iter().filter(|r| r.status == "failed").count();
+    let failed = reports
+        .iter()
+        .filter(|r| r.status == crate::ingest::feeds::FeedStatus::Failed)
+        .count();
     let new: usize = reports.iter().map(|r| r.new_articles).sum();
     eprintln!(
         "fetched {} feeds: {new} new articles, {failed} failed",

@@ -20,12 +20,34 @@ use crate::store::{FeedState, Store, StoreError};
 /// The most a feed or article page may weigh.
 const MAX_BODY: u64 = 10 * 1024 * 1024;
 
+/// How one feed's fetch went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FeedStatus {
+    /// Fetched and read.
+    Ok,
+    /// Unchanged since the last fetch (HTTP 304).
+    NotModified,
+    /// Not fetched or not readable (`error` says why).
+    Failed,
+}
+
+impl std::fmt::Display for FeedStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            FeedStatus::Ok => "ok",
+            FeedStatus::NotModified => "not modified",
+            FeedStatus::Failed => "failed",
+        })
+    }
+}
+
 /// What happened to one feed.
 #[derive(Debug, Clone, Serialize)]
 pub struct FeedReport {
     pub name: String,
-    /// `ok`, `not-modified` or `failed`.
-    pub status: &'static str,
+    /// In JSON: `ok`, `not-modified` or `failed`.
+    pub status: FeedStatus,
     pub new_articles: usize,
     pub error: Option<String>,
     pub consecutive_failures: u32,
@@ -326,14 +348,14 @@ pub fn fetch_all(
     for (source, result) in sources.iter().zip(results) {
         let mut report = FeedReport {
             name: source.name.clone(),
-            status: "ok",
+            status: FeedStatus::Ok,
             new_articles: 0,
             error: None,
             consecutive_failures: 0,
         };
         match result {
             Ok(Fetched::NotModified) => {
-                report.status = "not-modified";
+                report.status = FeedStatus::NotModified;
                 store.record_fetch(&source.name, &source.url, Ok((None, None)), now)?;
             }
             Ok(Fetched::Items {
@@ -379,7 +401,7 @@ pub fn fetch_all(
                 store.record_fetch(&source.name, &source.url, Ok((etag, last_modified)), now)?;
             }
             Err(e) => {
-                report.status = "failed";
+                report.status = FeedStatus::Failed;
                 report.consecutive_failures =
                     store.record_fetch(&source.name, &source.url, Err(&e), now)?;
                 if report.consecutive_failures >= failure_threshold {

@@ -70,9 +70,51 @@ pub const FAILURE_BREAKER: usize = 10;
 /// The longest wait before a retry within a run.
 const MAX_BACKOFF: Duration = Duration::from_secs(24 * 3600);
 
-/// The marker of a run stopped by the failure breaker (a configuration
-/// problem: exit 2).
-pub const BREAKER_REASON: &str = "permanent failures in a row and nothing sent";
+/// Why a run stopped early. Shown (and serialized in the run summary) as
+/// a sentence.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StopReason {
+    /// The server refused the login, or TLS failed: nothing can be sent
+    /// until the configuration is fixed.
+    Refused(String),
+    /// `FAILURE_BREAKER` permanent failures in a row with nothing sent: the
+    /// server refuses the sender, not the recipients.
+    Breaker { failures: usize, last_reply: String },
+    /// A message could not be made (a template, a send that panicked).
+    Message(String),
+    /// The delivery log could not be written.
+    Database(String),
+}
+
+impl StopReason {
+    /// A problem with the configuration (the login, TLS, the sender), not
+    /// with this run: exit status 2.
+    pub fn is_config(&self) -> bool {
+        matches!(self, StopReason::Refused(_) | StopReason::Breaker { .. })
+    }
+}
+
+impl std::fmt::Display for StopReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StopReason::Refused(why) | StopReason::Message(why) => f.write_str(why),
+            StopReason::Breaker {
+                failures,
+                last_reply,
+            } => write!(
+                f,
+                "{failures} permanent failures in a row and nothing sent; the server's last reply: {last_reply}"
+            ),
+            StopReason::Database(e) => write!(f, "database error: {e}"),
+        }
+    }
+}
+
+impl Serialize for StopReason {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
 
 /// What a run did: printed on stderr, and on stdout with `--json`.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -95,7 +137,7 @@ pub struct RunSummary {
     pub resumed: usize,
     pub failures: Vec<Failure>,
     /// Why the run stopped early, if it did.
-    pub stopped: Option<String>,
+    pub stopped: Option<StopReason>,
 }
 
 impl RunSummary {
@@ -144,7 +186,7 @@ struct Queue {
     /// Every open delivery was read (not just up to `--limit`).
     exhausted: bool,
     in_flight: usize,
-    stop: Option<String>,
+    stop: Option<StopReason>,
 }
 
 /// Spaces sends to at most `rate` per second across all workers.
@@ -235,90 +277,36 @@ pub fn deliver(
     let shared = Mutex::new(store);
     let fetch = |after: i64, n: usize| lock(&shared).open_deliveries(stored.id, after, n);
 
+    let run = Run {
+        shared: &shared,
+        transport,
+        renderer,
+        stored,
+        settings,
+        opts,
+        progress,
+        sent: &sent,
+        failures: &failures,
+        retrying: &retrying,
+        interrupted: &interrupted,
+        claimed_elsewhere: &claimed_elsewhere,
+    };
     std::thread::scope(|scope| {
         for _ in 0..opts.concurrency.max(1) {
             scope.spawn(|| {
-                while let Some(mut job) = next_job(&queue, &wake, &fetch) {
+                while let Some(job) = next_job(&queue, &wake, &fetch) {
                     rate.wait();
                     // A panic in one send (a template, the transport) stops the
                     // run cleanly instead of leaving the other workers waiting.
                     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                        send_one(&shared, transport, renderer, stored, settings, &job)
+                        run.send_one(&job)
                     }))
-                    .unwrap_or_else(|_| Err(Outcome::Render("a send panicked; the run stopped".into())));
+                    .unwrap_or_else(|_| {
+                        Err(Outcome::Render("a send panicked; the run stopped".into()))
+                    });
                     let mut q = queue.lock().expect("queue lock");
                     q.in_flight -= 1;
-                    job.attempts_this_run += 1;
-                    let now = Utc::now();
-                    let sub = job.delivery.subscriber.id;
-                    let recorded = match outcome {
-                        Ok(()) => {
-                            sent.fetch_add(1, Ordering::Relaxed);
-                            progress.inc(1);
-                            Ok(())
-                        }
-                        Err(Outcome::Skipped) => {
-                            claimed_elsewhere.fetch_add(1, Ordering::Relaxed);
-                            progress.inc(1);
-                            Ok(())
-                        }
-                        Err(Outcome::Store(e)) => {
-                            interrupted.fetch_add(1, Ordering::Relaxed);
-                            Err(e)
-                        }
-                        Err(Outcome::Send(SendError::Permanent(reason))) => {
-                            tracing::warn!("{}: failed permanently: {reason}", job.delivery.subscriber.email);
-                            let mut f = failures.lock().expect("lock");
-                            f.push(Failure { email: job.delivery.subscriber.email.clone(), error: reason.clone(), subscriber_id: sub });
-                            if f.len() >= FAILURE_BREAKER && sent.load(Ordering::Relaxed) == 0 {
-                                q.stop.get_or_insert_with(|| {
-                                    format!("{} {BREAKER_REASON}; the server's last reply: {reason}", f.len())
-                                });
-                            }
-                            drop(f);
-                            progress.inc(1);
-                            let store = lock(&shared);
-                            // The server refused the mailbox itself (5.1.x, 5.2.1): a
-                            // bounce at once, not only in the delivery log.
-                            let failed = store.mark_done(stored.id, sub, DeliveryState::Failed, Some(&reason), None, now);
-                            match (failed, super::bounce::rejected_mailbox(&reason)) {
-                                (Err(e), _) => Err(e),
-                                (Ok(()), Some(status)) => store
-                                    .apply_mail_event(
-                                        &format!("smtp:{}:{sub}", stored.id),
-                                        sub,
-                                        &crate::store::MailEvent::HardBounce { status },
-                                        now,
-                                    )
-                                    .map(drop),
-                                (Ok(()), None) => Ok(()),
-                            }
-                        }
-                        Err(Outcome::Send(SendError::Transient(reason))) => {
-                            let total_attempts = job.delivery.attempts + job.attempts_this_run;
-                            let backoff = opts.retry_base.saturating_mul(2u32.saturating_pow(job.attempts_this_run.saturating_sub(1))).min(MAX_BACKOFF);
-                            let next = now + chrono::Duration::from_std(backoff).unwrap_or_default();
-                            let result = lock(&shared).mark_done(stored.id, sub, DeliveryState::Retry, Some(&reason), Some(next), now);
-                            if job.attempts_this_run < opts.max_attempts && q.stop.is_none() {
-                                tracing::info!("{}: will retry in {:?} (attempt {total_attempts}): {reason}", job.delivery.subscriber.email, backoff);
-                                q.delayed.push((Instant::now() + backoff, job));
-                            } else {
-                                tracing::warn!("{}: still failing after {} attempts this run; the next run retries: {reason}", job.delivery.subscriber.email, job.attempts_this_run);
-                                retrying.fetch_add(1, Ordering::Relaxed);
-                                progress.inc(1);
-                            }
-                            result
-                        }
-                        Err(Outcome::Send(SendError::Fatal(reason))) | Err(Outcome::Render(reason)) => {
-                            interrupted.fetch_add(1, Ordering::Relaxed);
-                            q.stop.get_or_insert_with(|| reason.clone());
-                            lock(&shared).mark_done(stored.id, sub, DeliveryState::Pending, Some(&reason), None, now)
-                        }
-                    };
-                    if let Err(e) = recorded {
-                        tracing::error!("{e}");
-                        q.stop.get_or_insert_with(|| format!("database error: {e}"));
-                    }
+                    run.record(&mut q, job, outcome);
                     drop(q);
                     wake.notify_all();
                 }
@@ -329,10 +317,7 @@ pub fn deliver(
     let q = queue.into_inner().expect("queue lock");
     summary.sent = sent.into_inner();
     summary.failures = failures.into_inner().expect("lock");
-    if q.stop
-        .as_deref()
-        .is_some_and(|r| r.contains(BREAKER_REASON))
-    {
+    if matches!(q.stop, Some(StopReason::Breaker { .. })) {
         // Not these subscribers' fault: reopen their deliveries for the next run.
         let store = lock(&shared);
         for f in summary.failures.drain(..) {
@@ -361,6 +346,149 @@ pub fn deliver(
     summary.skipped += claimed_elsewhere.into_inner();
     summary.stopped = q.stop;
     Ok(summary)
+}
+
+/// What every worker of a run shares besides the queue.
+struct Run<'a, 's> {
+    shared: &'a Mutex<&'s mut Store>,
+    transport: &'a Transport,
+    renderer: &'a Renderer,
+    stored: &'a StoredEdition,
+    settings: &'a MessageSettings,
+    opts: &'a SendOptions,
+    progress: &'a indicatif::ProgressBar,
+    sent: &'a AtomicUsize,
+    failures: &'a Mutex<Vec<Failure>>,
+    retrying: &'a AtomicUsize,
+    /// Jobs taken but neither sent nor recorded: the one that hit a
+    /// stopping error.
+    interrupted: &'a AtomicUsize,
+    /// Jobs another process had claimed (skipped).
+    claimed_elsewhere: &'a AtomicUsize,
+}
+
+impl Run<'_, '_> {
+    /// Records what one send did, in the delivery log and the run's
+    /// counts; a job to try again goes back on the queue; a reason to stop
+    /// stops the run.
+    fn record(&self, q: &mut Queue, mut job: Job, outcome: Result<(), Outcome>) {
+        job.attempts_this_run += 1;
+        let now = Utc::now();
+        let edition = self.stored.id;
+        let sub = job.delivery.subscriber.id;
+        let email = job.delivery.subscriber.email.clone();
+        let recorded = match outcome {
+            Ok(()) => {
+                self.sent.fetch_add(1, Ordering::Relaxed);
+                self.progress.inc(1);
+                Ok(())
+            }
+            Err(Outcome::Skipped) => {
+                self.claimed_elsewhere.fetch_add(1, Ordering::Relaxed);
+                self.progress.inc(1);
+                Ok(())
+            }
+            Err(Outcome::Store(e)) => {
+                self.interrupted.fetch_add(1, Ordering::Relaxed);
+                Err(e)
+            }
+            Err(Outcome::Send(SendError::Permanent(reason))) => {
+                tracing::warn!("{email}: failed permanently: {reason}");
+                let mut f = self.failures.lock().expect("lock");
+                f.push(Failure {
+                    email,
+                    error: reason.clone(),
+                    subscriber_id: sub,
+                });
+                if f.len() >= FAILURE_BREAKER && self.sent.load(Ordering::Relaxed) == 0 {
+                    q.stop.get_or_insert_with(|| StopReason::Breaker {
+                        failures: f.len(),
+                        last_reply: reason.clone(),
+                    });
+                }
+                drop(f);
+                self.progress.inc(1);
+                let store = lock(self.shared);
+                // The server refused the mailbox itself (5.1.x, 5.2.1): a
+                // bounce at once, not only in the delivery log.
+                let failed = store.mark_done(
+                    edition,
+                    sub,
+                    DeliveryState::Failed,
+                    Some(&reason),
+                    None,
+                    now,
+                );
+                match (failed, super::bounce::rejected_mailbox(&reason)) {
+                    (Err(e), _) => Err(e),
+                    (Ok(()), Some(status)) => store
+                        .apply_mail_event(
+                            &format!("smtp:{edition}:{sub}"),
+                            sub,
+                            &crate::store::MailEvent::HardBounce { status },
+                            now,
+                        )
+                        .map(drop),
+                    (Ok(()), None) => Ok(()),
+                }
+            }
+            Err(Outcome::Send(SendError::Transient(reason))) => {
+                let total_attempts = job.delivery.attempts + job.attempts_this_run;
+                let backoff = self
+                    .opts
+                    .retry_base
+                    .saturating_mul(2u32.saturating_pow(job.attempts_this_run.saturating_sub(1)))
+                    .min(MAX_BACKOFF);
+                let next = now + chrono::Duration::from_std(backoff).unwrap_or_default();
+                let result = lock(self.shared).mark_done(
+                    edition,
+                    sub,
+                    DeliveryState::Retry,
+                    Some(&reason),
+                    Some(next),
+                    now,
+                );
+                if job.attempts_this_run < self.opts.max_attempts && q.stop.is_none() {
+                    tracing::info!(
+                        "{email}: will retry in {backoff:?} (attempt {total_attempts}): {reason}"
+                    );
+                    q.delayed.push((Instant::now() + backoff, job));
+                } else {
+                    tracing::warn!(
+                        "{email}: still failing after {} attempts this run; the next run retries: {reason}",
+                        job.attempts_this_run
+                    );
+                    self.retrying.fetch_add(1, Ordering::Relaxed);
+                    self.progress.inc(1);
+                }
+                result
+            }
+            Err(Outcome::Send(SendError::Fatal(reason))) => {
+                self.stop_at(q, sub, StopReason::Refused(reason))
+            }
+            Err(Outcome::Render(reason)) => self.stop_at(q, sub, StopReason::Message(reason)),
+        };
+        if let Err(e) = recorded {
+            tracing::error!("{e}");
+            q.stop
+                .get_or_insert_with(|| StopReason::Database(e.to_string()));
+        }
+    }
+
+    /// Stops the run for `why`; the subscriber's delivery stays open.
+    fn stop_at(&self, q: &mut Queue, sub: i64, why: StopReason) -> Result<(), StoreError> {
+        self.interrupted.fetch_add(1, Ordering::Relaxed);
+        let reason = why.to_string();
+        q.stop.get_or_insert(why);
+        lock(self.shared).mark_done(
+            self.stored.id,
+            sub,
+            DeliveryState::Pending,
+            Some(&reason),
+            None,
+            Utc::now(),
+        )
+    }
 }
 
 /// The next page of open deliveries, where the one after starts
@@ -439,7 +567,7 @@ fn next_job(
                     }
                     Err(e) => {
                         tracing::error!("{e}");
-                        q.stop = Some(format!("database error: {e}"));
+                        q.stop = Some(StopReason::Database(e.to_string()));
                         return None;
                     }
                 }
@@ -480,49 +608,49 @@ fn lock<'a, 's>(store: &'a Mutex<&'s mut Store>) -> std::sync::MutexGuard<'a, &'
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-fn send_one(
-    store: &Mutex<&mut Store>,
-    transport: &Transport,
-    renderer: &Renderer,
-    stored: &StoredEdition,
-    settings: &MessageSettings,
-    job: &Job,
-) -> Result<(), Outcome> {
-    let d = &job.delivery;
-    let sub = &d.subscriber;
-    let recipient = Recipient {
-        name: sub.name.clone(),
-        email: sub.email.clone(),
-        unsubscribe_url: settings.unsubscribe_url(sub),
-    };
-    let personal;
-    let edition = if sub.topics.is_empty() {
-        &stored.edition
-    } else {
-        personal = crate::digest::personalize(&stored.edition, &sub.topics, sub.topics_only);
-        &personal
-    };
-    let rendered = renderer
-        .render(edition, &recipient)
-        .map_err(|e| Outcome::Render(e.to_string()))?;
-    let message = message::build(&rendered, sub, settings, &d.message_id, Utc::now())
-        .map_err(|e| Outcome::Send(SendError::Permanent(e)))?;
-    let claimed = lock(store)
-        .mark_sending(stored.id, sub.id, Utc::now())
-        .map_err(Outcome::Store)?;
-    if !claimed {
-        return Err(Outcome::Skipped);
+impl Run<'_, '_> {
+    /// Sends one subscriber their copy: render, build, claim, send, record.
+    fn send_one(&self, job: &Job) -> Result<(), Outcome> {
+        let (store, stored, settings) = (self.shared, self.stored, self.settings);
+        let d = &job.delivery;
+        let sub = &d.subscriber;
+        let recipient = Recipient {
+            name: sub.name.clone(),
+            email: sub.email.clone(),
+            unsubscribe_url: settings.unsubscribe_url(sub),
+        };
+        let personal;
+        let edition = if sub.topics.is_empty() {
+            &stored.edition
+        } else {
+            personal = crate::digest::personalize(&stored.edition, &sub.topics, sub.topics_only);
+            &personal
+        };
+        let rendered = self
+            .renderer
+            .render(edition, &recipient)
+            .map_err(|e| Outcome::Render(e.to_string()))?;
+        let message = message::build(&rendered, sub, settings, &d.message_id, Utc::now())
+            .map_err(|e| Outcome::Send(SendError::Permanent(e)))?;
+        let claimed = lock(store)
+            .mark_sending(stored.id, sub.id, Utc::now())
+            .map_err(Outcome::Store)?;
+        if !claimed {
+            return Err(Outcome::Skipped);
+        }
+        let name = format!("{}-{:07}", stored.date, sub.id);
+        self.transport
+            .send(&message, &name)
+            .map_err(Outcome::Send)?;
+        lock(store)
+            .mark_done(
+                stored.id,
+                sub.id,
+                DeliveryState::Sent,
+                None,
+                None,
+                Utc::now(),
+            )
+            .map_err(Outcome::Store)
     }
-    let name = format!("{}-{:07}", stored.date, sub.id);
-    transport.send(&message, &name).map_err(Outcome::Send)?;
-    lock(store)
-        .mark_done(
-            stored.id,
-            sub.id,
-            DeliveryState::Sent,
-            None,
-            None,
-            Utc::now(),
-        )
-        .map_err(Outcome::Store)
 }

@@ -136,7 +136,11 @@ pub fn document(stored: &StoredEdition) -> String {
 
 /// Applies an edited document to the edition; `Err` says what is wrong
 /// with the document (nothing is changed then).
-fn apply_document(edition: &Edition, text: &str) -> std::result::Result<(Edition, String), String> {
+/// `Ok(None)` when the document changes nothing.
+fn apply_document(
+    edition: &Edition,
+    text: &str,
+) -> std::result::Result<Option<(Edition, String)>, String> {
     let doc: Document = toml::from_str(text).map_err(|e| e.to_string().trim().to_owned())?;
     let mut seen = std::collections::HashSet::new();
     let mut full = Vec::new();
@@ -230,9 +234,9 @@ fn apply_document(edition: &Edition, text: &str) -> std::result::Result<(Edition
     }
     edited.top_stories = edition.top_stories.min(edited.stories.len());
     if changes.is_empty() {
-        return Err(String::new());
+        return Ok(None);
     }
-    Ok((edited, format!("edited: {}", changes.join("; "))))
+    Ok(Some((edited, format!("edited: {}", changes.join("; ")))))
 }
 
 /// What an edited document did.
@@ -343,8 +347,8 @@ impl Pipeline {
     /// Applies a document edited from version `from` of the edition.
     pub fn save_document(&self, from: &StoredEdition, text: &str) -> Result<Edited> {
         let (edition, change) = match apply_document(&from.edition, text) {
-            Ok(done) => done,
-            Err(e) if e.is_empty() => return Ok(Edited::Unchanged),
+            Ok(Some(done)) => done,
+            Ok(None) => return Ok(Edited::Unchanged),
             Err(e) => return Ok(Edited::Invalid(e)),
         };
         let _lock = self.edit_lock()?;
@@ -394,17 +398,13 @@ mod tests {
     fn a_document_round_trips_and_applies_edits() {
         let s = stored();
         let doc = document(&s);
-        assert_eq!(
-            apply_document(&s.edition, &doc).unwrap_err(),
-            "",
-            "unchanged"
-        );
+        assert_eq!(apply_document(&s.edition, &doc).unwrap(), None, "unchanged");
         let edited = doc.replacen("Sample headline number 2", "A better headline", 1);
-        let (e, change) = apply_document(&s.edition, &edited).unwrap();
+        let (e, change) = apply_document(&s.edition, &edited).unwrap().unwrap();
         assert_eq!(e.stories[1].headline, "A better headline");
         assert!(change.contains("A better headline"), "{change}");
         let dropped = doc.replacen("drop = false", "drop = true", 1);
-        let (e, _) = apply_document(&s.edition, &dropped).unwrap();
+        let (e, _) = apply_document(&s.edition, &dropped).unwrap().unwrap();
         assert_eq!(e.stories.len(), s.edition.stories.len() - 1);
         assert_eq!(e.stories[0].rank, 1);
         let broken = doc.replacen("headline = ", "headlin = ", 1);

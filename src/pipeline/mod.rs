@@ -43,7 +43,7 @@ use crate::mail::send::DeliverError;
 use crate::render::{self, Recipient, Renderer, TemplateError};
 pub use crate::store::Access;
 use crate::store::{Store, StoreError};
-use crate::summarize::{Cached, Engine, Summarizer, Summary, SummaryCache};
+use crate::summarize::{Cached, Engine, Fallback, Summarizer, Summary, SummaryCache};
 
 /// A stored edition as the pipeline reads it.
 pub type StoredEdition = crate::store::StoredEdition<Edition>;
@@ -274,7 +274,7 @@ impl Pipeline {
                 gathered
                     .entries
                     .iter()
-                    .filter_map(|e| e.summary.fallback.as_deref()),
+                    .filter_map(|e| e.summary.fallback.as_ref()),
             );
         }
         let encoder = self.encoder();
@@ -348,7 +348,7 @@ impl Pipeline {
         let engine = self.engine()?;
         let size = engine.batch_size().max(1);
         let mut done = Summarized::default();
-        let mut fallbacks: Vec<String> = Vec::new();
+        let mut fallbacks: Vec<Fallback> = Vec::new();
         let mut batch: Vec<Article> = Vec::new();
         let ingest = if headlines {
             Ingest::new(inputs)
@@ -390,7 +390,7 @@ impl Pipeline {
             }
         }
         if engine.transformer().is_some() {
-            report_fallbacks(done.count, fallbacks.iter().map(String::as_str));
+            report_fallbacks(done.count, fallbacks.iter());
         }
         Ok(done)
     }
@@ -451,12 +451,10 @@ pub fn load_encoder(config: &Config) -> Option<Encoder> {
 
 /// Says how many of `total` model summaries the guard replaced, and why
 /// (`Summary::fallback`).
-fn report_fallbacks<'a>(total: usize, reasons: impl Iterator<Item = &'a str>) {
+fn report_fallbacks<'a>(total: usize, reasons: impl Iterator<Item = &'a Fallback>) {
     let mut kinds: std::collections::BTreeMap<&str, usize> = Default::default();
     for why in reasons {
-        *kinds
-            .entry(why.split(' ').next().unwrap_or(""))
-            .or_default() += 1;
+        *kinds.entry(why.kind()).or_default() += 1;
     }
     let replaced: usize = kinds.values().sum();
     if replaced > 0 {

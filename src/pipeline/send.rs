@@ -87,11 +87,7 @@ impl SendOutcome {
             | SendOutcome::NoNews { .. } => 0,
             SendOutcome::Unreachable { .. } => 1,
             SendOutcome::Sent(summary) => {
-                if summary.stopped.as_deref().is_some_and(|r| {
-                    r.contains("refused the login")
-                        || r.contains("TLS")
-                        || r.contains(crate::mail::send::BREAKER_REASON)
-                }) {
+                if summary.stopped.as_ref().is_some_and(|r| r.is_config()) {
                     2
                 } else if summary.complete() {
                     0

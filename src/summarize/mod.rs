@@ -31,10 +31,10 @@ pub struct SummarySentence {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Summary {
     pub sentences: Vec<SummarySentence>,
-    /// Set when the transformer's summary was degenerate and this
-    /// extractive one replaced it: why.
+    /// Set when this extractive summary stands in for the transformer's:
+    /// why.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub fallback: Option<String>,
+    pub fallback: Option<Fallback>,
     /// Written by a model (not sentences of the article).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub abstractive: bool,
@@ -95,9 +95,35 @@ pub trait Summarizer {
     }
 }
 
-/// How `Summary::fallback` starts when the model failed (rather than wrote
-/// something degenerate); such summaries are not cached.
-const MODEL_ERROR: &str = "model error";
+/// Why the extractive summary stands in for the model's.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Fallback {
+    /// The model failed on the article: such a summary is not cached, so
+    /// the next run tries the model again.
+    ModelError(String),
+    /// The model wrote something degenerate (the guard's verdict).
+    Degenerate(guard::Degenerate),
+}
+
+impl Fallback {
+    /// One word or two for counting the kinds together.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Fallback::ModelError(_) => "model error",
+            Fallback::Degenerate(d) => d.kind(),
+        }
+    }
+}
+
+impl std::fmt::Display for Fallback {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Fallback::ModelError(e) => write!(f, "model error: {e}"),
+            Fallback::Degenerate(d) => d.fmt(f),
+        }
+    }
+}
 
 /// `summarize` for a summarizer whose work is done in `summarize_batch`.
 pub fn by_batch<S: Summarizer + ?Sized>(
@@ -207,11 +233,7 @@ impl<S: Summarizer + ?Sized> Summarizer for Cached<'_, S> {
                 .zip(self.inner.summarize_batch(&todo, budget))
             {
                 // A model that failed is tried again next time.
-                let failed = |s: &Summary| {
-                    s.fallback
-                        .as_deref()
-                        .is_some_and(|w| w.starts_with(MODEL_ERROR))
-                };
+                let failed = |s: &Summary| matches!(s.fallback, Some(Fallback::ModelError(_)));
                 if let Some(summary) = result.as_ref().ok().filter(|s| !failed(s)) {
                     self.keep(&keys[i].0, &keys[i].1, summary);
                 }
@@ -404,10 +426,10 @@ impl Engine {
                 let text = summary.lines();
                 match guard::check(&text, &article.text(), min_overlap, &self.terms) {
                     None => return Ok(summary),
-                    Some(why) => why.to_string(),
+                    Some(why) => Fallback::Degenerate(why),
                 }
             }
-            Err(e) => format!("{MODEL_ERROR}: {e}"),
+            Err(e) => Fallback::ModelError(e.to_string()),
         };
         tracing::debug!(
             "{}: model summary {why}; extractive summary instead",
