@@ -1,10 +1,12 @@
 //! Email: one MIME message per subscriber (`message.rs`), the transports
 //! that carry it (`transport.rs`), and the delivery loop that sends each
 //! subscriber exactly one copy (`send.rs`); what comes back: bounces,
-//! complaints and unsubscribe requests (`bounce.rs`).
+//! complaints and unsubscribe requests (`bounce/`), and the files and
+//! folders they are read from (`mailbox.rs`).
 
 pub mod bounce;
 pub mod dkim;
+pub mod mailbox;
 pub mod message;
 pub mod send;
 pub mod transport;

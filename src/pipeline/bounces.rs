@@ -19,15 +19,17 @@
 //! later imports. A file that vanishes or moves mid-import (an IMAP server,
 //! a second import) is passed over.
 
-use std::io::{BufRead, Read};
 use std::path::{Path, PathBuf};
 
 use chrono::Utc;
 use serde::Serialize;
 
 use super::{Error, Pipeline, Result};
-use crate::config::files::{open_regular, read_regular, FileError};
-use crate::mail::bounce::{self, Kind, Mailboxes, Unread, MAX_MESSAGE_BYTES};
+use crate::mail::bounce::{self, Kind, Mailboxes, Unread};
+use crate::mail::mailbox::{
+    self, in_cur, maildir_files, maildir_name, move_aside, move_to_cur, Found, Mbox, NotRead,
+    Source, SourceError,
+};
 use crate::store::{Applied, MailEvent, Status, Subscriber};
 
 /// What an import did.
@@ -65,228 +67,10 @@ pub struct Unrecognised {
     pub moved_to: Option<String>,
 }
 
-/// One message found: where it is, its bytes (or why they cannot be
-/// read), and for a Maildir message its file.
-struct Found {
-    location: String,
-    bytes: std::result::Result<Vec<u8>, NotRead>,
-    maildir_file: Option<PathBuf>,
-}
-
-/// Why a message's bytes were not read.
-enum NotRead {
-    /// Never will be: too large, or not a message file at all.
-    Never(String),
-    /// Not now (permissions, an I/O error): perhaps later.
-    NotNow(String),
-}
-
-impl From<FileError> for NotRead {
-    fn from(e: FileError) -> NotRead {
-        match e {
-            FileError::Io(_) | FileError::Missing => NotRead::NotNow(e.to_string()),
-            FileError::TooBig { .. } | FileError::NotRegular(_) => NotRead::Never(e.to_string()),
-        }
-    }
-}
-
-/// What one import path holds.
-enum Source<'a> {
-    Maildir(&'a Path),
-    Mbox(&'a Path),
-    File(&'a Path),
-}
-
-/// The Maildir++ folder unprocessable messages are moved to.
-const ASIDE: &str = ".Unprocessed";
-
-/// A Maildir file's unique name: its name before the `:2,` flags, which
-/// moving it keeps.
-fn maildir_name(path: &Path) -> String {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy())
-        .unwrap_or_default();
-    name.split(':').next().unwrap_or_default().to_owned()
-}
-
 /// The key a processed Maildir file is recorded under besides its
 /// Message-ID, so later imports pass it in `cur/` without reading it.
 fn maildir_key(path: &Path) -> String {
     format!("maildir:{}", maildir_name(path))
-}
-
-fn read_error(path: &Path, e: impl std::fmt::Display) -> Error {
-    Error::Invalid(format!("{}: {e}", path.display()))
-}
-
-/// Whether a file starts like an mbox (`From ` at its first byte).
-fn is_mbox(path: &Path) -> Result<bool> {
-    let (mut f, _) = open_regular(path, true).map_err(|e| read_error(path, e))?;
-    let mut head = [0u8; 5];
-    let mut n = 0;
-    while n < head.len() {
-        match f.read(&mut head[n..]) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(e) => return Err(read_error(path, e)),
-        }
-    }
-    Ok(&head[..n] == b"From ")
-}
-
-/// The files of a Maildir: `new/` first, then `cur/` (a mail client may
-/// have moved unprocessed ones there), by name. Whether each is a message
-/// file is checked when it is opened.
-fn maildir_files(dir: &Path) -> Result<Vec<PathBuf>> {
-    let mut out = Vec::new();
-    for sub in ["new", "cur"] {
-        let folder = dir.join(sub);
-        let entries = match std::fs::read_dir(&folder) {
-            Ok(e) => e,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-            Err(e) => return Err(read_error(&folder, e)),
-        };
-        let mut paths: Vec<PathBuf> = entries
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| {
-                !p.file_name()
-                    .and_then(|n| n.to_str())
-                    .is_some_and(|n| n.starts_with('.'))
-            })
-            .collect();
-        paths.sort();
-        out.extend(paths);
-    }
-    Ok(out)
-}
-
-/// Reads one line of at most `limit` bytes into `line` (the rest of a
-/// longer line is passed over, and the line marked cut); returns the bytes
-/// consumed, 0 at the end.
-fn read_line_bounded(
-    reader: &mut impl BufRead,
-    line: &mut Vec<u8>,
-    limit: usize,
-    cut: &mut bool,
-) -> std::io::Result<usize> {
-    let mut consumed = 0;
-    *cut = false;
-    loop {
-        let buf = reader.fill_buf()?;
-        if buf.is_empty() {
-            return Ok(consumed);
-        }
-        let (chunk, done) = match buf.iter().position(|&b| b == b'\n') {
-            Some(i) => (&buf[..=i], true),
-            None => (buf, false),
-        };
-        let room = limit.saturating_sub(line.len());
-        if chunk.len() > room {
-            *cut = true;
-        }
-        line.extend_from_slice(&chunk[..chunk.len().min(room)]);
-        let n = chunk.len();
-        reader.consume(n);
-        consumed += n;
-        if done {
-            return Ok(consumed);
-        }
-    }
-}
-
-/// Calls `each` with every message of an mbox (RFC 4155; mboxrd's `>From `
-/// quoting undone), one in memory at a time. A message over
-/// `MAX_MESSAGE_BYTES` is given as an error, not read into memory: the
-/// reader passes over it to the next `From ` line. (mail-parser's mbox
-/// reader holds a whole message, however large, so it is not used here.)
-fn mbox_messages(path: &Path, mut each: impl FnMut(Found) -> Result<()>) -> Result<()> {
-    let (file, _) = open_regular(path, true).map_err(|e| read_error(path, e))?;
-    let mut reader = std::io::BufReader::new(file);
-    let mut current: Option<(Vec<u8>, bool)> = None;
-    let mut count = 0;
-    let mut line = Vec::new();
-    let mut cut = false;
-    let mut flush = |current: Option<(Vec<u8>, bool)>, count: usize| -> Result<()> {
-        let Some((bytes, too_big)) = current else {
-            return Ok(());
-        };
-        each(Found {
-            location: format!("{} (message {count})", path.display()),
-            bytes: if too_big {
-                Err(NotRead::Never(format!(
-                    "larger than {MAX_MESSAGE_BYTES} bytes"
-                )))
-            } else {
-                Ok(bytes)
-            },
-            maildir_file: None,
-        })
-    };
-    loop {
-        line.clear();
-        let n = read_line_bounded(&mut reader, &mut line, MAX_MESSAGE_BYTES + 1, &mut cut)
-            .map_err(|e| read_error(path, e))?;
-        if n == 0 {
-            break;
-        }
-        if line.starts_with(b"From ") {
-            flush(current.take(), count)?;
-            count += 1;
-            current = Some((Vec::new(), false));
-            continue;
-        }
-        let Some((bytes, too_big)) = current.as_mut() else {
-            continue;
-        };
-        if *too_big {
-            continue;
-        }
-        let unquoted = match line.iter().position(|&b| b != b'>') {
-            Some(i) if i > 0 && line[i..].starts_with(b"From ") => &line[1..],
-            _ => &line[..],
-        };
-        if cut || bytes.len() + unquoted.len() > MAX_MESSAGE_BYTES {
-            *too_big = true;
-            *bytes = Vec::new();
-        } else {
-            bytes.extend_from_slice(unquoted);
-        }
-    }
-    flush(current, count)
-}
-
-/// Moves a processed message into `cur/`, marked seen (`S`) or not (a
-/// message for a person to read). A message in `cur/` already stays.
-fn move_to_cur(path: &Path, seen: bool) -> std::io::Result<()> {
-    if path.parent().and_then(Path::file_name) != Some("new".as_ref()) {
-        return Ok(());
-    }
-    let cur = path
-        .parent()
-        .and_then(Path::parent)
-        .map(|d| d.join("cur"))
-        .ok_or_else(|| std::io::Error::other("not in a Maildir"))?;
-    std::fs::create_dir_all(&cur)?;
-    let flags = if seen { ":2,S" } else { ":2," };
-    std::fs::rename(path, cur.join(format!("{}{flags}", maildir_name(path))))
-}
-
-/// Moves a message that can never be processed to the Maildir++ folder
-/// `.Unprocessed/` (its `cur/`, unseen): out of the way of every later
-/// import, kept for a person. Returns where it went.
-fn move_aside(path: &Path) -> std::io::Result<PathBuf> {
-    let maildir = path
-        .parent()
-        .and_then(Path::parent)
-        .ok_or_else(|| std::io::Error::other("not in a Maildir"))?;
-    let aside = maildir.join(ASIDE);
-    for sub in ["cur", "new", "tmp"] {
-        std::fs::create_dir_all(aside.join(sub))?;
-    }
-    let to = aside.join("cur").join(format!("{}:2,", maildir_name(path)));
-    std::fs::rename(path, &to)?;
-    Ok(to)
 }
 
 /// What became of one message.
@@ -319,71 +103,44 @@ impl Pipeline {
     /// each bounded, and a `cur/` file processed by an earlier import is
     /// counted without being read again.
     pub fn import_bounces(&self, paths: &[PathBuf]) -> Result<BounceReport> {
-        let mut sources = Vec::with_capacity(paths.len());
-        for path in paths {
-            let meta = std::fs::metadata(path).map_err(|e| read_error(path, e))?;
-            sources.push(if meta.is_dir() {
-                if !path.join("new").is_dir() && !path.join("cur").is_dir() {
-                    return Err(Error::Invalid(format!(
-                        "{}: not a Maildir (it has no new/ or cur/ folder)",
-                        path.display()
-                    )));
-                }
-                Source::Maildir(path)
-            } else if !meta.is_file() {
-                return Err(Error::Invalid(format!(
-                    "{}: not a message file, an mbox or a Maildir folder (only regular files are read)",
-                    path.display()
-                )));
-            } else if is_mbox(path)? {
-                Source::Mbox(path)
-            } else {
-                Source::File(path)
-            });
-        }
+        let invalid = |e: SourceError| Error::Invalid(e.to_string());
+        let sources: Vec<Source<'_>> = paths
+            .iter()
+            .map(|p| Source::of(p))
+            .collect::<std::result::Result<_, _>>()
+            .map_err(invalid)?;
         let mailboxes = self.mailboxes();
         let mut report = BounceReport::default();
         for source in sources {
             match source {
                 Source::Maildir(dir) => {
-                    for path in maildir_files(dir)? {
-                        let in_cur =
-                            path.parent().and_then(Path::file_name) == Some("cur".as_ref());
-                        if in_cur && self.store.mail_processed(&maildir_key(&path))? {
+                    for path in maildir_files(dir).map_err(invalid)? {
+                        if in_cur(&path) && self.store.mail_processed(&maildir_key(&path))? {
                             report.messages += 1;
                             report.duplicates += 1;
                             continue;
                         }
-                        let bytes = match read_regular(&path, MAX_MESSAGE_BYTES as u64, false) {
-                            Ok(b) => Ok(b),
-                            Err(FileError::Missing) => {
-                                tracing::debug!(
-                                    "{}: gone before it was read (moved by another program): passed over",
-                                    path.display()
-                                );
-                                continue;
-                            }
-                            Err(e) => Err(NotRead::from(e)),
-                        };
-                        let found = Found {
-                            location: path.display().to_string(),
-                            bytes,
-                            maildir_file: Some(path),
+                        let shown = path.display().to_string();
+                        let Some(found) = mailbox::maildir_message(path) else {
+                            tracing::debug!(
+                                "{shown}: gone before it was read (moved by another program): passed over"
+                            );
+                            continue;
                         };
                         self.take(found, &mailboxes, &mut report)?;
                     }
                 }
                 Source::Mbox(path) => {
-                    mbox_messages(path, |m| self.take(m, &mailboxes, &mut report))?
+                    for found in Mbox::open(path).map_err(invalid)? {
+                        let found = found.map_err(|e| Error::Io {
+                            context: format!("reading {}", path.display()),
+                            source: e,
+                        })?;
+                        self.take(found, &mailboxes, &mut report)?;
+                    }
                 }
                 Source::File(path) => {
-                    let found = Found {
-                        location: path.display().to_string(),
-                        bytes: read_regular(path, MAX_MESSAGE_BYTES as u64, true)
-                            .map_err(NotRead::from),
-                        maildir_file: None,
-                    };
-                    self.take(found, &mailboxes, &mut report)?
+                    self.take(mailbox::file_message(path), &mailboxes, &mut report)?
                 }
             }
         }
@@ -685,41 +442,5 @@ fn kind_name(kind: &Kind) -> &'static str {
         Kind::Complaint { .. } => "a complaint",
         Kind::Unsubscribe => "an unsubscribe request",
         Kind::Ignored { .. } => "nothing to act on",
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn an_mbox_is_read_one_bounded_message_at_a_time() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("box");
-        let mut text =
-            String::from("From a Mon Mar 14 06:01:11 2022\nSubject: one\n\n>From the start\n");
-        text.push_str("From b Mon Mar 14 06:01:12 2022\nSubject: two\n\n");
-        text.push_str(&"x".repeat(MAX_MESSAGE_BYTES + 10));
-        text.push_str("\nFrom c Mon Mar 14 06:01:13 2022\nSubject: three\n\nend\n");
-        std::fs::write(&path, text).unwrap();
-        let mut got = Vec::new();
-        mbox_messages(&path, |m| {
-            got.push((m.location, m.bytes));
-            Ok(())
-        })
-        .unwrap();
-        assert_eq!(got.len(), 3);
-        let bytes = |i: usize| match &got[i].1 {
-            Ok(b) => b.clone(),
-            Err(_) => panic!("message {i} not read"),
-        };
-        assert_eq!(
-            bytes(0),
-            b"Subject: one\n\nFrom the start\n",
-            "mboxrd quoting undone"
-        );
-        assert!(matches!(&got[1].1, Err(NotRead::Never(why)) if why.contains("larger than")));
-        assert!(got[1].0.ends_with("(message 2)"));
-        assert_eq!(bytes(2), b"Subject: three\n\nend\n");
     }
 }
