@@ -1,0 +1,42 @@
+//! Stored editions as they are sent (HTML, and the text part), once they
+//! are approved or being sent: drafts stay private.
+
+use super::*;
+
+async fn render_edition(app: &Arc<App>, date: String) -> Option<crate::render::Rendered> {
+    let date: NaiveDate = date.parse().ok()?;
+    with_pipeline(app, move |pipeline| {
+        let stored = pipeline.stored_edition(date).ok().flatten()?;
+        // Drafts stay private: only what is approved or being sent is shown.
+        let public =
+            stored.approved.is_some() || pipeline.store().sending_started(stored.id).ok()?;
+        if !public {
+            return None;
+        }
+        pipeline
+            .renderer()
+            .ok()?
+            .render(&stored.edition, &pipeline.preview_recipient())
+            .ok()
+    })
+    .await
+    .flatten()
+}
+
+pub(super) async fn html(State(app): State<Arc<App>>, Path(date): Path<String>) -> Response {
+    match render_edition(&app, date).await {
+        Some(r) => Html(r.html).into_response(),
+        None => not_found(&app.title),
+    }
+}
+
+pub(super) async fn text(State(app): State<Arc<App>>, Path(date): Path<String>) -> Response {
+    match render_edition(&app, date).await {
+        Some(r) => (
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            format!("Subject: {}\n\n{}", r.subject, r.text),
+        )
+            .into_response(),
+        None => not_found(&app.title),
+    }
+}
