@@ -1,15 +1,14 @@
 //! dailydigest turns each day's news articles into a short digest and
 //! emails it to subscribers.
 //!
-//! Layers point down only (README, "How it is built"):
-//! `cli` / `serve` → `pipeline` → `mail`, `render` → `digest` →
-//! `summarize`, `embed`, `ingest` → `text`, `store`, `config`, `article`,
-//! `lock`, `models`.
-//! `pipeline` holds one day's flow over one open store; the cli parses,
-//! calls it, and prints.
+//! Layers point down only (ARCHITECTURE.md): `serve` → `pipeline` →
+//! `mail`, `render` → `digest` → `summarize`, `embed`, `ingest` → `text`,
+//! `store`, `config`, `article`, `lock`, `models`, `progress`. `pipeline` holds one
+//! day's flow over one open store. The command line (`src/cli/`) belongs
+//! to the `digest` binary: it parses, calls the pipeline, prints, and maps
+//! outcomes to exit codes.
 
 pub mod article;
-pub mod cli;
 pub mod config;
 pub mod digest;
 pub mod embed;
@@ -18,6 +17,7 @@ pub mod lock;
 pub mod mail;
 pub mod models;
 pub mod pipeline;
+pub mod progress;
 pub mod render;
 pub mod serve;
 pub mod store;

@@ -3,13 +3,10 @@
 //! An advisory lock on `<db>.lock`, released by the kernel when the process
 //! ends, however it ends (`kill -9` included), so a crashed run never leaves
 //! a stale lock behind. `digest send` and `digest run` hold it while they
-//! send; a second one finds it taken and stops (exit 75).
+//! send; a second one finds it taken and stops.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
-
-/// Exit status when another run holds the lock (sysexits' EX_TEMPFAIL: try later).
-pub const EXIT_LOCKED: u8 = 75;
 
 /// A held lock; dropping it releases the lock.
 #[derive(Debug)]

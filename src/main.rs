@@ -4,11 +4,13 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+mod cli;
+
 fn main() -> ExitCode {
-    let cli = dailydigest::cli::Cli::parse();
-    dailydigest::cli::init_logging(&cli);
-    match dailydigest::cli::run(cli) {
+    let cli = cli::Cli::parse();
+    cli::init_logging(&cli);
+    match cli::run(cli) {
         Ok(code) => code,
-        Err(err) => dailydigest::cli::report_error(&err),
+        Err(err) => cli::report_error(&err),
     }
 }

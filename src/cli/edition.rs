@@ -8,8 +8,8 @@ use std::process::ExitCode;
 use anyhow::Context;
 
 use super::{EditionCommand, ShowFormat};
-use crate::pipeline::{document, Change, Edited, Pipeline};
-use crate::render;
+use dailydigest::pipeline::{document, Change, Edited, Pipeline};
+use dailydigest::render;
 
 pub(super) fn edition(pipeline: Pipeline, cmd: EditionCommand) -> anyhow::Result<ExitCode> {
     let day = |d: Option<chrono::NaiveDate>| d.unwrap_or_else(|| pipeline.today());
@@ -26,7 +26,7 @@ pub(super) fn edition(pipeline: Pipeline, cmd: EditionCommand) -> anyhow::Result
     match cmd {
         EditionCommand::Build { edition, rebuild } => {
             pipeline.renderer()?;
-            let date = day(edition.date);
+            let date = day(edition.date.date);
             let (stored, skipped) =
                 pipeline.build_stored(date, pipeline.inputs(&edition.inputs), rebuild)?;
             eprintln!(

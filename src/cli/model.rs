@@ -4,11 +4,11 @@
 use std::process::ExitCode;
 use std::time::Instant;
 
-use crate::config::Config;
-use crate::embed::{self, Embed, Encoder, EncoderInfo};
-use crate::summarize::transformer::generate::EarlyStopping;
-use crate::summarize::transformer::{self, Checkpoint, Transformer};
-use crate::summarize::{format_parameters, guard, Choice};
+use dailydigest::config::Config;
+use dailydigest::embed::{self, Embed, Encoder, EncoderInfo};
+use dailydigest::summarize::transformer::generate::EarlyStopping;
+use dailydigest::summarize::transformer::{self, Checkpoint, Transformer};
+use dailydigest::summarize::{format_parameters, guard, Choice};
 
 /// The article `model check` summarizes.
 const SAMPLE: &str = "Engineers in the port city of Halden launched a battery-powered \
@@ -29,7 +29,7 @@ fn row(label: &str, value: impl std::fmt::Display) {
 /// Prints what would summarize and what groups stories, without loading
 /// the weights.
 pub fn info(config: &Config) -> anyhow::Result<ExitCode> {
-    let found = crate::models::scan(&config.models);
+    let found = dailydigest::models::scan(&config.models);
     row(
         "models",
         match found.len() {
@@ -267,7 +267,7 @@ pub fn check(config: &Config) -> anyhow::Result<ExitCode> {
         &text,
         SAMPLE,
         config.transformer.min_overlap,
-        &crate::text::Terms::new(),
+        &dailydigest::text::Terms::new(),
     );
     row(
         "guard",
@@ -313,7 +313,7 @@ fn encoder_info(config: &Config) -> ExitCode {
             info.dimensions,
             info.pooling.as_str(),
             if info.normalize { ", normalised" } else { "" },
-            crate::digest::GROUPING_TOKENS.min(info.max_seq_length),
+            dailydigest::digest::GROUPING_TOKENS.min(info.max_seq_length),
             info.max_seq_length
         ),
     );

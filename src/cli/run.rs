@@ -3,8 +3,8 @@
 use std::io::{self, Write};
 use std::process::ExitCode;
 
-use super::{print_send_outcome, RunArgs};
-use crate::pipeline::{Pipeline, Ran, RunOutcome, RunRequest};
+use super::{exit_code, print_send_outcome, RunArgs, EXIT_LOCKED};
+use dailydigest::pipeline::{Pipeline, RunOutcome, RunRequest};
 
 pub(super) fn fetch(pipeline: &Pipeline, json: bool) -> anyhow::Result<ExitCode> {
     let reports = pipeline.fetch()?;
@@ -15,7 +15,7 @@ pub(super) fn fetch(pipeline: &Pipeline, json: bool) -> anyhow::Result<ExitCode>
     }
     let failed = reports
         .iter()
-        .filter(|r| r.status == crate::ingest::feeds::FeedStatus::Failed)
+        .filter(|r| r.status == dailydigest::ingest::feeds::FeedStatus::Failed)
         .count();
     let new: usize = reports.iter().map(|r| r.new_articles).sum();
     eprintln!(
@@ -75,27 +75,28 @@ pub(super) fn import_bounces(
 
 pub(super) fn run(mut pipeline: Pipeline, args: RunArgs) -> anyhow::Result<ExitCode> {
     let request = RunRequest {
-        date: args.date,
+        date: args.date.date,
         smtp: args.smtp,
         force: args.force,
     };
     match pipeline.run(&request)? {
         RunOutcome::Locked(locked) => {
             eprintln!("digest: {locked}");
-            Ok(ExitCode::from(crate::lock::EXIT_LOCKED))
+            Ok(ExitCode::from(EXIT_LOCKED))
         }
         RunOutcome::Ran(ran) => {
-            let Ran { report, json, send } = *ran;
-            if let Some(outcome) = &send {
+            if let Some(outcome) = &ran.send {
                 print_send_outcome(outcome);
             }
+            let code = exit_code(ran.verdict);
+            let (report, json) = pipeline.write_run_report(*ran, code)?;
             if args.json {
                 io::stdout().lock().write_all(json.as_bytes())?;
             }
             if let Some(e) = &report.error {
                 eprintln!("digest: error: {e}");
             }
-            Ok(ExitCode::from(report.exit_code))
+            Ok(ExitCode::from(code))
         }
     }
 }

@@ -6,12 +6,12 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 
-use super::{print_send_outcome, SendArgs};
-use crate::pipeline::{Pipeline, SendRequest};
+use super::{exit_code, print_send_outcome, SendArgs};
+use dailydigest::pipeline::{Pipeline, SendRequest};
 
 pub(super) fn send(mut pipeline: Pipeline, args: SendArgs) -> anyhow::Result<ExitCode> {
     let request = SendRequest {
-        date: args.edition.date,
+        date: args.edition.date.date,
         inputs: pipeline.inputs(&args.edition.inputs),
         smtp: args.smtp,
         dry_run: args.dry_run,
@@ -25,5 +25,5 @@ pub(super) fn send(mut pipeline: Pipeline, args: SendArgs) -> anyhow::Result<Exi
         serde_json::to_writer_pretty(&mut out, summary).context("writing the run summary")?;
         writeln!(out)?;
     }
-    Ok(ExitCode::from(outcome.exit_code()))
+    Ok(ExitCode::from(exit_code(outcome.verdict())))
 }

@@ -4,8 +4,8 @@ use std::io::{self, Write};
 use std::process::ExitCode;
 
 use super::{ListFormat, SubscribersCommand};
-use crate::pipeline::{csv_cell, Pipeline, CSV_COLUMNS, CSV_RECORD_COLUMNS};
-use crate::store::Store;
+use dailydigest::pipeline::{csv_cell, Pipeline, CSV_COLUMNS, CSV_RECORD_COLUMNS};
+use dailydigest::store::Store;
 
 pub(super) fn subscribers(
     mut pipeline: Pipeline,
@@ -19,12 +19,12 @@ pub(super) fn subscribers(
             only_topics: _,
             confirm: true,
         } => {
-            use crate::pipeline::SignedUp;
+            use dailydigest::pipeline::SignedUp;
             match pipeline.sign_up(
                 &email,
                 name.as_deref(),
                 &topics,
-                crate::store::Asker::Operator,
+                dailydigest::store::Asker::Operator,
             )? {
                 SignedUp::Mailed => eprintln!(
                     "{} is pending: a confirmation link was mailed",
@@ -39,7 +39,7 @@ pub(super) fn subscribers(
                 SignedUp::TooSoon => eprintln!(
                     "{}: a confirmation was mailed less than {} minutes ago: nothing sent",
                     email.trim(),
-                    crate::pipeline::CONFIRMATION_INTERVAL_MINUTES
+                    dailydigest::pipeline::CONFIRMATION_INTERVAL_MINUTES
                 ),
             }
             Ok(ExitCode::SUCCESS)

@@ -25,7 +25,7 @@ impl Default for Budget {
 }
 
 /// Which summarizer a run uses (`--summarizer`, `summarizer` in the config).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Choice {
     /// The transformer when a checkpoint loads, else extractive; degenerate

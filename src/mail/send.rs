@@ -32,6 +32,7 @@ use serde::Serialize;
 use super::message::{self, MessageSettings};
 use super::transport::{SendError, Transport};
 use crate::digest::Edition;
+use crate::progress::Progress;
 use crate::render::{Recipient, Renderer};
 use crate::store::{Delivery, DeliveryState, Store, StoreError};
 
@@ -232,7 +233,7 @@ pub fn deliver(
     stored: &StoredEdition,
     settings: &MessageSettings,
     opts: &SendOptions,
-    progress: &indicatif::ProgressBar,
+    progress: &dyn Progress,
 ) -> Result<RunSummary, DeliverError> {
     let date = stored.date;
     let domain = settings.domain().to_owned();
@@ -254,7 +255,7 @@ pub fn deliver(
         skipped: active.saturating_sub(open.total()),
         ..Default::default()
     };
-    progress.set_length(open.total().min(opts.limit.unwrap_or(usize::MAX)) as u64);
+    progress.set_total(open.total().min(opts.limit.unwrap_or(usize::MAX)) as u64);
 
     let queue = Mutex::new(Queue {
         pages: Some(Pages {
@@ -356,7 +357,7 @@ struct Run<'a, 's> {
     stored: &'a StoredEdition,
     settings: &'a MessageSettings,
     opts: &'a SendOptions,
-    progress: &'a indicatif::ProgressBar,
+    progress: &'a dyn Progress,
     sent: &'a AtomicUsize,
     failures: &'a Mutex<Vec<Failure>>,
     retrying: &'a AtomicUsize,
@@ -380,12 +381,12 @@ impl Run<'_, '_> {
         let recorded = match outcome {
             Ok(()) => {
                 self.sent.fetch_add(1, Ordering::Relaxed);
-                self.progress.inc(1);
+                self.progress.advance("");
                 Ok(())
             }
             Err(Outcome::Skipped) => {
                 self.claimed_elsewhere.fetch_add(1, Ordering::Relaxed);
-                self.progress.inc(1);
+                self.progress.advance("");
                 Ok(())
             }
             Err(Outcome::Store(e)) => {
@@ -407,7 +408,7 @@ impl Run<'_, '_> {
                     });
                 }
                 drop(f);
-                self.progress.inc(1);
+                self.progress.advance("");
                 let store = lock(self.shared);
                 // The server refused the mailbox itself (5.1.x, 5.2.1): a
                 // bounce at once, not only in the delivery log.
@@ -459,7 +460,7 @@ impl Run<'_, '_> {
                         job.attempts_this_run
                     );
                     self.retrying.fetch_add(1, Ordering::Relaxed);
-                    self.progress.inc(1);
+                    self.progress.advance("");
                 }
                 result
             }

@@ -52,14 +52,6 @@ impl Change {
     }
 }
 
-/// Who is making a change: `$USER`.
-pub fn user() -> String {
-    std::env::var("USER")
-        .ok()
-        .filter(|u| !u.trim().is_empty())
-        .unwrap_or_else(|| "unknown".into())
-}
-
 fn refused(date: NaiveDate, why: Refused) -> Error {
     Error::Invalid(match why {
         Refused::SendingStarted => format!(
@@ -271,7 +263,14 @@ impl Pipeline {
             change.to_owned()
         };
         self.store
-            .change_edition(from.id, from.version, edition, &user(), &change, Utc::now())?
+            .change_edition(
+                from.id,
+                from.version,
+                edition,
+                &self.user,
+                &change,
+                Utc::now(),
+            )?
             .map(|_| ())
             .map_err(|why| refused(from.date, why))
     }
@@ -310,7 +309,7 @@ impl Pipeline {
         }
         let stored = self.store.store_edition(date, &built.edition, Utc::now())?;
         self.store
-            .log_edition(stored.id, &user(), "built", Utc::now())?;
+            .log_edition(stored.id, &self.user, "built", Utc::now())?;
         Ok((stored, built.skipped))
     }
 
@@ -361,7 +360,7 @@ impl Pipeline {
         let _lock = self.edit_lock()?;
         let stored = self.stored(date)?;
         self.store
-            .set_approval(stored.id, approve, &user(), Utc::now())?
+            .set_approval(stored.id, approve, &self.user, Utc::now())?
             .map_err(|why| refused(date, why))?;
         self.stored(date)
     }

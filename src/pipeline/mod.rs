@@ -17,15 +17,15 @@ mod signup;
 mod subscribers;
 
 use std::cell::OnceCell;
-use std::io::{self, IsTerminal, Write};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 use chrono::NaiveDate;
 
 pub use bounces::{BounceReport, Unrecognised};
-pub use edition::{document, user, Change, Edited};
+pub use edition::{document, Change, Edited};
 pub use run::{Ran, RunOutcome, RunReport, RunRequest};
-pub use send::{DryRun, SendOutcome, SendRequest};
+pub use send::{DryRun, SendOutcome, SendRequest, Verdict};
 pub use signup::{sign_up_line, Confirmation, SignedUp, CONFIRMATION_INTERVAL_MINUTES};
 pub use subscribers::{
     check_subscriber, check_topics, csv_cell, BadField, ImportReport, CSV_COLUMNS,
@@ -40,6 +40,7 @@ use crate::ingest::feeds::FeedReport;
 use crate::ingest::{Ingest, Input};
 use crate::lock::LockError;
 use crate::mail::send::DeliverError;
+use crate::progress::{Silent, Watcher};
 use crate::render::{self, Recipient, Renderer, TemplateError};
 pub use crate::store::Access;
 use crate::store::{Store, StoreError};
@@ -140,6 +141,13 @@ pub struct Summarized {
 pub struct Pipeline {
     config: Config,
     store: Store,
+    /// Who makes changes (the edition log): the binary passes the login
+    /// name.
+    user: String,
+    /// The SMTP password, when the binary found one (never in `config`).
+    smtp_password: Option<String>,
+    /// Who watches long work (the binary's progress bars).
+    watcher: Box<dyn Watcher>,
     engine: OnceCell<Engine>,
     encoder: OnceCell<Option<Encoder>>,
     renderer: OnceCell<Renderer>,
@@ -176,10 +184,32 @@ impl Pipeline {
         Pipeline {
             config,
             store,
+            user: "unknown".into(),
+            smtp_password: None,
+            watcher: Box::new(Silent),
             engine: OnceCell::new(),
             encoder: OnceCell::new(),
             renderer: OnceCell::new(),
         }
+    }
+
+    /// Who is making changes, for the edition log.
+    pub fn with_user(mut self, user: impl Into<String>) -> Pipeline {
+        self.user = user.into();
+        self
+    }
+
+    /// The SMTP password (from the environment or `smtp_password_file`,
+    /// as the binary found it).
+    pub fn with_smtp_password(mut self, password: Option<String>) -> Pipeline {
+        self.smtp_password = password;
+        self
+    }
+
+    /// Who watches long work.
+    pub fn with_watcher(mut self, watcher: Box<dyn Watcher>) -> Pipeline {
+        self.watcher = watcher;
+        self
     }
 
     pub fn config(&self) -> &Config {
@@ -250,7 +280,7 @@ impl Pipeline {
     pub fn build(&self, date: NaiveDate, inputs: Vec<Input>) -> Result<Built> {
         let engine = self.engine()?;
         let summarizer = Cached::new(engine, &self.store);
-        let bar = spinner();
+        let bar = self.watcher.articles();
         // Files and folders, then the articles fetched from feeds for this date.
         let fetched = self.store.articles_for(date).unwrap_or_else(|e| {
             tracing::warn!("{e}");
@@ -258,10 +288,9 @@ impl Pipeline {
         });
         let items = Ingest::new(inputs).chain(fetched.into_iter().map(Ok));
         let gathered = digest::gather(items, date, &summarizer, self.config.budget(), |a| {
-            bar.inc(1);
-            bar.set_message(a.origin.clone());
+            bar.advance(&a.origin)
         });
-        bar.finish_and_clear();
+        bar.finish();
         if gathered.other_dates > 0 {
             tracing::info!(
                 "{} articles dated another day left out of the edition of {date}",
@@ -464,22 +493,6 @@ fn report_fallbacks<'a>(total: usize, reasons: impl Iterator<Item = &'a Fallback
             detail.join(", ")
         );
     }
-}
-
-/// A spinner on stderr while articles are read, only when stderr is a terminal.
-fn spinner() -> indicatif::ProgressBar {
-    if !io::stderr().is_terminal() {
-        return indicatif::ProgressBar::hidden();
-    }
-    let bar = indicatif::ProgressBar::new_spinner();
-    bar.set_style(
-        indicatif::ProgressStyle::with_template(
-            "{spinner} {pos} articles read ({per_sec}) {wide_msg}",
-        )
-        .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
-    );
-    bar.enable_steady_tick(std::time::Duration::from_millis(120));
-    bar
 }
 
 /// The commented configuration `digest init` writes.

@@ -6,7 +6,7 @@ use std::time::Duration;
 use chrono::{NaiveDate, Utc};
 use serde::Serialize;
 
-use super::{BounceReport, Error, Pipeline, Result, SendOutcome, SendRequest};
+use super::{BounceReport, Error, Pipeline, Result, SendOutcome, SendRequest, Verdict};
 use crate::config::Config;
 use crate::ingest::feeds::{fetch_all, FeedReport};
 use crate::ingest::network::FetchPolicy;
@@ -31,6 +31,7 @@ pub struct RunReport {
     pub started_at: String,
     pub finished_at: String,
     pub date: String,
+    /// The exit status the binary gave the run.
     pub exit_code: u8,
     pub feeds: Vec<FeedReport>,
     /// Bounces, complaints and unsubscribe requests imported from
@@ -59,13 +60,15 @@ pub enum RunOutcome {
     Ran(Box<Ran>),
 }
 
-/// A run that went through.
+/// A run that went through, its report not yet written (the run lock
+/// is held until it is: `Pipeline::write_run_report`).
 #[derive(Debug)]
 pub struct Ran {
     pub report: RunReport,
-    /// The report as written to `run_report`.
-    pub json: String,
+    /// How well it went.
+    pub verdict: Verdict,
     pub send: Option<SendOutcome>,
+    lock: RunLock,
 }
 
 pub(super) fn fetch_feeds(config: &Config, store: &Store) -> Result<Vec<FeedReport>> {
@@ -108,10 +111,10 @@ impl Pipeline {
             .count()
     }
 
-    /// `digest run`: the lock, the feeds, the edition, the send, the report.
-    /// A failing step ends the run with its error in the report (exit 2 for
-    /// a configuration problem, else 1); only writing the report itself can
-    /// fail here.
+    /// `digest run`: the lock, the feeds, the edition, the send. A failing
+    /// step ends the run with its error in the report (a configuration
+    /// problem, or a partial run); the report is written by
+    /// `write_run_report`, with the exit status the caller gives it.
     pub fn run(&mut self, request: &RunRequest) -> Result<RunOutcome> {
         let started_at = Utc::now();
         let date = request.date.unwrap_or_else(|| self.today());
@@ -134,7 +137,7 @@ impl Pipeline {
             error: None,
         };
         let mut send = None;
-        let outcome = (|| -> Result<u8> {
+        let outcome = (|| -> Result<Verdict> {
             // Before sending: whoever bounced or complained is not mailed.
             match self.import_configured_bounces() {
                 Ok(bounces) => report.bounces = bounces,
@@ -158,25 +161,43 @@ impl Pipeline {
             report.send = outcome.summary().cloned();
             report.awaiting_approval = matches!(outcome, SendOutcome::AwaitingApproval { .. });
             report.no_news = matches!(outcome, SendOutcome::NoNews { .. });
-            let code = match outcome.exit_code() {
-                0 if self.persistent_failures(&report.feeds) > 0 => 1,
-                0 => 0,
-                2 => 2,
-                _ => 1,
+            let verdict = match outcome.verdict() {
+                Verdict::Done if self.persistent_failures(&report.feeds) > 0 => Verdict::Partial,
+                Verdict::Locked => Verdict::Partial,
+                v => v,
             };
             send = Some(outcome);
-            Ok(code)
+            Ok(verdict)
         })();
-        report.exit_code = match outcome {
-            Ok(code) => code,
+        let verdict = match outcome {
+            Ok(verdict) => verdict,
             Err(e) => {
-                let code = if e.is_config() { 2 } else { 1 };
+                let verdict = if e.is_config() {
+                    Verdict::Misconfigured
+                } else {
+                    Verdict::Partial
+                };
                 // With its causes, `a: b: c`, as the cli prints errors.
                 report.error = Some(format!("{:#}", anyhow::Error::new(e)));
-                code
+                verdict
             }
         };
         report.finished_at = Utc::now().to_rfc3339();
+        Ok(RunOutcome::Ran(Box::new(Ran {
+            report,
+            verdict,
+            send,
+            lock,
+        })))
+    }
+
+    /// Writes the run's report (`run_report`) with the exit status it was
+    /// given, then lets the run lock go. Returns the report as written.
+    pub fn write_run_report(&self, ran: Ran, exit_code: u8) -> Result<(RunReport, String)> {
+        let Ran {
+            mut report, lock, ..
+        } = ran;
+        report.exit_code = exit_code;
         let json = serde_json::to_string_pretty(&report).expect("reports serialize") + "\n";
         let path = &self.config.run_report;
         let tmp = path.with_extension("json.tmp");
@@ -187,6 +208,6 @@ impl Pipeline {
                 path.display()
             )))?;
         drop(lock);
-        Ok(RunOutcome::Ran(Box::new(Ran { report, json, send })))
+        Ok((report, json))
     }
 }

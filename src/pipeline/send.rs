@@ -2,7 +2,6 @@
 //! configuration, take the stored edition (or build and store it), reach the
 //! mail server, and run the delivery loop over the one open store.
 
-use std::io::{self, IsTerminal};
 use std::time::Duration;
 
 use chrono::{NaiveDate, Utc};
@@ -75,24 +74,36 @@ pub enum SendOutcome {
     },
 }
 
+/// How well a send or run went, for whoever maps it to an exit status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Verdict {
+    /// Everything was done (or there was nothing to do).
+    Done,
+    /// Something failed or remains: run again later.
+    Partial,
+    /// The configuration is wrong (a setting, a template, the server
+    /// refused the login or TLS, a relay refuses the sender).
+    Misconfigured,
+    /// Another send or run holds the lock: nothing was done.
+    Locked,
+}
+
 impl SendOutcome {
-    /// The exit status: 0 all done, 1 something failed or remains, 2 a
-    /// configuration problem the server told us about (login, TLS, a relay
-    /// that refuses us), 75 locked.
-    pub fn exit_code(&self) -> u8 {
+    /// How well it went.
+    pub fn verdict(&self) -> Verdict {
         match self {
-            SendOutcome::Locked(_) => crate::lock::EXIT_LOCKED,
+            SendOutcome::Locked(_) => Verdict::Locked,
             SendOutcome::DryRun(_)
             | SendOutcome::AwaitingApproval { .. }
-            | SendOutcome::NoNews { .. } => 0,
-            SendOutcome::Unreachable { .. } => 1,
+            | SendOutcome::NoNews { .. } => Verdict::Done,
+            SendOutcome::Unreachable { .. } => Verdict::Partial,
             SendOutcome::Sent(summary) => {
                 if summary.stopped.as_ref().is_some_and(|r| r.is_config()) {
-                    2
+                    Verdict::Misconfigured
                 } else if summary.complete() {
-                    0
+                    Verdict::Done
                 } else {
-                    1
+                    Verdict::Partial
                 }
             }
         }
@@ -107,11 +118,12 @@ impl SendOutcome {
     }
 }
 
-/// The SMTP password: DIGEST_SMTP_PASSWORD, else the first line of
-/// `smtp_password_file` (a regular file of at most 64 KiB).
-fn smtp_password(config: &Config) -> Result<Option<String>, ConfigError> {
-    if let Ok(p) = std::env::var("DIGEST_SMTP_PASSWORD") {
-        return Ok(Some(p));
+/// The SMTP password: the one the binary passed in (from
+/// DIGEST_SMTP_PASSWORD), else the first line of `smtp_password_file` (a
+/// regular file of at most 64 KiB).
+fn smtp_password(config: &Config, given: Option<&str>) -> Result<Option<String>, ConfigError> {
+    if let Some(p) = given {
+        return Ok(Some(p.to_owned()));
     }
     match &config.smtp_password_file {
         None => Ok(None),
@@ -194,23 +206,13 @@ pub(super) fn message_settings(config: &Config) -> Result<MessageSettings, Confi
     })
 }
 
-fn bar() -> indicatif::ProgressBar {
-    if !io::stderr().is_terminal() {
-        return indicatif::ProgressBar::hidden();
-    }
-    let bar = indicatif::ProgressBar::new(0);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template(
-            "{bar:40} {pos}/{len} sent ({per_sec}, {eta} left)",
-        )
-        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-    );
-    bar
-}
-
 /// The configured transport: SMTP (`smtp_url`, or `smtp` over it),
 /// sendmail, or the outbox folder. A bad setting is a configuration error.
-pub(super) fn transport(config: &Config, smtp_url: Option<String>) -> Result<Transport> {
+pub(super) fn transport(
+    config: &Config,
+    smtp_url: Option<String>,
+    password: Option<&str>,
+) -> Result<Transport> {
     let transport_settings = TransportSettings {
         smtp_url,
         sendmail: config.sendmail.clone(),
@@ -220,7 +222,7 @@ pub(super) fn transport(config: &Config, smtp_url: Option<String>) -> Result<Tra
         pool_size: config.concurrency as u32,
     };
     Ok(
-        Transport::new(&transport_settings, smtp_password(config)?).map_err(
+        Transport::new(&transport_settings, smtp_password(config, password)?).map_err(
             |TransportConfigError(m)| ConfigError::Invalid {
                 key: if config.sendmail.is_some() {
                     "sendmail"
@@ -245,7 +247,11 @@ impl Pipeline {
             return Ok(0);
         }
         let settings = message_settings(&self.config)?;
-        let transport = transport(&self.config, self.config.smtp_url.clone())?;
+        let transport = transport(
+            &self.config,
+            self.config.smtp_url.clone(),
+            self.smtp_password.as_deref(),
+        )?;
         self.notify_editors(&stored, &transport, &settings)
     }
 
@@ -329,7 +335,7 @@ impl Pipeline {
         let config = &self.config;
         let settings = message_settings(config)?;
         let smtp_url = request.smtp.clone().or_else(|| config.smtp_url.clone());
-        let transport = transport(config, smtp_url.clone())?;
+        let transport = transport(config, smtp_url.clone(), self.smtp_password.as_deref())?;
         let today = self.today();
         let date = request.date.unwrap_or(today);
         if date > today && !request.force {
@@ -411,7 +417,7 @@ impl Pipeline {
                     );
                     self.store.log_edition(
                         stored.id,
-                        &super::user(),
+                        &self.user,
                         "sent unapproved: the approval deadline passed",
                         Utc::now(),
                     )?;
@@ -457,7 +463,7 @@ impl Pipeline {
             retry_base: Duration::from_millis(self.config.retry_base_ms),
         };
         let renderer = self.renderer.get().expect("loaded above");
-        let bar = bar();
+        let bar = self.watcher.deliveries();
         let summary = deliver(
             &mut self.store,
             &transport,
@@ -465,9 +471,9 @@ impl Pipeline {
             &stored,
             &settings,
             &opts,
-            &bar,
+            bar.as_ref(),
         )?;
-        bar.finish_and_clear();
+        bar.finish();
         Ok(SendOutcome::Sent(summary))
     }
 }

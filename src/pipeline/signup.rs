@@ -141,7 +141,11 @@ impl Pipeline {
     fn confirmation_transport(&self) -> Result<(MessageSettings, crate::mail::Transport)> {
         Ok((
             message_settings(&self.config)?,
-            transport(&self.config, self.config.smtp_url.clone())?,
+            transport(
+                &self.config,
+                self.config.smtp_url.clone(),
+                self.smtp_password.as_deref(),
+            )?,
         ))
     }
 
