@@ -15,10 +15,10 @@ use std::time::Instant;
 
 use dailydigest::embed::Encoder;
 
-pub const BATCH: usize = 32;
-pub const TOKENS: usize = 64;
-pub const BATCHES: usize = 20;
-pub const REPEATS: usize = 3;
+pub(crate) const BATCH: usize = 32;
+pub(crate) const TOKENS: usize = 64;
+pub(crate) const BATCHES: usize = 20;
+pub(crate) const REPEATS: usize = 3;
 
 /// The token ids both sides embed: `[CLS]`, 62 ids from a fixed
 /// pseudo-random sequence over the ordinary vocabulary, `[SEP]`.

@@ -7,46 +7,46 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 /// Turn each day's news articles into a short digest.
 #[derive(Debug, Parser)]
 #[command(name = "digest", version, about, long_about = None, propagate_version = true)]
-pub struct Cli {
+pub(crate) struct Cli {
     /// Settings file [default: ./digest.toml if present]. Every key can also
     /// be set as DIGEST_<KEY> in the environment.
     #[arg(long, global = true, value_name = "FILE", env = "DIGEST_CONFIG")]
-    pub config: Option<PathBuf>,
+    pub(crate) config: Option<PathBuf>,
 
     /// SQLite database file [default: `db` from the config, ./dailydigest.db].
     #[arg(long, global = true, value_name = "PATH", env = "DIGEST_DB")]
-    pub db: Option<PathBuf>,
+    pub(crate) db: Option<PathBuf>,
 
     /// More log output on stderr (-v debug, -vv trace).
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
-    pub verbose: u8,
+    pub(crate) verbose: u8,
 
     /// Which summarizer runs [default: `summarizer`, auto: the transformer
     /// when a checkpoint in the models folder loads, else extractive].
     #[arg(long, global = true, value_name = "WHICH")]
-    pub summarizer: Option<SummarizerArg>,
+    pub(crate) summarizer: Option<SummarizerArg>,
 
     /// Folder of models: summarization checkpoints and sentence encoders
     /// [default: `models`, ./models].
     #[arg(long, global = true, value_name = "DIR")]
-    pub models: Option<PathBuf>,
+    pub(crate) models: Option<PathBuf>,
 
     /// Which sentence encoder groups stories by meaning [default:
     /// `embedder`, auto: the one in the models folder, if any]: auto, none,
     /// or a folder under the models folder.
     #[arg(long, global = true, value_name = "WHICH")]
-    pub embedder: Option<String>,
+    pub(crate) embedder: Option<String>,
 
     /// Less log output on stderr (-q warnings only, -qq errors only).
     #[arg(short, long, global = true, action = clap::ArgAction::Count, conflicts_with = "verbose")]
-    pub quiet: u8,
+    pub(crate) quiet: u8,
 
     #[command(subcommand)]
-    pub command: Command,
+    pub(crate) command: Command,
 }
 
 #[derive(Debug, Subcommand)]
-pub enum Command {
+pub(crate) enum Command {
     /// Print each article's headline and summary.
     ///
     /// Reads article files (seed format with a `date` line, plain text,
@@ -125,14 +125,14 @@ pub enum Command {
 
 /// Which stored edition: `--date` (default today).
 #[derive(Debug, Clone, Default, Args)]
-pub struct DateArg {
+pub(crate) struct DateArg {
     /// Edition date [default: today in the configured time zone].
     #[arg(long, value_name = "YYYY-MM-DD")]
-    pub date: Option<chrono::NaiveDate>,
+    pub(crate) date: Option<chrono::NaiveDate>,
 }
 
 #[derive(Debug, Subcommand)]
-pub enum EditionCommand {
+pub(crate) enum EditionCommand {
     /// Assemble and store the day's edition without sending it.
     Build {
         #[command(flatten)]
@@ -213,7 +213,7 @@ pub enum EditionCommand {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum ShowFormat {
+pub(crate) enum ShowFormat {
     /// The subject and the plain-text part.
     Text,
     /// The HTML part.
@@ -227,7 +227,7 @@ pub enum ShowFormat {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum BouncesCommand {
+pub(crate) enum BouncesCommand {
     /// Read bounce messages (RFC 3464 reports and the plain-text bounces of
     /// Postfix, Exim, Sendmail, Exchange, Gmail), complaints (ARF) and mail
     /// to `unsubscribe_mailto`, and apply them: permanent failures mark the
@@ -247,7 +247,7 @@ pub enum BouncesCommand {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum DkimCommand {
+pub(crate) enum DkimCommand {
     /// Write a new private key (PEM, mode 0600) and print the DNS TXT
     /// record to publish for it.
     Keygen {
@@ -264,7 +264,7 @@ pub enum DkimCommand {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum DkimAlgorithm {
+pub(crate) enum DkimAlgorithm {
     /// RSA 2048 (rsa-sha256): understood by every receiver.
     Rsa,
     /// Ed25519 (ed25519-sha256, RFC 8463): short; sign with both for old receivers.
@@ -272,7 +272,7 @@ pub enum DkimAlgorithm {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum ModelCommand {
+pub(crate) enum ModelCommand {
     /// What would summarize: the checkpoint, its architecture, parameters,
     /// tokenizer, generation settings and device, without loading it.
     Info,
@@ -291,59 +291,59 @@ pub enum ModelCommand {
 }
 
 #[derive(Debug, Args)]
-pub struct RunArgs {
+pub(crate) struct RunArgs {
     #[command(flatten)]
-    pub date: DateArg,
+    pub(crate) date: DateArg,
     /// SMTP server URL [default: `smtp_url`].
     #[arg(long, value_name = "URL")]
-    pub smtp: Option<String>,
+    pub(crate) smtp: Option<String>,
     /// Send an edition older than `max_edition_age_days`.
     #[arg(long)]
-    pub force: bool,
+    pub(crate) force: bool,
     /// Print the run report on stdout too.
     #[arg(long)]
-    pub json: bool,
+    pub(crate) json: bool,
 }
 
 /// Which edition, from which articles: shared by `preview` and `send`.
 #[derive(Debug, Clone, Default, Args)]
-pub struct EditionArgs {
+pub(crate) struct EditionArgs {
     #[command(flatten)]
-    pub date: DateArg,
+    pub(crate) date: DateArg,
 
     /// Article files or folders, `-` for stdin [default: `inputs` from the config].
     #[arg(long = "input", short = 'i', value_name = "PATH")]
-    pub inputs: Vec<String>,
+    pub(crate) inputs: Vec<String>,
 }
 
 #[derive(Debug, Args)]
-pub struct SendArgs {
+pub(crate) struct SendArgs {
     #[command(flatten)]
-    pub edition: EditionArgs,
+    pub(crate) edition: EditionArgs,
 
     /// SMTP server URL [default: `smtp_url` from the config; unset: the outbox folder].
     #[arg(long, value_name = "URL")]
-    pub smtp: Option<String>,
+    pub(crate) smtp: Option<String>,
 
     /// Render and count, send nothing, record nothing.
     #[arg(long)]
-    pub dry_run: bool,
+    pub(crate) dry_run: bool,
 
     /// Send at most N messages this run.
     #[arg(long, value_name = "N")]
-    pub limit: Option<usize>,
+    pub(crate) limit: Option<usize>,
 
     /// Send an edition older than `max_edition_age_days`.
     #[arg(long)]
-    pub force: bool,
+    pub(crate) force: bool,
 
     /// Print the run summary as JSON on stdout.
     #[arg(long)]
-    pub json: bool,
+    pub(crate) json: bool,
 }
 
 #[derive(Debug, Subcommand)]
-pub enum SubscribersCommand {
+pub(crate) enum SubscribersCommand {
     /// Add a subscriber (or reactivate one who unsubscribed).
     Add {
         email: String,
@@ -388,14 +388,14 @@ pub enum SubscribersCommand {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum ListFormat {
+pub(crate) enum ListFormat {
     Table,
     Csv,
     Json,
 }
 
 #[derive(Debug, Subcommand)]
-pub enum TemplatesCommand {
+pub(crate) enum TemplatesCommand {
     /// Load every template (built-in and overrides) and render each against
     /// a sample edition: syntax errors and unknown variables are reported
     /// with the template, line and column.
@@ -403,31 +403,31 @@ pub enum TemplatesCommand {
 }
 
 #[derive(Debug, Args)]
-pub struct PreviewArgs {
+pub(crate) struct PreviewArgs {
     #[command(flatten)]
-    pub edition: EditionArgs,
+    pub(crate) edition: EditionArgs,
 
     /// What to render.
     #[arg(long, value_enum, default_value_t = PreviewFormat::Text)]
-    pub format: PreviewFormat,
+    pub(crate) format: PreviewFormat,
 
     /// Write to FILE instead of stdout.
     #[arg(long, short = 'o', value_name = "FILE")]
-    pub output: Option<PathBuf>,
+    pub(crate) output: Option<PathBuf>,
 
     /// Open the HTML rendering in the browser (written to --output, or a
     /// temporary file).
     #[arg(long)]
-    pub open: bool,
+    pub(crate) open: bool,
 
     /// Show this subscriber's copy (their topics first, their name and
     /// unsubscribe link).
     #[arg(long, value_name = "EMAIL")]
-    pub subscriber: Option<String>,
+    pub(crate) subscriber: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum PreviewFormat {
+pub(crate) enum PreviewFormat {
     /// The plain-text part, after a Subject line.
     Text,
     /// The HTML part.
@@ -439,38 +439,38 @@ pub enum PreviewFormat {
 }
 
 #[derive(Debug, Args)]
-pub struct InitArgs {
+pub(crate) struct InitArgs {
     /// Where to write digest.toml and templates/.
     #[arg(long, default_value = ".", value_name = "DIR")]
-    pub dir: PathBuf,
+    pub(crate) dir: PathBuf,
 }
 
 #[derive(Debug, Args)]
-pub struct SummarizeArgs {
+pub(crate) struct SummarizeArgs {
     /// Article files or folders; `-` reads stdin [default: `inputs` from the config].
     #[arg(value_name = "PATH")]
-    pub paths: Vec<String>,
+    pub(crate) paths: Vec<String>,
 
     /// Batch mode: read JSON Lines {id, text, ...} on stdin, write
     /// {"id": ..., "summary": ...} lines, one summary sentence per line.
     #[arg(long, conflicts_with_all = ["paths", "format"])]
-    pub jsonl: bool,
+    pub(crate) jsonl: bool,
 
     /// Output format.
     #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
-    pub format: OutputFormat,
+    pub(crate) format: OutputFormat,
 
     /// At most N sentences per summary [default: summary_sentences, 3].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
-    pub sentences: Option<u64>,
+    pub(crate) sentences: Option<u64>,
 
     /// At most about N words per summary, 0 for no limit [default: summary_words, 75].
     #[arg(long, value_name = "N")]
-    pub words: Option<usize>,
+    pub(crate) words: Option<usize>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum OutputFormat {
+pub(crate) enum OutputFormat {
     /// Headline, date and source, then the summary: for reading.
     Text,
     /// A JSON array of {id, headline, headline_derived, date, source, url, summary, sentences}.
@@ -479,7 +479,7 @@ pub enum OutputFormat {
 
 /// `--summarizer`: which summarizer runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum SummarizerArg {
+pub(crate) enum SummarizerArg {
     /// The transformer when a checkpoint loads, else extractive; degenerate
     /// model summaries are replaced by extractive ones.
     Auto,

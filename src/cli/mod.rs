@@ -25,11 +25,11 @@ use dailydigest::config::{Config, ConfigError};
 use dailydigest::pipeline::{Access, Pipeline, SendOutcome, Verdict};
 use dailydigest::render::TemplateError;
 
-pub use args::*;
+pub(crate) use args::*;
 
 /// The exit status of a command another send or run holds the lock for
 /// (`EX_TEMPFAIL`: try again later).
-pub const EXIT_LOCKED: u8 = 75;
+pub(crate) const EXIT_LOCKED: u8 = 75;
 
 /// The exit status of a send or run that went as `verdict` says.
 fn exit_code(verdict: Verdict) -> u8 {
@@ -82,7 +82,7 @@ fn open(config: Config, access: Option<Access>) -> anyhow::Result<Pipeline> {
 }
 
 /// Sets up `tracing` on stderr from -v/-q (RUST_LOG, when set, wins).
-pub fn init_logging(cli: &Cli) {
+pub(crate) fn init_logging(cli: &Cli) {
     let level = match (cli.verbose, cli.quiet) {
         (0, 0) => "info",
         (1, _) => "debug",
@@ -105,7 +105,7 @@ pub fn init_logging(cli: &Cli) {
 /// Prints a fatal error once, with its chain, and picks the exit code: 2
 /// for configuration errors, 0 for a closed pipe (`digest ... | head`), 1
 /// otherwise.
-pub fn report_error(err: &anyhow::Error) -> ExitCode {
+pub(crate) fn report_error(err: &anyhow::Error) -> ExitCode {
     if err.chain().any(|e| {
         e.downcast_ref::<io::Error>()
             .is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe)
@@ -126,7 +126,7 @@ pub fn report_error(err: &anyhow::Error) -> ExitCode {
 }
 
 /// Runs a parsed command line.
-pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let mut config = Config::load(cli.config.as_deref(), std::env::vars())?;
     if let Some(db) = cli.db {
         config.db = db;

@@ -28,7 +28,7 @@ fn row(label: &str, value: impl std::fmt::Display) {
 
 /// Prints what would summarize and what groups stories, without loading
 /// the weights.
-pub fn info(config: &Config) -> anyhow::Result<ExitCode> {
+pub(crate) fn info(config: &Config) -> anyhow::Result<ExitCode> {
     let found = dailydigest::models::scan(&config.models);
     row(
         "models",
@@ -201,7 +201,7 @@ fn unusable(config: &Config, why: &str) -> anyhow::Result<ExitCode> {
 }
 
 /// Loads the checkpoint and summarizes the built-in sample, with timings.
-pub fn check(config: &Config) -> anyhow::Result<ExitCode> {
+pub(crate) fn check(config: &Config) -> anyhow::Result<ExitCode> {
     let dir = match transformer::find(&config.models, config.transformer.model.as_deref()) {
         Ok(Some(dir)) => dir,
         Ok(None) => {
@@ -329,7 +329,7 @@ fn encoder_info(config: &Config) -> ExitCode {
 
 /// `digest model embed`: the encoder's vectors of texts, one JSON array a
 /// line (for checking it against sentence-transformers).
-pub fn embed_texts(
+pub(crate) fn embed_texts(
     config: &Config,
     input: Option<&std::path::Path>,
     max_tokens: Option<usize>,

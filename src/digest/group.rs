@@ -51,7 +51,7 @@ const THRESHOLD: f64 = 0.40;
 
 /// What the encoder reads of an article: its real title and its text, one
 /// line; the token cut keeps the lead.
-pub fn grouping_text(a: &Article) -> String {
+pub(crate) fn grouping_text(a: &Article) -> String {
     let title = if a.title_derived { "" } else { a.title.trim() };
     let body = lines(a).collect::<Vec<_>>().join(" ");
     match (title.is_empty(), body.is_empty()) {
@@ -96,14 +96,14 @@ const STOP: &[&str] = &[
 
 /// The words of an article that tell events apart: word counts (title and
 /// text), the years it mentions, and its named source.
-pub struct Features {
+pub(crate) struct Features {
     counts: FxHashMap<String, f64>,
     years: BTreeSet<String>,
     source: Option<String>,
 }
 
 impl Features {
-    pub fn of(a: &Article) -> Features {
+    pub(crate) fn of(a: &Article) -> Features {
         let mut counts: FxHashMap<String, f64> = FxHashMap::default();
         let mut years = BTreeSet::new();
         let title = if a.title_derived { "" } else { a.title.trim() };
@@ -210,7 +210,7 @@ fn pairs_of(neighbours: &[Vec<(usize, f32)>]) -> Vec<(usize, usize)> {
 /// A cluster number per article. With `embeddings` (one unit vector per
 /// article, of `grouping_text`), by meaning and words; without, by words
 /// alone, joining at `word_threshold` (`merge_threshold`).
-pub fn group(
+pub(crate) fn group(
     features: &[Features],
     embeddings: Option<&[Vec<f32>]>,
     word_threshold: f32,

@@ -15,7 +15,7 @@ const BLOCK: usize = 256;
 /// The `k` nearest other rows of each row of `vectors` (all of one length)
 /// by dot product, best first, ties by index. Time grows as n², memory as
 /// n × k.
-pub fn neighbours(vectors: &[Vec<f32>], k: usize) -> Vec<Vec<(usize, f32)>> {
+pub(crate) fn neighbours(vectors: &[Vec<f32>], k: usize) -> Vec<Vec<(usize, f32)>> {
     let n = vectors.len();
     if n == 0 || k == 0 {
         return vec![Vec::new(); n];
@@ -95,7 +95,7 @@ const COMMON: usize = 20;
 
 /// `neighbours` for sparse unit vectors (sorted by id): the `k` best other
 /// rows by dot product that share a word, best first, ties by index.
-pub fn sparse_neighbours(vectors: &[Vec<(u32, f32)>], k: usize) -> Vec<Vec<(usize, f32)>> {
+pub(crate) fn sparse_neighbours(vectors: &[Vec<(u32, f32)>], k: usize) -> Vec<Vec<(usize, f32)>> {
     let n = vectors.len();
     let mut postings: FxHashMap<u32, Vec<(usize, f32)>> = FxHashMap::default();
     for (i, v) in vectors.iter().enumerate() {
@@ -185,7 +185,7 @@ impl Ord for Candidate {
 /// cluster joins another only if it is close to all of it on average, so
 /// chains of pairwise-similar items do not collapse into one. Returns a
 /// cluster number per item (numbered by first item).
-pub fn average_link(n: usize, pairs: &[(usize, usize, f64)], threshold: f64) -> Vec<usize> {
+pub(crate) fn average_link(n: usize, pairs: &[(usize, usize, f64)], threshold: f64) -> Vec<usize> {
     // Sum of pair scores between clusters, by cluster.
     let mut links: Vec<FxHashMap<usize, f64>> = vec![FxHashMap::default(); n];
     for &(i, j, s) in pairs {

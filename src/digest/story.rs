@@ -44,7 +44,7 @@ struct Candidate {
 }
 
 /// The story summary of the reports `members` (best report first).
-pub fn summarize(
+pub(crate) fn summarize(
     entries: &[Entry],
     members: &[usize],
     budget: Budget,

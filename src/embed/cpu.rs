@@ -136,7 +136,7 @@ struct Layer {
 }
 
 /// BERT's weights as vectors, for the CPU.
-pub struct CpuBert {
+pub(crate) struct CpuBert {
     cfg: Config,
     words: Vec<f32>,
     positions: Vec<f32>,
@@ -146,7 +146,7 @@ pub struct CpuBert {
 }
 
 impl CpuBert {
-    pub fn new(cfg: Config, vb: VarBuilder) -> Result<CpuBert> {
+    pub(crate) fn new(cfg: Config, vb: VarBuilder) -> Result<CpuBert> {
         let d = cfg.hidden_size;
         let e = vb.pp("embeddings");
         let words = e
@@ -204,7 +204,7 @@ impl CpuBert {
 
     /// Pooled vectors of one batch of token id rows (not normalised);
     /// `threads` for its matrix products (1 when batches run side by side).
-    pub fn embed_batch(
+    pub(crate) fn embed_batch(
         &self,
         rows: &[Vec<u32>],
         pooling: Pooling,
@@ -248,7 +248,7 @@ impl CpuBert {
 
 /// Runs `batches` through the model: side by side on the rayon threads
 /// when there are enough of them, else one at a time on all threads.
-pub fn embed_batches(
+pub(crate) fn embed_batches(
     model: &CpuBert,
     batches: &[Vec<Vec<u32>>],
     pooling: Pooling,

@@ -5,16 +5,16 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
-pub fn root() -> PathBuf {
+pub(crate) fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-pub fn text(b: &[u8]) -> String {
+pub(crate) fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
 /// The binary, run in `dir` with no user config or DIGEST_* variables.
-pub fn digest(dir: &Path) -> Command {
+pub(crate) fn digest(dir: &Path) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_digest"));
     cmd.current_dir(dir);
     for (k, _) in std::env::vars() {
@@ -26,7 +26,7 @@ pub fn digest(dir: &Path) -> Command {
 }
 
 /// `out`, after checking that `digest ARGS` succeeded (its stderr otherwise).
-pub fn succeeded(out: std::process::Output, args: &[&str]) -> std::process::Output {
+pub(crate) fn succeeded(out: std::process::Output, args: &[&str]) -> std::process::Output {
     assert!(
         out.status.success(),
         "digest {args:?}: {}",
@@ -37,7 +37,7 @@ pub fn succeeded(out: std::process::Output, args: &[&str]) -> std::process::Outp
 
 /// Headless Chromium (Debian's `chromium`); the tests that need it fail
 /// with an install hint when it is missing.
-pub fn chromium() -> PathBuf {
+pub(crate) fn chromium() -> PathBuf {
     for name in ["chromium", "chromium-browser", "google-chrome"] {
         if let Ok(out) = Command::new("which").arg(name).output() {
             if out.status.success() {
@@ -50,7 +50,7 @@ pub fn chromium() -> PathBuf {
 
 /// Flags for Chromium on a machine with no network and no display; the
 /// caller adds `--user-data-dir` and what to do.
-pub const CHROMIUM_FLAGS: [&str; 8] = [
+pub(crate) const CHROMIUM_FLAGS: [&str; 8] = [
     "--headless",
     "--no-sandbox",
     "--disable-gpu",
@@ -62,7 +62,7 @@ pub const CHROMIUM_FLAGS: [&str; 8] = [
 ];
 
 /// A Python that has aiosmtpd (Debian's python3-aiosmtpd, or pip's).
-pub fn python() -> String {
+pub(crate) fn python() -> String {
     for candidate in ["/usr/bin/python3", "python3"] {
         let ok = Command::new(candidate)
             .args(["-c", "import aiosmtpd"])
@@ -75,9 +75,9 @@ pub fn python() -> String {
     panic!("these tests need Python with aiosmtpd: `apt-get install python3-aiosmtpd` or `pip install aiosmtpd` (scripts/test installs it)");
 }
 
-pub struct Server {
+pub(crate) struct Server {
     child: Child,
-    pub port: u16,
+    pub(crate) port: u16,
     dir: tempfile::TempDir,
 }
 
@@ -89,19 +89,19 @@ impl Drop for Server {
 }
 
 /// One message the server accepted.
-pub struct Received {
+pub(crate) struct Received {
     /// The envelope sender (`MAIL FROM`).
-    pub mail_from: String,
-    pub rcpt_tos: Vec<String>,
-    pub message_id: String,
-    pub defects: Vec<String>,
-    pub tls: bool,
-    pub auth: bool,
-    pub raw: String,
+    pub(crate) mail_from: String,
+    pub(crate) rcpt_tos: Vec<String>,
+    pub(crate) message_id: String,
+    pub(crate) defects: Vec<String>,
+    pub(crate) tls: bool,
+    pub(crate) auth: bool,
+    pub(crate) raw: String,
 }
 
 impl Server {
-    pub fn start(args: &[&str]) -> Server {
+    pub(crate) fn start(args: &[&str]) -> Server {
         let dir = tempfile::tempdir().unwrap();
         let mut child = Command::new(python())
             .arg(root().join("tests/smtp_server.py"))
@@ -125,11 +125,11 @@ impl Server {
         Server { child, port, dir }
     }
 
-    pub fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("smtp://127.0.0.1:{}", self.port)
     }
 
-    pub fn received(&self) -> Vec<Received> {
+    pub(crate) fn received(&self) -> Vec<Received> {
         let mut out = Vec::new();
         let Ok(entries) = std::fs::read_dir(self.dir.path().join("mail")) else {
             return out;
@@ -167,28 +167,28 @@ impl Server {
 }
 
 /// What a fixture HTTP server answers for one path: status line, headers, body.
-pub type Reply = (String, Vec<(String, String)>, Vec<u8>);
+pub(crate) type Reply = (String, Vec<(String, String)>, Vec<u8>);
 
 /// One request a fixture HTTP server saw.
 #[derive(Debug, Clone)]
-pub struct Request {
-    pub path: String,
+pub(crate) struct Request {
+    pub(crate) path: String,
     /// Header names lowercased.
-    pub headers: std::collections::HashMap<String, String>,
+    pub(crate) headers: std::collections::HashMap<String, String>,
     /// The server's own `http://127.0.0.1:PORT`.
-    pub base: String,
+    pub(crate) base: String,
 }
 
 /// A small HTTP/1.1 server on 127.0.0.1 for fixtures: `route` gives each
 /// reply (each request on a thread of its own, so one may hang); every
 /// request is logged.
-pub struct HttpServer {
-    pub base: String,
+pub(crate) struct HttpServer {
+    pub(crate) base: String,
     log: std::sync::Arc<std::sync::Mutex<Vec<Request>>>,
 }
 
 impl HttpServer {
-    pub fn start(route: impl Fn(&Request) -> Reply + Send + Sync + 'static) -> HttpServer {
+    pub(crate) fn start(route: impl Fn(&Request) -> Reply + Send + Sync + 'static) -> HttpServer {
         use std::io::Write;
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
@@ -240,7 +240,7 @@ impl HttpServer {
     }
 
     /// The headers of each request for `path`, in order.
-    pub fn requests(&self, path: &str) -> Vec<std::collections::HashMap<String, String>> {
+    pub(crate) fn requests(&self, path: &str) -> Vec<std::collections::HashMap<String, String>> {
         self.log
             .lock()
             .unwrap()
@@ -251,13 +251,13 @@ impl HttpServer {
     }
 
     /// How many requests asked for `path`.
-    pub fn hits(&self, path: &str) -> usize {
+    pub(crate) fn hits(&self, path: &str) -> usize {
         self.requests(path).len()
     }
 }
 
 /// A reply with a status, headers and a body.
-pub fn reply(status: &str, headers: &[(&str, String)], body: impl Into<Vec<u8>>) -> Reply {
+pub(crate) fn reply(status: &str, headers: &[(&str, String)], body: impl Into<Vec<u8>>) -> Reply {
     (
         status.to_owned(),
         headers
@@ -269,7 +269,7 @@ pub fn reply(status: &str, headers: &[(&str, String)], body: impl Into<Vec<u8>>)
 }
 
 /// An HTTP client that returns every status as a response.
-pub fn http() -> ureq::Agent {
+pub(crate) fn http() -> ureq::Agent {
     ureq::Agent::config_builder()
         .http_status_as_error(false)
         .timeout_global(Some(std::time::Duration::from_secs(10)))
@@ -278,9 +278,9 @@ pub fn http() -> ureq::Agent {
 }
 
 /// `digest serve` in `dir` on a free port, stopped when dropped.
-pub struct Serve {
+pub(crate) struct Serve {
     child: Child,
-    pub base: String,
+    pub(crate) base: String,
 }
 
 impl Drop for Serve {
@@ -292,7 +292,7 @@ impl Drop for Serve {
 
 impl Serve {
     /// Starts `digest serve` on a free port and waits until it listens.
-    pub fn start(dir: &Path) -> Serve {
+    pub(crate) fn start(dir: &Path) -> Serve {
         use std::io::Read;
         let mut child = digest(dir)
             .args(["serve", "--listen", "127.0.0.1:0"])
@@ -318,7 +318,7 @@ impl Serve {
 
 /// Headless Chromium driven over WebDriver (Debian's `chromedriver`, from
 /// the `chromium-driver` package): real page loads, typing and clicks.
-pub struct Browser {
+pub(crate) struct Browser {
     driver: Child,
     url: String,
     session: String,
@@ -339,7 +339,7 @@ impl Drop for Browser {
 const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 
 impl Browser {
-    pub fn start() -> Browser {
+    pub(crate) fn start() -> Browser {
         let driver_path = ["chromedriver", "/usr/lib/chromium/chromedriver"]
             .into_iter()
             .find(|p| {
@@ -418,7 +418,7 @@ impl Browser {
         v["value"].clone()
     }
 
-    pub fn goto(&self, url: &str) {
+    pub(crate) fn goto(&self, url: &str) {
         self.command("url", serde_json::json!({ "url": url }));
     }
 
@@ -431,7 +431,7 @@ impl Browser {
     }
 
     /// Types `text` into the field `css` (as keystrokes).
-    pub fn type_into(&self, css: &str, text: &str) {
+    pub(crate) fn type_into(&self, css: &str, text: &str) {
         let id = self.element(css);
         self.command(
             &format!("element/{id}/value"),
@@ -439,14 +439,14 @@ impl Browser {
         );
     }
 
-    pub fn click(&self, css: &str) {
+    pub(crate) fn click(&self, css: &str) {
         let id = self.element(css);
         self.command(&format!("element/{id}/click"), serde_json::json!({}));
     }
 
     /// The rendered text of the page (what a reader sees); empty while a
     /// page is loading.
-    pub fn text(&self) -> String {
+    pub(crate) fn text(&self) -> String {
         let v = Self::post_json(
             &format!("{}/session/{}/execute/sync", self.url, self.session),
             &serde_json::json!({"script": "return document.body ? document.body.innerText : ''", "args": []}),
@@ -457,7 +457,7 @@ impl Browser {
     /// The page's text once it contains `needle` (a click's navigation may
     /// still be loading when the click returns); what it shows after ten
     /// seconds otherwise.
-    pub fn text_with(&self, needle: &str) -> String {
+    pub(crate) fn text_with(&self, needle: &str) -> String {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         loop {
             let text = self.text();
@@ -469,7 +469,7 @@ impl Browser {
     }
 
     /// Runs `script` in the page and returns its value.
-    pub fn eval(&self, script: &str) -> serde_json::Value {
+    pub(crate) fn eval(&self, script: &str) -> serde_json::Value {
         self.command(
             "execute/sync",
             serde_json::json!({"script": script, "args": []}),
@@ -479,7 +479,7 @@ impl Browser {
 
 /// A TCP connection to `base` (`http://127.0.0.1:PORT`) from the loopback
 /// address `from` (`127.0.0.2`: another client than the tests' usual one).
-pub fn connect_from(from: &str, base: &str) -> std::net::TcpStream {
+pub(crate) fn connect_from(from: &str, base: &str) -> std::net::TcpStream {
     let to: std::net::SocketAddr = base.trim_start_matches("http://").parse().unwrap();
     let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
     let local: std::net::SocketAddr = format!("{from}:0").parse().unwrap();
@@ -493,7 +493,13 @@ pub fn connect_from(from: &str, base: &str) -> std::net::TcpStream {
 /// Sends one HTTP/1.1 request from the loopback address `from` and returns
 /// the response's status code and body (the server closes the connection
 /// after it).
-pub fn request_from(from: &str, base: &str, method: &str, path: &str, form: &str) -> (u16, String) {
+pub(crate) fn request_from(
+    from: &str,
+    base: &str,
+    method: &str,
+    path: &str,
+    form: &str,
+) -> (u16, String) {
     use std::io::{Read, Write};
     let mut s = connect_from(from, base);
     s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
@@ -520,7 +526,7 @@ pub fn request_from(from: &str, base: &str, method: &str, path: &str, form: &str
 
 /// `cmd` with at most `bytes` of heap (RLIMIT_DATA): a command that reads
 /// or parses without bound dies instead of taking the machine.
-pub fn with_memory_limit(cmd: &mut Command, bytes: u64) -> &mut Command {
+pub(crate) fn with_memory_limit(cmd: &mut Command, bytes: u64) -> &mut Command {
     use std::os::unix::process::CommandExt;
     // SAFETY: only setrlimit runs between fork and exec.
     unsafe {
