@@ -28,6 +28,7 @@ use regex::Regex;
 use rustc_hash::FxHashMap;
 
 use crate::article::Article;
+use crate::text::sparse::{self, Idf, Sparse, Tf};
 
 use super::link;
 
@@ -142,10 +143,8 @@ impl Features {
     }
 }
 
-/// Unit-length TF-IDF vectors, sorted by word id (computed in f64).
-type Sparse = Vec<(u32, f32)>;
-
-/// TF-IDF vectors of the features' words (IDF over the edition), unit length.
+/// TF-IDF vectors of the features' words (raw counts, smoothed IDF over
+/// the edition, computed in f64), unit length.
 fn tfidf(features: &[Features]) -> Vec<Sparse> {
     let mut vocab: FxHashMap<&str, u32> = FxHashMap::default();
     for f in features {
@@ -154,33 +153,16 @@ fn tfidf(features: &[Features]) -> Vec<Sparse> {
             vocab.entry(w.as_str()).or_insert(next);
         }
     }
-    let mut df = vec![0f64; vocab.len()];
-    for f in features {
-        for w in f.counts.keys() {
-            df[vocab[w.as_str()] as usize] += 1.0;
-        }
-    }
-    let n = features.len() as f64;
-    features
+    let bags: Vec<Vec<(u32, f64)>> = features
         .iter()
         .map(|f| {
-            let mut v: Vec<(u32, f64)> = f
-                .counts
+            f.counts
                 .iter()
-                .map(|(w, &c)| {
-                    let id = vocab[w.as_str()];
-                    (id, c * (((n + 1.0) / (df[id as usize] + 1.0)).ln() + 1.0))
-                })
-                .collect();
-            v.sort_unstable_by_key(|&(id, _)| id);
-            let norm = v.iter().map(|(_, x)| x * x).sum::<f64>().sqrt();
-            if norm > 0.0 {
-                v.iter().map(|&(id, x)| (id, (x / norm) as f32)).collect()
-            } else {
-                Vec::new()
-            }
+                .map(|(w, &c)| (vocab[w.as_str()], c))
+                .collect()
         })
-        .collect()
+        .collect();
+    sparse::tf_idf(bags, vocab.len(), Tf::Raw, Idf::Smooth)
 }
 
 /// The word evidence of a pair: weighted TF-IDF cosine less the year and
@@ -190,7 +172,7 @@ fn word_score(f: &[Features], v: &[Sparse], i: usize, j: usize) -> f64 {
     let years_conflict =
         !a.years.is_empty() && !b.years.is_empty() && a.years.is_disjoint(&b.years);
     let same_source = a.source.is_some() && a.source == b.source;
-    W_WORDS * f64::from(crate::summarize::extractive::cosine(&v[i], &v[j]))
+    W_WORDS * f64::from(sparse::cosine(&v[i], &v[j]))
         - if years_conflict { W_YEARS } else { 0.0 }
         - if same_source { W_SOURCE } else { 0.0 }
 }

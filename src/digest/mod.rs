@@ -25,6 +25,7 @@ use crate::article::Article;
 use crate::embed::Embed;
 use crate::ingest::IngestError;
 use crate::summarize::{Budget, Summarizer, Summary};
+use crate::text::sparse::{self, cosine, Idf, Sparse, Tf};
 use crate::text::Terms;
 
 mod group;
@@ -455,10 +456,10 @@ pub fn assemble(
     // 2. Rank. Each article's total similarity to all others: bodies are
     // unit vectors, so it is its dot product with their sum (minus itself),
     // without an n-by-n matrix.
-    let total = sum_vectors(&bodies);
+    let total = sparse::sum(&bodies);
     let related: Vec<f32> = bodies
         .iter()
-        .map(|b| (dot_sparse_dense(b, &total) - 1.0).max(0.0))
+        .map(|b| (sparse::dot_dense(b, &total) - 1.0).max(0.0))
         .collect();
     let body_sim = |i: usize, j: usize| cosine(&bodies[i], &bodies[j]);
     let mut stories: Vec<Story> = groups
@@ -657,43 +658,18 @@ fn quality(e: &Entry) -> f32 {
         }
 }
 
-type Vector = Vec<(u32, f32)>;
-
-/// The sum of sparse vectors, dense.
-fn sum_vectors(vectors: &[Vector]) -> Vec<f32> {
-    let len = vectors
-        .iter()
-        .filter_map(|v| v.last())
-        .map(|&(id, _)| id as usize + 1)
-        .max()
-        .unwrap_or(0);
-    let mut sum = vec![0f32; len];
-    for v in vectors {
-        for &(id, w) in v {
-            sum[id as usize] += w;
-        }
-    }
-    sum
-}
-
-fn dot_sparse_dense(a: &[(u32, f32)], dense: &[f32]) -> f32 {
-    a.iter()
-        .map(|&(id, w)| w * dense.get(id as usize).copied().unwrap_or(0.0))
-        .sum()
-}
-
 /// TF-IDF vectors (IDF over the day's articles) of each article's whole
 /// text: what centrality is measured with.
-fn vectors(entries: &[Entry], terms: &Terms) -> Vec<Vector> {
+fn vectors(entries: &[Entry], terms: &Terms) -> Vec<Sparse> {
     let texts: Vec<String> = entries.iter().map(|e| e.article.text()).collect();
     tfidf(texts.iter().map(String::as_str), terms)
 }
 
 /// Unit-length TF-IDF vectors of `texts` (content terms, sublinear term
 /// frequency, IDF over these texts), sorted by term id.
-fn tfidf<'a>(texts: impl Iterator<Item = &'a str>, terms: &Terms) -> Vec<Vector> {
+fn tfidf<'a>(texts: impl Iterator<Item = &'a str>, terms: &Terms) -> Vec<Sparse> {
     let mut vocab: FxHashMap<String, u32> = FxHashMap::default();
-    let bags: Vec<FxHashMap<u32, f32>> = texts
+    let bags: Vec<Vec<(u32, f32)>> = texts
         .map(|text| {
             let mut bag: FxHashMap<u32, f32> = FxHashMap::default();
             terms.for_each(text, |t| {
@@ -707,35 +683,10 @@ fn tfidf<'a>(texts: impl Iterator<Item = &'a str>, terms: &Terms) -> Vec<Vector>
                 };
                 *bag.entry(id).or_insert(0.0) += 1.0;
             });
-            bag
+            bag.into_iter().collect()
         })
         .collect();
-    let n = bags.len() as f32;
-    let mut df = vec![0f32; vocab.len()];
-    for bag in &bags {
-        for &id in bag.keys() {
-            df[id as usize] += 1.0;
-        }
-    }
-    let idf: Vec<f32> = df.iter().map(|&d| (1.0 + n / d.max(1.0)).ln()).collect();
-    bags.into_iter()
-        .map(|bag| {
-            let mut v: Vector = bag
-                .into_iter()
-                .map(|(id, tf)| (id, (1.0 + tf.ln()) * idf[id as usize]))
-                .collect();
-            v.sort_unstable_by_key(|&(id, _)| id);
-            let norm = v.iter().map(|(_, w)| w * w).sum::<f32>().sqrt();
-            if norm > 0.0 {
-                v.iter_mut().for_each(|(_, w)| *w /= norm);
-            }
-            v
-        })
-        .collect()
-}
-
-fn cosine(a: &[(u32, f32)], b: &[(u32, f32)]) -> f32 {
-    crate::summarize::extractive::cosine(a, b)
+    sparse::tf_idf(bags, vocab.len(), Tf::Sublinear, Idf::Plain { power: None })
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@ use rustc_hash::FxHashMap;
 
 use crate::embed::Embed;
 use crate::summarize::Budget;
+use crate::text::sparse::cosine;
 use crate::text::{self, Terms};
 
 use super::Entry;
@@ -162,8 +163,4 @@ pub(crate) fn summarize(
 fn quotes_balanced(s: &str) -> bool {
     let count = |c: char| s.chars().filter(|&x| x == c).count();
     count('“') == count('”') && count('"') % 2 == 0
-}
-
-fn cosine(a: &[(u32, f32)], b: &[(u32, f32)]) -> f32 {
-    crate::summarize::extractive::cosine(a, b)
 }

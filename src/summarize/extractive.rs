@@ -20,6 +20,7 @@ use rustc_hash::FxHashMap;
 use super::{Budget, SummarizeError, Summarizer, Summary, SummarySentence};
 use crate::article::Article;
 pub use crate::config::{Params, Preset};
+use crate::text::sparse::{self, cosine, Idf, Tf};
 use crate::text::{self, Terms};
 
 /// The extractive summarizer.
@@ -101,20 +102,16 @@ impl Extractive {
                 });
             }
         }
-        // Sentence-level IDF: terms found in every sentence carry nothing.
-        let n = bags.len() as f32;
-        let mut df = vec![0f32; vocab.len()];
-        for bag in &bags {
-            for &(id, _) in bag {
-                df[id as usize] += 1.0;
-            }
-        }
-        let idf: Vec<f32> = df
-            .iter()
-            .map(|&d| (1.0 + n / d).ln().powf(self.params.idf_power))
-            .collect();
+        // Sentence-level IDF: terms found in every sentence carry little.
+        let idf = sparse::idf(
+            &bags,
+            vocab.len(),
+            Idf::Plain {
+                power: Some(self.params.idf_power),
+            },
+        );
         for (cand, bag) in cands.iter_mut().zip(bags) {
-            cand.vector = tf_idf(bag, &idf);
+            cand.vector = sparse::weigh(bag, &idf, Tf::Sublinear);
         }
         (cands, vocab, idf)
     }
@@ -168,8 +165,7 @@ impl Extractive {
                     }
                 }
             });
-            bag.sort_unstable_by_key(|&(id, _)| id);
-            tf_idf(bag, &idf)
+            sparse::weigh(bag, &idf, Tf::Sublinear)
         });
         let scores = cands
             .iter()
@@ -281,19 +277,6 @@ impl Summarizer for Extractive {
     }
 }
 
-/// Term counts to an L2-normalised TF-IDF vector (sublinear TF).
-fn tf_idf(bag: Vec<(u32, f32)>, idf: &[f32]) -> Vec<(u32, f32)> {
-    let mut v: Vec<(u32, f32)> = bag
-        .into_iter()
-        .map(|(id, tf)| (id, (1.0 + tf.ln()) * idf[id as usize]))
-        .collect();
-    let norm = v.iter().map(|(_, w)| w * w).sum::<f32>().sqrt();
-    if norm > 0.0 {
-        v.iter_mut().for_each(|(_, w)| *w /= norm);
-    }
-    v
-}
-
 /// TextRank similarity: shared terms over the sum of log term counts.
 fn overlap(a: &Candidate, b: &Candidate) -> f32 {
     let (la, lb) = (a.terms.len() as f32, b.terms.len() as f32);
@@ -313,23 +296,6 @@ fn overlap(a: &Candidate, b: &Candidate) -> f32 {
         }
     }
     shared as f32 / (la.ln() + lb.ln())
-}
-
-/// Dot product of two sparse vectors sorted by term id (cosine when both are normalised).
-pub(crate) fn cosine(a: &[(u32, f32)], b: &[(u32, f32)]) -> f32 {
-    let (mut i, mut j, mut dot) = (0, 0, 0f32);
-    while i < a.len() && j < b.len() {
-        match a[i].0.cmp(&b[j].0) {
-            std::cmp::Ordering::Less => i += 1,
-            std::cmp::Ordering::Greater => j += 1,
-            std::cmp::Ordering::Equal => {
-                dot += a[i].1 * b[j].1;
-                i += 1;
-                j += 1;
-            }
-        }
-    }
-    dot
 }
 
 fn normalise_space(s: &str) -> String {

@@ -1,9 +1,11 @@
 //! Text handling shared by every stage: page debris and paragraphs
-//! (`clean.rs`), sentences, words, stop words, stems.
+//! (`clean.rs`), sentences, words, stop words, stems, and sparse TF-IDF
+//! vectors (`sparse.rs`).
 
 pub mod clean;
 pub mod headline;
 pub mod sentences;
+pub mod sparse;
 pub mod tokens;
 
 pub use sentences::{split as split_sentences, split_spans as sentence_spans};
