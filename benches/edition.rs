@@ -9,7 +9,7 @@ use std::path::Path;
 
 use chrono::NaiveDate;
 use criterion::{criterion_group, criterion_main, Criterion};
-use dailydigest::digest::{assemble, EditionOptions, Entry};
+use dailydigest::edition::{assemble, EditionOptions, Entry};
 use dailydigest::ingest::{Ingest, Input};
 use dailydigest::render::{Recipient, Renderer};
 use dailydigest::summarize::{Budget, Extractive, Summarizer};

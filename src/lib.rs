@@ -10,7 +10,7 @@
 
 pub mod article;
 pub mod config;
-pub mod digest;
+pub mod edition;
 pub mod embed;
 pub mod ingest;
 pub mod lock;

@@ -15,7 +15,7 @@ use regex::Regex;
 use serde::Serialize;
 use tera::{Context, Tera, Value};
 
-use crate::digest::{Edition, Report, Story};
+use crate::edition::{Edition, Report, Story};
 
 pub const HTML: &str = "digest.html.tera";
 pub const TEXT: &str = "digest.txt.tera";

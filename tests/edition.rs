@@ -9,7 +9,7 @@ use std::process::Command;
 
 use chrono::NaiveDate;
 use dailydigest::config::Config;
-use dailydigest::digest::Edition;
+use dailydigest::edition::Edition;
 use dailydigest::ingest::Input;
 use dailydigest::pipeline::build_edition;
 use dailydigest::render::{Recipient, Renderer};

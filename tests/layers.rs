@@ -2,7 +2,7 @@
 //! `dailydigest::` path of the binary) points to a layer below (or beside)
 //! its own, never above, and no cli module uses another. The layers, top
 //! to bottom (ARCHITECTURE.md):
-//! `main → cli → serve → pipeline → mail / render → digest → summarize /
+//! `main → cli → serve → pipeline → mail / render → edition → summarize /
 //! embed / ingest → text / store / config / article / lock / models`.
 
 use std::collections::BTreeSet;
@@ -17,7 +17,7 @@ fn layer(module: &str) -> Option<u8> {
         "pipeline" => 6,
         "mail" => 5,
         "render" => 4,
-        "digest" => 3,
+        "edition" => 3,
         "summarize" | "ingest" | "embed" => 2,
         "text" | "store" | "config" | "article" | "lock" | "models" | "progress" => 1,
         _ => return None,

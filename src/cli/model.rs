@@ -313,7 +313,7 @@ fn encoder_info(config: &Config) -> ExitCode {
             info.dimensions,
             info.pooling.as_str(),
             if info.normalize { ", normalised" } else { "" },
-            dailydigest::digest::GROUPING_TOKENS.min(info.max_seq_length),
+            dailydigest::edition::GROUPING_TOKENS.min(info.max_seq_length),
             info.max_seq_length
         ),
     );

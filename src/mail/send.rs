@@ -31,7 +31,7 @@ use serde::Serialize;
 
 use super::message::{self, MessageSettings};
 use super::transport::{SendError, Transport};
-use crate::digest::Edition;
+use crate::edition::Edition;
 use crate::progress::Progress;
 use crate::render::{Recipient, Renderer};
 use crate::store::{Delivery, DeliveryState, Store, StoreError};
@@ -624,7 +624,7 @@ impl Run<'_, '_> {
         let edition = if sub.topics.is_empty() {
             &stored.edition
         } else {
-            personal = crate::digest::personalize(&stored.edition, &sub.topics, sub.topics_only);
+            personal = crate::edition::personalize(&stored.edition, &sub.topics, sub.topics_only);
             &personal
         };
         let rendered = self

@@ -10,7 +10,7 @@
 //! and a table in `store`, not a change across layers.
 
 mod bounces;
-mod edition;
+mod desk;
 mod run;
 mod send;
 mod signup;
@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 use chrono::NaiveDate;
 
 pub use bounces::{BounceReport, Unrecognised};
-pub use edition::{document, Change, Edited};
+pub use desk::{document, Change, Edited};
 pub use run::{Ran, RunOutcome, RunReport, RunRequest};
 pub use send::{DryRun, SendOutcome, SendRequest, Verdict};
 pub use signup::{sign_up_line, Confirmation, SignedUp, CONFIRMATION_INTERVAL_MINUTES};
@@ -34,7 +34,7 @@ pub use subscribers::{
 
 use crate::article::Article;
 use crate::config::{Budget, Config, ConfigError};
-use crate::digest::{self, Edition, EditionOptions};
+use crate::edition::{self, Edition, EditionOptions};
 use crate::embed::{self, Embed, Encoder};
 use crate::ingest::feeds::FeedReport;
 use crate::ingest::{Ingest, Input};
@@ -44,7 +44,7 @@ use crate::progress::{Silent, Watcher};
 use crate::render::{self, Recipient, Renderer, TemplateError};
 pub use crate::store::Access;
 use crate::store::{Store, StoreError};
-use crate::summarize::{Cached, Engine, Fallback, Summarizer, Summary, SummaryCache};
+use crate::summarize::{Cached, Engine, Fallback, Summary, SummaryCache};
 
 /// A stored edition as the pipeline reads it.
 pub type StoredEdition = crate::store::StoredEdition<Edition>;
@@ -287,7 +287,7 @@ impl Pipeline {
             Vec::new()
         });
         let items = Ingest::new(inputs).chain(fetched.into_iter().map(Ok));
-        let gathered = digest::gather(items, date, &summarizer, self.config.budget(), |a| {
+        let gathered = edition::gather(items, date, &summarizer, self.config.budget(), |a| {
             bar.advance(&a.origin)
         });
         bar.finish();
@@ -308,7 +308,7 @@ impl Pipeline {
         }
         let encoder = self.encoder();
         let cached = encoder.map(|e| embed::Cached::new(e, &self.store));
-        let edition = digest::assemble(
+        let edition = edition::assemble(
             gathered.entries,
             &self.edition_options(date),
             cached.as_ref().map(|c| c as &dyn Embed),
@@ -353,7 +353,7 @@ impl Pipeline {
             .store
             .subscriber_by_email(&email)?
             .ok_or_else(|| Error::Invalid(format!("no subscriber {email}")))?;
-        let copy = digest::personalize(edition, &sub.topics, sub.topics_only);
+        let copy = edition::personalize(edition, &sub.topics, sub.topics_only);
         let settings = send::message_settings(&self.config)?;
         let recipient = Recipient {
             name: sub.name.clone(),
@@ -375,49 +375,39 @@ impl Pipeline {
         mut each: impl FnMut(&Article, &Summary) -> io::Result<()>,
     ) -> Result<Summarized> {
         let engine = self.engine()?;
-        let size = engine.batch_size().max(1);
         let mut done = Summarized::default();
         let mut fallbacks: Vec<Fallback> = Vec::new();
-        let mut batch: Vec<Article> = Vec::new();
         let ingest = if headlines {
             Ingest::new(inputs)
         } else {
             Ingest::new(inputs).without_headlines()
         };
-        for item in ingest.map(Some).chain(std::iter::once(None)) {
-            match item {
-                Some(Err(e)) => {
-                    tracing::warn!("skipped {e}");
-                    done.skipped += 1;
-                    continue;
-                }
-                Some(Ok(article)) => {
-                    batch.push(article);
-                    if batch.len() < size {
-                        continue;
-                    }
-                }
-                None if batch.is_empty() => break,
-                None => {}
+        let skipped = std::cell::Cell::new(0);
+        let articles = ingest.filter_map(|item| match item {
+            Ok(article) => Some(article),
+            Err(e) => {
+                tracing::warn!("skipped {e}");
+                skipped.set(skipped.get() + 1);
+                None
             }
-            let refs: Vec<&Article> = batch.iter().collect();
-            let results = engine.summarize_batch(&refs, budget);
-            for (article, result) in batch.drain(..).zip(results) {
-                let summary = match result {
-                    Ok(s) => s,
-                    Err(e) => {
-                        tracing::warn!("skipped {}: {e}", article.origin);
-                        done.skipped += 1;
-                        continue;
-                    }
-                };
-                if let Some(why) = &summary.fallback {
-                    fallbacks.push(why.clone());
+        });
+        crate::summarize::in_batches(engine, budget, articles, |article, result| -> Result<()> {
+            let summary = match result {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!("skipped {}: {e}", article.origin);
+                    skipped.set(skipped.get() + 1);
+                    return Ok(());
                 }
-                each(&article, &summary).map_err(Error::io("writing summaries"))?;
-                done.count += 1;
+            };
+            if let Some(why) = &summary.fallback {
+                fallbacks.push(why.clone());
             }
-        }
+            each(&article, &summary).map_err(Error::io("writing summaries"))?;
+            done.count += 1;
+            Ok(())
+        })?;
+        done.skipped = skipped.get();
         if engine.transformer().is_some() {
             report_fallbacks(done.count, fallbacks.iter());
         }
@@ -465,7 +455,7 @@ pub fn load_encoder(config: &Config) -> Option<Encoder> {
     };
     match Encoder::load(&dir) {
         Ok(e) => {
-            let e = e.with_max_tokens(digest::GROUPING_TOKENS);
+            let e = e.with_max_tokens(edition::GROUPING_TOKENS);
             tracing::info!("grouping stories by meaning with {}", dir.display());
             Some(e)
         }

@@ -9,7 +9,7 @@ use serde::Serialize;
 use super::{ts, Result, Store, StoreError};
 
 /// A stored edition: the caller's data `E` (for the pipeline, a
-/// `digest::Edition`) with its row id and fingerprint.
+/// `edition::Edition`) with its row id and fingerprint.
 #[derive(Debug, Clone)]
 pub struct StoredEdition<E> {
     pub id: i64,

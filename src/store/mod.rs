@@ -297,7 +297,7 @@ impl Store {
 mod tests {
     use super::migrations::MIGRATIONS;
     use super::*;
-    use crate::digest::Edition;
+    use crate::edition::Edition;
 
     fn now() -> DateTime<Utc> {
         DateTime::parse_from_rfc3339("2022-03-14T06:00:00Z")

@@ -125,6 +125,37 @@ impl std::fmt::Display for Fallback {
     }
 }
 
+/// Summarizes `articles` in order, `batch_size` at a time (a transformer
+/// summarizes a batch in one pass): `each` gets every article with its
+/// summary or the error. An error from `each` stops the work.
+pub fn in_batches<S: Summarizer + ?Sized, E>(
+    summarizer: &S,
+    budget: Budget,
+    articles: impl IntoIterator<Item = Article>,
+    mut each: impl FnMut(Article, Result<Summary, SummarizeError>) -> Result<(), E>,
+) -> Result<(), E> {
+    let size = summarizer.batch_size().max(1);
+    let mut batch: Vec<Article> = Vec::with_capacity(size);
+    let mut flush = |batch: &mut Vec<Article>| -> Result<(), E> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let refs: Vec<&Article> = batch.iter().collect();
+        let results = summarizer.summarize_batch(&refs, budget);
+        for (article, result) in batch.drain(..).zip(results) {
+            each(article, result)?;
+        }
+        Ok(())
+    };
+    for article in articles {
+        batch.push(article);
+        if batch.len() >= size {
+            flush(&mut batch)?;
+        }
+    }
+    flush(&mut batch)
+}
+
 /// `summarize` for a summarizer whose work is done in `summarize_batch`.
 pub fn by_batch<S: Summarizer + ?Sized>(
     s: &S,

@@ -87,7 +87,7 @@ pub(crate) fn summarize(
     if candidates.is_empty() {
         return Vec::new();
     }
-    let vectors = super::tfidf(candidates.iter().map(|c| c.text.as_str()), terms);
+    let vectors = super::assemble::tfidf(candidates.iter().map(|c| c.text.as_str()), terms);
     for (c, v) in candidates.iter_mut().zip(vectors) {
         c.vector = v;
     }

@@ -7,7 +7,7 @@ use chrono::{NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::{Error, Pipeline, Result, StoredEdition};
-use crate::digest::{EditError, Edition, MAX_HEADLINE_CHARS};
+use crate::edition::{EditError, Edition, MAX_HEADLINE_CHARS};
 use crate::ingest::Input;
 use crate::store::{LogEntry, Refused};
 
@@ -91,7 +91,7 @@ fn yes() -> bool {
 }
 
 /// A story's identity in the document: its main article's id.
-fn story_id(story: &crate::digest::Story) -> String {
+fn story_id(story: &crate::edition::Story) -> String {
     story.article_ids.first().cloned().unwrap_or_default()
 }
 
