@@ -1,18 +1,13 @@
 //! The cron job: fetch the feeds, build today's edition, send it, under the
 //! run lock, over the one open store; and the JSON report it leaves.
 
-use std::time::Duration;
-
 use chrono::{NaiveDate, Utc};
 use serde::Serialize;
 
 use super::{BounceReport, Error, Pipeline, Result, SendOutcome, SendRequest, Verdict};
-use crate::config::Config;
-use crate::ingest::feeds::{fetch_all, FeedReport};
-use crate::ingest::network::FetchPolicy;
+use crate::ingest::feeds::FeedReport;
 use crate::lock::{Locked, RunLock};
 use crate::mail::RunSummary;
-use crate::store::Store;
 
 /// What `digest run` does.
 #[derive(Debug, Clone, Default)]
@@ -71,46 +66,7 @@ pub struct Ran {
     lock: RunLock,
 }
 
-pub(super) fn fetch_feeds(config: &Config, store: &Store) -> Result<Vec<FeedReport>> {
-    if config.feeds.is_empty() {
-        tracing::info!("no feeds configured");
-        return Ok(Vec::new());
-    }
-    let reports = fetch_all(
-        store,
-        &config.feeds,
-        config.tz(),
-        Utc::now(),
-        Duration::from_secs(config.fetch_timeout_secs),
-        config.feed_failure_threshold,
-        &FetchPolicy {
-            allow_private: config.allow_private_fetch,
-            allow_hosts: config.fetch_allow_hosts.clone(),
-        },
-    )?;
-    for r in &reports {
-        match &r.error {
-            None => tracing::info!(
-                "feed {}: {} ({} new articles)",
-                r.name,
-                r.status,
-                r.new_articles
-            ),
-            Some(e) => tracing::info!("feed {}: failed: {e}", r.name),
-        }
-    }
-    Ok(reports)
-}
-
 impl Pipeline {
-    /// Feeds whose failure has lasted `feed_failure_threshold` runs.
-    pub fn persistent_failures(&self, reports: &[FeedReport]) -> usize {
-        reports
-            .iter()
-            .filter(|r| r.consecutive_failures >= self.config.feed_failure_threshold)
-            .count()
-    }
-
     /// `digest run`: the lock, the feeds, the edition, the send. A failing
     /// step ends the run with its error in the report (a configuration
     /// problem, or a partial run); the report is written by
