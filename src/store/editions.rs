@@ -276,3 +276,22 @@ impl Store {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::edition::Edition;
+    use crate::store::testing::now;
+
+    #[test]
+    fn the_first_stored_edition_of_a_date_is_kept() {
+        let s = Store::in_memory().unwrap();
+        let edition = crate::render::sample_edition();
+        let first = s.store_edition(edition.date, &edition, now()).unwrap();
+        let mut other = crate::render::sample_edition();
+        other.stories.truncate(1);
+        let again: StoredEdition<Edition> = s.store_edition(other.date, &other, now()).unwrap();
+        assert_eq!(first.id, again.id);
+        assert_eq!(again.edition.stories.len(), 4);
+    }
+}

@@ -291,3 +291,81 @@ impl Store {
             .map_err(self.err("recording processed mail"))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::testing::{now, row};
+
+    #[test]
+    fn bounces_count_once_and_soft_ones_in_a_row() {
+        let mut s = Store::in_memory().unwrap();
+        s.add_subscribers(&[row("a@example.com"), row("b@example.com")], now(), false)
+            .unwrap();
+        let soft = |edition: &str| MailEvent::SoftBounce {
+            status: "4.2.2: mailbox full".into(),
+            edition: Some(edition.into()),
+            limit: 3,
+        };
+        let apply =
+            |key: &str, id: i64, e: &MailEvent| s.apply_mail_event(key, id, e, now()).unwrap();
+        assert!(matches!(
+            apply("k1", 1, &soft("2022-03-14")),
+            Applied::Done {
+                soft_bounces: 1,
+                ..
+            }
+        ));
+        assert_eq!(apply("k1", 1, &soft("2022-03-14")), Applied::Duplicate);
+        // The same edition again (a delay, then the failure): still one.
+        assert!(matches!(
+            apply("k2", 1, &soft("2022-03-14")),
+            Applied::Done {
+                soft_bounces: 1,
+                ..
+            }
+        ));
+        assert!(matches!(
+            apply("k3", 1, &soft("2022-03-15")),
+            Applied::Done {
+                soft_bounces: 2,
+                ..
+            }
+        ));
+        assert!(matches!(
+            apply("k4", 1, &MailEvent::Delivered),
+            Applied::Done {
+                soft_bounces: 0,
+                ..
+            }
+        ));
+        for (i, d) in ["2022-03-16", "2022-03-17"].iter().enumerate() {
+            apply(&format!("r{i}"), 1, &soft(d));
+        }
+        let done = apply("r3", 1, &soft("2022-03-18"));
+        assert_eq!(
+            done,
+            Applied::Done {
+                before: Status::Active,
+                after: Status::Bounced,
+                soft_bounces: 3
+            }
+        );
+        let a = s.subscriber_by_email("a@example.com").unwrap().unwrap();
+        assert_eq!(
+            (a.status, a.bounces, a.soft_bounces),
+            (Status::Bounced, 6, 3)
+        );
+        // A complaint outranks everything; an unsubscribe does not undo it.
+        apply(
+            "c",
+            2,
+            &MailEvent::Complaint {
+                feedback_type: "abuse".into(),
+            },
+        );
+        apply("u", 2, &MailEvent::Unsubscribe);
+        let b = s.subscriber_by_email("b@example.com").unwrap().unwrap();
+        assert_eq!(b.status, Status::Complained);
+    }
+}

@@ -287,3 +287,77 @@ impl Store {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{Status, Store};
+    use rusqlite::Connection;
+
+    #[test]
+    fn migrations_run_once_on_a_real_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("d.db");
+        let s = Store::open(&path).unwrap();
+        assert_eq!(s.version().unwrap(), MIGRATIONS.len());
+        drop(s);
+        let s = Store::open(&path).unwrap();
+        assert_eq!(s.version().unwrap(), MIGRATIONS.len());
+        let mode: String = s
+            .conn
+            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(mode, "wal");
+    }
+
+    #[test]
+    fn the_list_health_migration_keeps_every_subscriber_and_delivery() {
+        // A database as version 5 left it, with deliveries that reference
+        // subscribers: rebuilding the table must not cascade to them.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.db");
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.pragma_update(None, "foreign_keys", "ON").unwrap();
+            for sql in &MIGRATIONS[..5] {
+                conn.execute_batch(sql).unwrap();
+            }
+            conn.pragma_update(None, "user_version", 5).unwrap();
+            conn.execute_batch(
+                "INSERT INTO subscribers (id, email, status, token, created_at, updated_at) VALUES
+                     (1, 'a@example.com', 'active', 'tok-a', 't', 't'), (2, 'b@example.com', 'bounced', 'tok-b', 't', 't');
+                 INSERT INTO editions (id, date, content_hash, edition_json, rendered_at) VALUES (1, '2022-03-14', 'h', '{}', 't');
+                 INSERT INTO deliveries (edition_id, subscriber_id, state, message_id, created_at, updated_at) VALUES
+                     (1, 1, 'sent', '<m1@x>', 't', 't'), (1, 2, 'failed', '<m2@x>', 't', 't');",
+            )
+            .unwrap();
+        }
+        let s = Store::open(&path).unwrap();
+        assert_eq!(s.version().unwrap(), MIGRATIONS.len());
+        let subs = s.subscribers().unwrap();
+        assert_eq!(subs.len(), 2);
+        assert_eq!(subs[1].status, Status::Bounced);
+        let deliveries: i64 = s
+            .conn
+            .query_row("SELECT COUNT(*) FROM deliveries", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(deliveries, 2);
+        // Tokens got their hashes and VERP tokens; foreign keys are back on.
+        assert_eq!(
+            s.subscriber_by_bounce_token(&bounce_token("tok-a"))
+                .unwrap()
+                .unwrap()
+                .email,
+            "a@example.com"
+        );
+        let fk: i64 = s
+            .conn
+            .query_row("PRAGMA foreign_keys", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(fk, 1);
+        assert_eq!(
+            s.subscriber_by_message_id("<m2@x>").unwrap().unwrap().1,
+            "2022-03-14"
+        );
+    }
+}

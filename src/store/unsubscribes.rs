@@ -1,0 +1,129 @@
+//! One-click unsubscribes, and the queue file beside the database where
+//! those that met a busy database wait (`<db>.unsubscribes`).
+
+use chrono::{DateTime, Utc};
+use rusqlite::params;
+
+use super::queue::QueueFile;
+use super::subscribers::VISITOR_WAIT;
+use super::{token_hash, ts, Result, Status, Store, StoreError};
+
+impl Store {
+    /// The file beside the database where unsubscribes that met a busy
+    /// database wait: one token hash a line.
+    pub fn unsubscribe_queue(&self) -> QueueFile {
+        QueueFile::new(std::path::PathBuf::from(format!(
+            "{}.unsubscribes",
+            self.path
+        )))
+    }
+
+    /// Unsubscribes the holder of `token` (RFC 8058 one-click). When another
+    /// process holds the write lock for more than a moment, the request is
+    /// appended to `unsubscribe_queue` and synced to disk instead: it is
+    /// recorded either way before this returns, and applied by
+    /// `apply_queued_unsubscribes` (which `serve` runs every few seconds and
+    /// every send runs before it starts).
+    pub fn unsubscribe_by_token(&self, token: &str, now: DateTime<Utc>) -> Result<Unsubscribed> {
+        let Some(sub) = self.subscriber_by_token(token)? else {
+            return Ok(Unsubscribed::Unknown);
+        };
+        if sub.status != Status::Active {
+            return Ok(Unsubscribed::Already);
+        }
+        let updated = self.with_short_wait(VISITOR_WAIT, || {
+            self.conn.execute(
+                "UPDATE subscribers SET status = 'unsubscribed', updated_at = ?2 WHERE id = ?1",
+                params![sub.id, ts(now)],
+            )
+        });
+        match updated {
+            Ok(_) => Ok(Unsubscribed::Done),
+            Err(e) if super::is_busy(&e) => {
+                let queue = self.unsubscribe_queue();
+                queue.append(&token_hash(token)).map_err(|io| StoreError {
+                    path: self.path.clone(),
+                    context: format!(
+                        "the database is busy and the unsubscribe queue {} cannot be written: {io}",
+                        queue.path().display()
+                    ),
+                    source: e,
+                })?;
+                Ok(Unsubscribed::Queued)
+            }
+            Err(e) => Err(self.err("unsubscribing")(e)),
+        }
+    }
+
+    fn apply_hashes(&self, hashes: &[String], now: DateTime<Utc>) -> Result<()> {
+        let tx = self
+            .conn
+            .unchecked_transaction()
+            .map_err(self.err("applying queued unsubscribes"))?;
+        for hash in hashes {
+            tx.execute(
+                "UPDATE subscribers SET status = 'unsubscribed', updated_at = ?2 WHERE token_hash = ?1 AND status = 'active'",
+                params![hash, ts(now)],
+            )
+            .map_err(self.err("applying queued unsubscribes"))?;
+        }
+        tx.commit()
+            .map_err(self.err("applying queued unsubscribes"))
+    }
+
+    /// Applies the unsubscribes waiting in `unsubscribe_queue`, then empties
+    /// it. The queue stays locked from reading to emptying (appends wait a
+    /// moment), and the database commit is synced to disk before the queue
+    /// is emptied: a crash at any point leaves every unsubscribe in one or
+    /// the other. Returns how many were applied; a busy database leaves the
+    /// queue for the next call. A line that is not a token hash is dropped
+    /// with a warning.
+    pub fn apply_queued_unsubscribes(&self, now: DateTime<Utc>) -> Result<usize> {
+        let mut failed = None;
+        let applied = self.unsubscribe_queue().drain(|lines| {
+            let (hashes, junk): (Vec<String>, Vec<String>) = lines
+                .iter()
+                .cloned()
+                .partition(|l| l.len() == 64 && l.bytes().all(|b| b.is_ascii_hexdigit()));
+            if !junk.is_empty() {
+                tracing::warn!(
+                    "{} lines of the unsubscribe queue are not token hashes: dropped",
+                    junk.len()
+                );
+            }
+            // A short wait: a busy database leaves the queue for the next call.
+            let _ = self.conn.pragma_update(None, "synchronous", "FULL");
+            let done = self.with_short_wait(std::time::Duration::from_millis(200), || {
+                self.apply_hashes(&hashes, now)
+            });
+            let _ = self.conn.pragma_update(None, "synchronous", "NORMAL");
+            match done {
+                Ok(()) => true,
+                Err(e) => {
+                    failed = Some(e);
+                    false
+                }
+            }
+        });
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        if applied > 0 {
+            tracing::info!("{applied} queued unsubscribes applied");
+        }
+        Ok(applied)
+    }
+}
+
+/// What a one-click unsubscribe did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unsubscribed {
+    /// No subscriber has this token.
+    Unknown,
+    /// Not active already.
+    Already,
+    /// Recorded in the database.
+    Done,
+    /// The database was busy: recorded durably in the queue beside it.
+    Queued,
+}
