@@ -6,16 +6,22 @@
 //! variable stops `preview` and `send` with the template's name, line and
 //! column instead of failing halfway through a send.
 
+mod filters;
+mod sample;
+
+pub use filters::{markdown_text, markdown_url};
+use filters::{register_filters, tidy_text};
+pub use sample::sample_edition;
+
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::LazyLock;
 
-use chrono::NaiveDate;
 use regex::Regex;
 use serde::Serialize;
-use tera::{Context, Tera, Value};
+use tera::{Context, Tera};
 
-use crate::edition::{Edition, Report, Story};
+use crate::edition::{Edition, Story};
 
 pub const HTML: &str = "digest.html.tera";
 pub const TEXT: &str = "digest.txt.tera";
@@ -24,10 +30,10 @@ pub const SUBJECT: &str = "subject.tera";
 
 /// The built-in templates, by name.
 pub const BUILT_IN: [(&str, &str); 4] = [
-    (HTML, include_str!("../templates/digest.html.tera")),
-    (TEXT, include_str!("../templates/digest.txt.tera")),
-    (MARKDOWN, include_str!("../templates/digest.md.tera")),
-    (SUBJECT, include_str!("../templates/subject.tera")),
+    (HTML, include_str!("../../templates/digest.html.tera")),
+    (TEXT, include_str!("../../templates/digest.txt.tera")),
+    (MARKDOWN, include_str!("../../templates/digest.md.tera")),
+    (SUBJECT, include_str!("../../templates/subject.tera")),
 ];
 
 /// Longest subject, in characters before encoding.
@@ -345,117 +351,6 @@ fn locate_variable(text: &str, var: &str) -> Option<(usize, usize)> {
     Some((line, col))
 }
 
-/// Collapses runs of blank lines left by template tags and trims line ends.
-fn tidy_text(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    let mut blank = 0;
-    for line in s.lines() {
-        // "-- " is the signature separator: its trailing space is meaningful.
-        let line = if line == "-- " { line } else { line.trim_end() };
-        if line.is_empty() {
-            blank += 1;
-            if blank > 1 {
-                continue;
-            }
-        } else {
-            blank = 0;
-        }
-        out.push_str(line);
-        out.push('\n');
-    }
-    out.trim_start_matches('\n').to_owned()
-}
-
-fn register_filters(tera: &mut Tera) {
-    // wrap(width=76, indent="", first=true): word-wrap, indenting every line
-    // (or all but the first, when it follows text on the same line).
-    tera.register_filter("wrap", |value: &Value, args: &HashMap<String, Value>| {
-        let text = tera::try_get_value!("wrap", "value", String, value);
-        let width = args.get("width").and_then(Value::as_u64).unwrap_or(76) as usize;
-        let indent = args.get("indent").and_then(Value::as_str).unwrap_or("");
-        let first = args.get("first").and_then(Value::as_bool).unwrap_or(true);
-        let opts = textwrap::Options::new(width.max(20))
-            .initial_indent(if first { indent } else { "" })
-            .subsequent_indent(indent)
-            .break_words(false)
-            .word_splitter(textwrap::WordSplitter::NoHyphenation);
-        let wrapped = textwrap::fill(&text, opts);
-        Ok(Value::String(wrapped))
-    });
-    tera.register_filter("repeat", |value: &Value, args: &HashMap<String, Value>| {
-        let text = tera::try_get_value!("repeat", "value", String, value);
-        let n = args.get("n").and_then(Value::as_u64).unwrap_or(1).min(1000) as usize;
-        Ok(Value::String(text.repeat(n)))
-    });
-    // md: text for Markdown, its HTML and Markdown syntax escaped.
-    tera.register_filter("md", |value: &Value, _: &HashMap<String, Value>| {
-        let text = tera::try_get_value!("md", "value", String, value);
-        Ok(Value::String(markdown_text(&text)))
-    });
-    // md_url: a link target for Markdown: only http(s), parentheses and
-    // spaces percent-encoded; anything else becomes empty.
-    tera.register_filter("md_url", |value: &Value, _: &HashMap<String, Value>| {
-        let text = tera::try_get_value!("md_url", "value", String, value);
-        Ok(Value::String(markdown_url(&text)))
-    });
-    tera.register_filter("pad", |value: &Value, args: &HashMap<String, Value>| {
-        let text = match value {
-            Value::String(s) => s.clone(),
-            other => other.to_string(),
-        };
-        let width = args.get("width").and_then(Value::as_u64).unwrap_or(0) as usize;
-        Ok(Value::String(format!("{text:>width$}")))
-    });
-}
-
-/// Escapes text for Markdown: HTML as entities, Markdown's inline syntax
-/// with backslashes, and a list or heading marker at the start.
-pub fn markdown_text(text: &str) -> String {
-    let mut out = String::with_capacity(text.len() + 8);
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '\\' | '`' | '*' | '_' | '[' | ']' | '(' | ')' | '#' | '!' | '|' | '~' => {
-                out.push('\\');
-                out.push(c);
-            }
-            c => out.push(c),
-        }
-    }
-    // "- x", "+ x", "1. x" at the start of a line would make a list.
-    let starts_list = out.starts_with("- ")
-        || out.starts_with("+ ")
-        || out
-            .split_once(". ")
-            .is_some_and(|(n, _)| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()));
-    if starts_list {
-        let first = out.chars().next().map_or(0, char::len_utf8);
-        if out.starts_with(['-', '+']) {
-            out.insert(0, '\\');
-        } else {
-            let dot = out.find(". ").unwrap_or(first);
-            out.insert(dot, '\\');
-        }
-    }
-    out
-}
-
-/// A Markdown link target: an http(s) URL (anything else is empty), with
-/// what would end or break the target percent-encoded.
-pub fn markdown_url(url: &str) -> String {
-    match crate::article::http_url(url) {
-        Some(u) => u
-            .replace('(', "%28")
-            .replace(')', "%29")
-            .replace(' ', "%20")
-            .replace('<', "%3C")
-            .replace('>', "%3E"),
-        None => String::new(),
-    }
-}
-
 /// A story with only links that may be followed: http(s). Ingest already
 /// drops other links; this also covers editions stored before it did, or
 /// edited by hand.
@@ -471,60 +366,6 @@ fn web_links(story: &Story) -> Story {
         r.summary = Vec::new();
     }
     s
-}
-
-/// A small edition with every field filled: what templates are checked against.
-pub fn sample_edition() -> Edition {
-    let date = NaiveDate::from_ymd_opt(2022, 3, 14).expect("valid date");
-    let story = |rank: usize, full: bool, url: Option<&str>| Story {
-        rank,
-        headline: format!("Sample headline number {rank}"),
-        summary: vec![
-            "A first sample sentence.".into(),
-            "A second sample sentence.".into(),
-        ],
-        source: "Sample Wire".into(),
-        url: url.map(Into::into),
-        date: Some(date),
-        sources: vec!["Sample Wire".into(), "Other Paper".into()],
-        urls: url.into_iter().map(Into::into).collect(),
-        also_reported_by: vec![
-            Report {
-                source: "Other Paper".into(),
-                url: Some("https://other.example.com/a".into()),
-                headline: "Other headline".into(),
-                article_id: "b".into(),
-                summary: vec!["The other paper's own summary.".into()],
-                date: Some(date),
-                headline_derived: false,
-            },
-            Report {
-                source: "Third Paper".into(),
-                url: None,
-                headline: "Third headline".into(),
-                article_id: "c".into(),
-                summary: Vec::new(),
-                date: None,
-                headline_derived: true,
-            },
-        ],
-        importance: 1.0,
-        full,
-        article_ids: vec!["a".into(), "b".into(), "c".into()],
-        headline_derived: false,
-    };
-    Edition {
-        date,
-        stories: vec![
-            story(1, true, Some("https://example.com/1")),
-            story(2, true, None),
-            story(3, false, Some("https://example.com/3")),
-            story(4, false, None),
-        ],
-        top_stories: 2,
-        article_count: 6,
-        source_count: 3,
-    }
 }
 
 #[cfg(test)]
