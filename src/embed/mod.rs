@@ -23,9 +23,9 @@ use candle_nn::VarBuilder;
 use serde_json::Value;
 use tokenizers::Tokenizer;
 
+use crate::models::read_json;
+use crate::models::weights::{self, is_safetensors, message, weight_files};
 use crate::models::{self, Role};
-use crate::summarize::transformer::weights::{self, is_safetensors};
-use crate::summarize::transformer::{message, read_json, weight_files};
 
 /// Texts an encoder embeds in one pass.
 pub const BATCH: usize = 32;
@@ -185,22 +185,7 @@ impl EncoderInfo {
 /// The encoder to use: `wanted` (a folder under `models`, which must be an
 /// encoder), or the first encoder found. `Ok(None)`: there is none.
 pub fn find(models: &Path, wanted: Option<&str>) -> Result<Option<PathBuf>, String> {
-    if let Some(name) = wanted {
-        let dir = models.join(name);
-        return match models::role(&dir) {
-            Some(Role::Encoder) => Ok(Some(dir)),
-            Some(r) => Err(format!(
-                "{}: a {} folder, not a sentence encoder (embedder = {name:?})",
-                dir.display(),
-                r.as_str()
-            )),
-            None => Err(format!(
-                "{}: no model there (embedder = {name:?})",
-                dir.display()
-            )),
-        };
-    }
-    Ok(models::with_role(models, Role::Encoder).into_iter().next())
+    models::find(models, Role::Encoder, wanted)
 }
 
 /// A loaded sentence encoder.

@@ -9,6 +9,11 @@
 //!   `pegasus`, `t5` or `mt5`, or `is_encoder_decoder` set;
 //! - anything else with a `config.json` is listed as unknown, and only used
 //!   as a summarizer when named (where it fails with a clear error).
+//!
+//! Discovery (`find`) serves both roles; the weight files both read and
+//! the safetensors reader are in `weights.rs`.
+
+pub mod weights;
 
 use std::path::{Path, PathBuf};
 
@@ -102,6 +107,56 @@ pub fn with_role(models: &Path, wanted: Role) -> Vec<PathBuf> {
         })
         .map(|(p, _)| p)
         .collect()
+}
+
+/// A JSON file of a model folder.
+pub(crate) fn read_json(path: &Path) -> Result<Value, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// The model folder to use for `wanted_role`: the one named `wanted` (a
+/// folder under `models`), which must be of that role (a summarizer may
+/// also be of unknown kind: it fails with a clear error when loaded), or
+/// the first of that role found (with a note when there are several).
+/// `Ok(None)` when there is none.
+pub fn find(
+    models: &Path,
+    wanted_role: Role,
+    wanted: Option<&str>,
+) -> Result<Option<PathBuf>, String> {
+    let setting = match wanted_role {
+        Role::Encoder => "embedder",
+        Role::Summarizer | Role::Unknown => "transformer.model",
+    };
+    if let Some(name) = wanted {
+        let dir = models.join(name);
+        return match role(&dir) {
+            Some(r) if r == wanted_role => Ok(Some(dir)),
+            Some(Role::Unknown) if wanted_role == Role::Summarizer => Ok(Some(dir)),
+            Some(r) => Err(format!(
+                "{}: a {} folder, not a {} ({setting} = {name:?})",
+                dir.display(),
+                r.as_str(),
+                wanted_role.as_str()
+            )),
+            None => Err(format!(
+                "{}: no model there ({setting} = {name:?})",
+                dir.display()
+            )),
+        };
+    }
+    let found = with_role(models, wanted_role);
+    if found.len() > 1 {
+        tracing::info!(
+            "{} {} folders in {}; using {} (set {setting} to choose)",
+            found.len(),
+            wanted_role.as_str(),
+            models.display(),
+            found[0].display()
+        );
+    }
+    Ok(found.into_iter().next())
 }
 
 #[cfg(test)]

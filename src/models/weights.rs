@@ -1,4 +1,5 @@
-//! Reads safetensors weights straight into tensors.
+//! A model's weight files (`weight_files`: one safetensors file, shards,
+//! or `pytorch_model.bin`), read straight into tensors.
 //!
 //! candle's own loader memory-maps the files and copies each tensor out of
 //! the map: the mapped pages count as resident too, so loading peaked at
@@ -183,6 +184,56 @@ impl candle_nn::var_builder::SimpleBackend for Safetensors {
 /// Whether `path` is a safetensors file (by its extension).
 pub fn is_safetensors(path: &Path) -> bool {
     path.extension().is_some_and(|e| e == "safetensors")
+}
+
+/// A candle error as one line: without the backtrace candle attaches when
+/// `RUST_BACKTRACE` is set.
+pub(crate) fn message(mut e: &candle_core::Error) -> String {
+    while let candle_core::Error::WithBacktrace { inner, .. } = e {
+        e = inner;
+    }
+    e.to_string().lines().next().unwrap_or("").to_string()
+}
+
+/// The weight files: `model.safetensors`, the shards named by
+/// `model.safetensors.index.json`, or `pytorch_model.bin`.
+pub(crate) fn weight_files(dir: &Path) -> std::result::Result<Vec<PathBuf>, String> {
+    let single = dir.join("model.safetensors");
+    if single.is_file() {
+        return Ok(vec![single]);
+    }
+    let index = dir.join("model.safetensors.index.json");
+    if index.is_file() {
+        let map = super::read_json(&index)?;
+        let mut shards: Vec<PathBuf> = map["weight_map"]
+            .as_object()
+            .ok_or_else(|| format!("{}: no weight_map", index.display()))?
+            .values()
+            .filter_map(serde_json::Value::as_str)
+            .map(|f| dir.join(f))
+            .collect();
+        shards.sort();
+        shards.dedup();
+        if shards.is_empty() {
+            return Err(format!("{}: names no weight files", index.display()));
+        }
+        if let Some(missing) = shards.iter().find(|p| !p.is_file()) {
+            return Err(format!(
+                "{}: missing (named in {})",
+                missing.display(),
+                index.display()
+            ));
+        }
+        return Ok(shards);
+    }
+    let pth = dir.join("pytorch_model.bin");
+    if pth.is_file() {
+        return Ok(vec![pth]);
+    }
+    Err(format!(
+        "{}: no model.safetensors (or pytorch_model.bin)",
+        dir.display()
+    ))
 }
 
 #[cfg(test)]
