@@ -25,7 +25,7 @@ fn edition() -> Edition {
     let config = Config {
         max_stories: 3,
         summarizer: dailydigest::config::Choice::Extractive,
-        embedder: "none".into(),
+        embedder: dailydigest::config::Embedder::None,
         ..Config::default()
     };
     let date = NaiveDate::from_ymd_opt(2022, 3, 14).unwrap();

@@ -43,13 +43,10 @@ pub(super) fn keygen(
             )
         })?;
     file.write_all(pem.as_bytes())?;
-    let domain = config.dkim_domain.clone().unwrap_or_else(|| {
-        config
-            .from
-            .parse::<lettre::message::Mailbox>()
-            .map(|m| m.email.domain().to_owned())
-            .unwrap_or_default()
-    });
+    let domain = config
+        .dkim_domain
+        .clone()
+        .unwrap_or_else(|| config.from.email.domain().to_owned());
     eprintln!("wrote the private key to {} (keep it secret); publish this DNS record, then set dkim_key_file = {:?} and dkim_selector = {selector:?}:", path.display(), path.display().to_string());
     println!("{selector}._domainkey.{domain}. IN TXT \"{txt}\"");
     Ok(ExitCode::SUCCESS)

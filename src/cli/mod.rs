@@ -138,7 +138,10 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         config.models = models;
     }
     if let Some(embedder) = cli.embedder {
-        config.embedder = embedder;
+        config.embedder = embedder.parse().map_err(|message| ConfigError::Invalid {
+            key: "embedder",
+            message,
+        })?;
     }
     match cli.command {
         Command::Summarize(args) => summarize::summarize(open(config, None)?, args),

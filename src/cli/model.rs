@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 use std::time::Instant;
 
-use dailydigest::config::Config;
+use dailydigest::config::{Config, Embedder};
 use dailydigest::embed::{self, Embed, Encoder, EncoderInfo};
 use dailydigest::summarize::transformer::generate::EarlyStopping;
 use dailydigest::summarize::transformer::{self, Checkpoint, Transformer};
@@ -289,12 +289,10 @@ fn encoder_info(config: &Config) -> ExitCode {
         );
         ExitCode::SUCCESS
     };
-    let wanted = match config.embedder.as_str() {
-        "none" => return by_words("embedder = none"),
-        "auto" => None,
-        name => Some(name),
-    };
-    let dir = match embed::find(&config.models, wanted) {
+    if config.embedder == Embedder::None {
+        return by_words("embedder = none");
+    }
+    let dir = match embed::find(&config.models, config.embedder.folder()) {
         Ok(Some(dir)) => dir,
         Ok(None) => {
             return by_words("no sentence encoder (scripts/get-models installs all-MiniLM-L6-v2)")
@@ -334,11 +332,8 @@ pub(crate) fn embed_texts(
     input: Option<&std::path::Path>,
     max_tokens: Option<usize>,
 ) -> anyhow::Result<ExitCode> {
-    let wanted = match config.embedder.as_str() {
-        "auto" | "none" => None,
-        name => Some(name),
-    };
-    let dir = match embed::find(&config.models, wanted) {
+    // Asked for vectors, even with `embedder = "none"`: the first encoder.
+    let dir = match embed::find(&config.models, config.embedder.folder()) {
         Ok(Some(dir)) => dir,
         Ok(None) => {
             eprintln!(

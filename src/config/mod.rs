@@ -10,10 +10,15 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+mod env;
 pub mod files;
 mod summarizer;
+mod text;
+mod validate;
 
 pub use summarizer::{Budget, Choice, Params, Preset};
+pub use text::Embedder;
+pub use validate::is_dns_name;
 
 /// Most messages in flight at once.
 pub const MAX_CONCURRENCY: usize = 64;
@@ -30,7 +35,8 @@ pub struct Config {
     /// The digest's name, in the subject and the heading.
     pub title: String,
     /// IANA time zone of the edition dates (`Europe/London`).
-    pub timezone: String,
+    #[serde(with = "text::time_zone")]
+    pub timezone: chrono_tz::Tz,
     /// Article files and folders read when a command is given none.
     pub inputs: Vec<PathBuf>,
     /// Summary budget: at most this many sentences...
@@ -58,13 +64,14 @@ pub struct Config {
     /// Which sentence encoder groups stories by meaning: `auto` (the first
     /// encoder under `models`, if any), `none` (group by words only), or a
     /// folder under `models`.
-    pub embedder: String,
+    pub embedder: Embedder,
     /// SQLite database: subscribers, editions, deliveries, summary cache.
     pub db: PathBuf,
     /// Public base URL of `digest serve`, for unsubscribe links.
     pub base_url: String,
     /// Sender address of the digest, `Name <address>`.
-    pub from: String,
+    #[serde(with = "text::mailbox")]
+    pub from: lettre::message::Mailbox,
     /// SMTP server as a URL: `smtp://127.0.0.1:2525` (plain, loopback only),
     /// `smtp://user@host:587?tls=required` (STARTTLS), `smtps://user@host:465`.
     /// Unset: messages go to the `outbox` folder. The password comes from
@@ -145,7 +152,8 @@ pub struct Config {
     pub editors: Vec<String>,
     /// `HH:MM` in `timezone`: after it, an unapproved edition is handled as
     /// `on_deadline` says.
-    pub approval_deadline: Option<String>,
+    #[serde(with = "text::time_of_day", skip_serializing_if = "Option::is_none")]
+    pub approval_deadline: Option<chrono::NaiveTime>,
     /// What a run after `approval_deadline` does with an unapproved edition.
     pub on_deadline: OnDeadline,
     /// Weights of the extractive summarizer.
@@ -212,7 +220,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             title: "Daily Digest".into(),
-            timezone: "UTC".into(),
+            timezone: chrono_tz::UTC,
             inputs: vec![PathBuf::from("examples")],
             summary_sentences: Budget::default().sentences,
             summary_words: Budget::default().words,
@@ -224,10 +232,12 @@ impl Default for Config {
             models: PathBuf::from("models"),
             summarizer: Choice::Auto,
             transformer: TransformerSettings::default(),
-            embedder: "auto".into(),
+            embedder: Embedder::Auto,
             db: PathBuf::from("dailydigest.db"),
             base_url: "https://digest.example.com".into(),
-            from: "Daily Digest <digest@example.com>".into(),
+            from: "Daily Digest <digest@example.com>"
+                .parse()
+                .expect("the default sender is an address"),
             smtp_url: None,
             smtp_password_file: None,
             smtp_ca_file: None,
@@ -342,243 +352,11 @@ impl Config {
             })?,
             None => toml::Table::new(),
         };
-        overlay_env(&mut table, env)?;
+        env::overlay(&mut table, env)?;
         Self::from_table(table).map_err(|message| ConfigError::Parse {
             path: file_name,
             message,
         })
-    }
-
-    fn validate(&self) -> Result<(), ConfigError> {
-        if self.timezone.parse::<chrono_tz::Tz>().is_err() {
-            return Err(ConfigError::Invalid {
-                key: "timezone",
-                message: format!(
-                    "unknown IANA time zone {:?} (for example \"Europe/London\")",
-                    self.timezone
-                ),
-            });
-        }
-        if self.embedder.trim().is_empty()
-            || std::path::Path::new(&self.embedder)
-                .components()
-                .any(|c| matches!(c, std::path::Component::ParentDir))
-        {
-            return Err(ConfigError::Invalid {
-                key: "embedder",
-                message: "\"auto\", \"none\" or a folder under `models`".into(),
-            });
-        }
-        if !(0.0..=1.0).contains(&self.merge_threshold) {
-            return Err(ConfigError::Invalid {
-                key: "merge_threshold",
-                message: "must be between 0 and 1".into(),
-            });
-        }
-        if let Err(e) = self.from.parse::<lettre::message::Mailbox>() {
-            return Err(ConfigError::Invalid {
-                key: "from",
-                message: format!("{:?} is not an address: {e}", self.from),
-            });
-        }
-        let invalid =
-            |key: &'static str, message: String| Err(ConfigError::Invalid { key, message });
-        if !(1..=MAX_CONCURRENCY).contains(&self.concurrency) {
-            return invalid(
-                "concurrency",
-                format!("must be between 1 and {MAX_CONCURRENCY} (messages in flight)"),
-            );
-        }
-        if !self.rate_limit.is_finite()
-            || !(self.rate_limit == 0.0 || (0.01..=100_000.0).contains(&self.rate_limit))
-        {
-            return invalid(
-                "rate_limit",
-                format!(
-                    "{} is not a rate: 0 (no limit) or between 0.01 and 100000 messages per second",
-                    self.rate_limit
-                ),
-            );
-        }
-        if !(1..=3_600_000).contains(&self.retry_base_ms) {
-            return invalid(
-                "retry_base_ms",
-                format!(
-                    "{} must be between 1 and 3600000 (an hour)",
-                    self.retry_base_ms
-                ),
-            );
-        }
-        if !(1..=20).contains(&self.max_attempts) {
-            return invalid(
-                "max_attempts",
-                format!("{} must be between 1 and 20", self.max_attempts),
-            );
-        }
-        for (key, secs) in [
-            ("fetch_timeout_secs", self.fetch_timeout_secs),
-            ("smtp_timeout_secs", self.smtp_timeout_secs),
-            ("http_header_timeout_secs", self.http_header_timeout_secs),
-            ("http_request_timeout_secs", self.http_request_timeout_secs),
-        ] {
-            if !(1..=3600).contains(&secs) {
-                return invalid(key, format!("{secs} must be between 1 and 3600 seconds"));
-            }
-        }
-        // Every other count and duration, bounded so that no arithmetic on
-        // it can overflow (a date a billion days away panics) and no list
-        // or loop sized by it can exhaust the machine.
-        for (key, value, low, high, unit) in [
-            (
-                "summary_sentences",
-                self.summary_sentences as u64,
-                1,
-                50,
-                "sentences",
-            ),
-            ("summary_words", self.summary_words as u64, 0, 2000, "words"),
-            ("max_stories", self.max_stories as u64, 1, 1000, "stories"),
-            ("top_stories", self.top_stories as u64, 0, 1000, "stories"),
-            (
-                "soft_bounce_limit",
-                u64::from(self.soft_bounce_limit),
-                1,
-                1000,
-                "bounces",
-            ),
-            ("confirm_days", u64::from(self.confirm_days), 1, 365, "days"),
-            (
-                "subscribe_limit_per_hour",
-                u64::from(self.subscribe_limit_per_hour),
-                1,
-                100_000,
-                "sign-ups",
-            ),
-            (
-                "feed_failure_threshold",
-                u64::from(self.feed_failure_threshold),
-                1,
-                1000,
-                "failures",
-            ),
-            (
-                "transformer.batch_size",
-                self.transformer.batch_size as u64,
-                1,
-                256,
-                "articles",
-            ),
-        ] {
-            if !(low..=high).contains(&value) {
-                return invalid(
-                    key,
-                    format!("{value} must be between {low} and {high} {unit}"),
-                );
-            }
-        }
-        if !(0..=1_000_000).contains(&self.max_edition_age_days) {
-            return invalid(
-                "max_edition_age_days",
-                format!(
-                    "{} must be between 0 and 1000000 days",
-                    self.max_edition_age_days
-                ),
-            );
-        }
-        if self.title.chars().count() > MAX_TITLE_CHARS || self.title.chars().any(char::is_control)
-        {
-            return invalid(
-                "title",
-                format!("at most {MAX_TITLE_CHARS} characters, on one line"),
-            );
-        }
-        if let Some(list_id) = &self.list_id {
-            if list_id.len() > 200 || list_id.chars().any(char::is_control) {
-                return invalid("list_id", "at most 200 characters, on one line".into());
-            }
-        }
-        let base_ok = self.base_url.len() <= 500
-            && !self
-                .base_url
-                .chars()
-                .any(|c| c.is_control() || c.is_whitespace())
-            && url::Url::parse(&self.base_url)
-                .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some());
-        if !base_ok {
-            return invalid(
-                "base_url",
-                format!(
-                    "{:?} is not an http(s) URL on one line (at most 500 characters)",
-                    self.base_url.chars().take(80).collect::<String>()
-                ),
-            );
-        }
-        if let Some(deadline) = &self.approval_deadline {
-            if self.deadline_time().is_none() {
-                return invalid(
-                    "approval_deadline",
-                    format!("{deadline:?} is not a time of day HH:MM (for example \"06:00\")"),
-                );
-            }
-        }
-        for (key, value) in [
-            ("dkim_selector", &self.dkim_selector),
-            ("dkim_domain", &self.dkim_domain),
-        ] {
-            if let Some(v) = value {
-                if !is_dns_name(v) {
-                    return invalid(key, format!("{v:?} is not a DNS name"));
-                }
-            }
-        }
-        for editor in &self.editors {
-            if editor.chars().any(|c| c.is_control()) || editor.parse::<lettre::Address>().is_err()
-            {
-                return invalid("editors", format!("{editor:?} is not an email address"));
-            }
-        }
-        if let Some(bounce) = &self.bounce_address {
-            let ok = !bounce.chars().any(|c| c.is_control() || c.is_whitespace())
-                && bounce
-                    .parse::<lettre::Address>()
-                    .is_ok_and(|a| !a.user().contains('+'));
-            if !ok {
-                return invalid(
-                    "bounce_address",
-                    format!("{bounce:?} is not an email address without a '+' (the subscriber's token goes after one)"),
-                );
-            }
-        }
-        if let (Some(bounce), Some(mailto)) = (&self.bounce_address, &self.unsubscribe_mailto) {
-            if bounce.eq_ignore_ascii_case(mailto) {
-                return invalid(
-                    "unsubscribe_mailto",
-                    format!("{mailto:?} is also bounce_address: replies and automatic replies to a bounce address would read as requests to unsubscribe; give each its own address"),
-                );
-            }
-        }
-        if let Some(mailto) = &self.unsubscribe_mailto {
-            if mailto.chars().any(|c| c.is_control() || c.is_whitespace())
-                || mailto.parse::<lettre::Address>().is_err()
-            {
-                return invalid(
-                    "unsubscribe_mailto",
-                    format!("{mailto:?} is not an email address"),
-                );
-            }
-        }
-        if !(0.0..=1.0).contains(&self.transformer.min_overlap) {
-            return Err(ConfigError::Invalid {
-                key: "transformer.min_overlap",
-                message: "must be between 0 and 1".into(),
-            });
-        }
-        Ok(())
-    }
-
-    /// The edition time zone (validated when the config was loaded).
-    pub fn tz(&self) -> chrono_tz::Tz {
-        self.timezone.parse().unwrap_or(chrono_tz::UTC)
     }
 
     /// Source weights: `[source_weights]`, then each feed's `weight`.
@@ -590,12 +368,6 @@ impl Config {
         w
     }
 
-    /// `approval_deadline` as a time of day.
-    pub fn deadline_time(&self) -> Option<chrono::NaiveTime> {
-        let text = self.approval_deadline.as_deref()?;
-        chrono::NaiveTime::parse_from_str(text.trim(), "%H:%M").ok()
-    }
-
     /// The summary budget these settings give.
     pub fn budget(&self) -> Budget {
         Budget {
@@ -603,23 +375,6 @@ impl Config {
             words: self.summary_words,
         }
     }
-}
-
-/// Whether `v` is a DNS name (dot-separated labels of letters, digits,
-/// `-` and `_`, each 1-63 long, 253 at most in all): what a DKIM selector
-/// and domain must be.
-pub fn is_dns_name(v: &str) -> bool {
-    !v.is_empty()
-        && v.len() <= 253
-        && v.split('.').all(|label| {
-            !label.is_empty()
-                && label.len() <= 63
-                && !label.starts_with('-')
-                && !label.ends_with('-')
-                && label
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-        })
 }
 
 fn read(path: &Path) -> Result<String, ConfigError> {
@@ -636,77 +391,6 @@ fn describe(e: &toml::de::Error) -> String {
         Some(span) if span.start > 0 || span.end > 0 => format!("{msg} (at byte {})", span.start),
         _ => msg,
     }
-}
-
-/// Keys whose default is unset (so absent from the serialized defaults);
-/// all strings or paths.
-const OPTIONAL_KEYS: &[&str] = &[
-    "smtp_url",
-    "smtp_password_file",
-    "smtp_ca_file",
-    "sendmail",
-    "list_id",
-    "unsubscribe_mailto",
-    "approval_deadline",
-    "dkim_key_file",
-    "dkim_selector",
-    "dkim_domain",
-    "bounce_address",
-    "bounces_maildir",
-];
-
-/// Applies `DIGEST_<KEY>` variables to the top-level keys. The value is read
-/// in the type of the key's default: lists are comma-separated, tables are
-/// inline TOML tables, numbers and booleans are TOML scalars, strings are
-/// taken as they are.
-fn overlay_env(
-    table: &mut toml::Table,
-    env: impl IntoIterator<Item = (String, String)>,
-) -> Result<(), ConfigError> {
-    let defaults = toml::Table::try_from(Config::default()).expect("defaults serialize");
-    let mut vars: Vec<(String, String)> = env
-        .into_iter()
-        .filter(|(k, _)| k.starts_with("DIGEST_"))
-        .collect();
-    vars.sort();
-    for (var, raw) in vars {
-        let key = var["DIGEST_".len()..].to_ascii_lowercase();
-        let string = toml::Value::String(String::new());
-        let default = match defaults.get(&key) {
-            Some(d) => d,
-            None if OPTIONAL_KEYS.contains(&key.as_str()) => &string,
-            None => continue,
-        };
-        let bad = |message: String| ConfigError::Env {
-            var: var.clone(),
-            message,
-        };
-        let value = match default {
-            toml::Value::String(_) => toml::Value::String(raw),
-            toml::Value::Array(_) => toml::Value::Array(
-                raw.split(',')
-                    .map(str::trim)
-                    .filter(|s| !s.is_empty())
-                    .map(|s| toml::Value::String(s.into()))
-                    .collect(),
-            ),
-            _ => {
-                let doc: toml::Table =
-                    toml::from_str(&format!("v = {raw}")).map_err(|e| bad(describe(&e)))?;
-                doc["v"].clone()
-            }
-        };
-        match (table.get_mut(&key), value) {
-            // A partial table (`{ redundancy = 0.6 }`) updates the file's table.
-            (Some(toml::Value::Table(existing)), toml::Value::Table(update)) => {
-                existing.extend(update)
-            }
-            (_, value) => {
-                table.insert(key, value);
-            }
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -739,6 +423,11 @@ mod tests {
             ("soft_bounce_limit = 0", "soft_bounce_limit"),
             ("confirm_days = 0", "confirm_days"),
             ("confirm_days = 1000000000", "confirm_days"),
+            ("timezone = \"Mars/Olympus\"", "timezone"),
+            ("from = \"not an address\"", "from"),
+            ("approval_deadline = \"25:99\"", "approval_deadline"),
+            ("embedder = \"../elsewhere\"", "embedder"),
+            ("dkim_key_file = \"k.pem\"", "dkim_selector"),
             (
                 "bounce_address = \"b@example.com\"\nunsubscribe_mailto = \"B@example.com\"",
                 "unsubscribe_mailto",
@@ -779,7 +468,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.summary_words, 60);
-        assert_eq!(c.timezone, "Europe/Paris");
+        assert_eq!(c.timezone, chrono_tz::Europe::Paris);
         assert_eq!(c.inputs, [PathBuf::from("a"), PathBuf::from("b")]);
         assert_eq!(c.extractive.min_words, 3);
         assert_eq!(

@@ -8,7 +8,7 @@ use chrono::NaiveDate;
 
 use super::{Error, Pipeline, Result};
 use crate::article::Article;
-use crate::config::{Budget, Config};
+use crate::config::{Budget, Config, Embedder};
 use crate::edition::{self, Edition, EditionOptions};
 use crate::embed::{self, Embed, Encoder};
 use crate::ingest::{Ingest, Input};
@@ -183,12 +183,10 @@ pub fn build_edition(
 
 /// Loads the configured sentence encoder (see `Pipeline::encoder`).
 pub fn load_encoder(config: &Config) -> Option<Encoder> {
-    let wanted = match config.embedder.as_str() {
-        "none" => return None,
-        "auto" => None,
-        name => Some(name),
-    };
-    let dir = match embed::find(&config.models, wanted) {
+    if config.embedder == Embedder::None {
+        return None;
+    }
+    let dir = match embed::find(&config.models, config.embedder.folder()) {
         Ok(Some(dir)) => dir,
         Ok(None) => {
             tracing::warn!(

@@ -34,7 +34,7 @@ fn fetch_feeds(config: &Config, store: &Store) -> Result<Vec<FeedReport>> {
     let reports = fetch_all(
         store,
         &config.feeds,
-        config.tz(),
+        config.timezone,
         Utc::now(),
         Duration::from_secs(config.fetch_timeout_secs),
         config.feed_failure_threshold,

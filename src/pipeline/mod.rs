@@ -224,7 +224,7 @@ impl Pipeline {
     /// Today in the configured time zone.
     pub fn today(&self) -> NaiveDate {
         chrono::Utc::now()
-            .with_timezone(&self.config.tz())
+            .with_timezone(&self.config.timezone)
             .date_naive()
     }
 

@@ -155,10 +155,7 @@ fn warn_if_world_readable(key: &str, path: &std::path::Path) {
 
 /// The sender, list id and unsubscribe links of every message.
 pub(super) fn message_settings(config: &Config) -> Result<MessageSettings, ConfigError> {
-    let from: lettre::message::Mailbox = config.from.parse().map_err(|e| ConfigError::Invalid {
-        key: "from",
-        message: format!("{:?}: {e}", config.from),
-    })?;
+    let from = config.from.clone();
     let list_id = config
         .list_id
         .clone()
@@ -405,15 +402,20 @@ impl Pipeline {
         }
 
         if self.config.require_approval && stored.approved.is_none() {
-            let deadline_passed = self.config.deadline_time().is_some_and(|at| {
-                let now = Utc::now().with_timezone(&self.config.tz()).naive_local();
+            let deadline_passed = self.config.approval_deadline.is_some_and(|at| {
+                let now = Utc::now()
+                    .with_timezone(&self.config.timezone)
+                    .naive_local();
                 now >= date.and_time(at)
             });
             match (deadline_passed, self.config.on_deadline) {
                 (true, OnDeadline::Send) => {
                     tracing::warn!(
                         "the edition of {date} was not approved by the deadline {}: sending it as it is (on_deadline = \"send\")",
-                        self.config.approval_deadline.as_deref().unwrap_or("")
+                        self.config
+                            .approval_deadline
+                            .map(|t| t.format("%H:%M").to_string())
+                            .unwrap_or_default()
                     );
                     self.store.log_edition(
                         stored.id,
