@@ -43,23 +43,64 @@ fn preview(dir: &Path, args: &[&str]) -> (serde_json::Value, String) {
     )
 }
 
-fn story_sources(v: &serde_json::Value) -> Vec<Vec<String>> {
+/// Each story's reports as the example files they came from, sorted: the
+/// grouping, whatever the reports are credited to.
+fn story_files(v: &serde_json::Value) -> Vec<Vec<String>> {
+    let files = example_ids();
     v["stories"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|s| serde_json::from_value(s["sources"].clone()).unwrap())
+        .map(|s| {
+            let mut of: Vec<String> = s["article_ids"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|id| files[id.as_str().unwrap()].clone())
+                .collect();
+            of.sort();
+            of
+        })
         .collect()
 }
 
-/// The story one of whose sources contains `source`.
-fn story_with<'a>(v: &'a serde_json::Value, source: &str) -> &'a serde_json::Value {
+/// The article id of each example file (what a story's `article_ids`
+/// hold), from `digest summarize --format json`.
+fn example_ids() -> std::collections::HashMap<String, String> {
+    let dir = tempfile::tempdir().unwrap();
+    let mut out = std::collections::HashMap::new();
+    for entry in std::fs::read_dir(root().join("examples")).unwrap() {
+        let path = entry.unwrap().path();
+        let args = [
+            "--summarizer",
+            "extractive",
+            "summarize",
+            "--format",
+            "json",
+            path.to_str().unwrap(),
+        ];
+        let got = succeeded(digest(dir.path()).args(args).output().unwrap(), &args);
+        let v: serde_json::Value = serde_json::from_slice(&got.stdout).unwrap();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        out.insert(v[0]["id"].as_str().unwrap().to_owned(), name);
+    }
+    out
+}
+
+/// The story with the report from the example file `file`.
+fn story_with<'a>(v: &'a serde_json::Value, file: &str) -> &'a serde_json::Value {
+    let ids = example_ids();
+    let id = ids
+        .iter()
+        .find(|(_, f)| f.as_str() == file)
+        .map(|(id, _)| id.clone())
+        .unwrap_or_else(|| panic!("no example {file}"));
     v["stories"]
         .as_array()
         .unwrap()
         .iter()
-        .find(|s| s["sources"].to_string().contains(source))
-        .unwrap_or_else(|| panic!("a story from {source}: {v}"))
+        .find(|s| s["article_ids"].to_string().contains(&id))
+        .unwrap_or_else(|| panic!("a story from {file}: {v}"))
 }
 
 /// Vectors equal sentence-transformers' own (tests/fixtures/embed/
@@ -168,31 +209,55 @@ fn differently_worded_reports_of_one_event_make_one_story() {
         ],
     );
     assert!(!stderr.contains("WARN"), "{stderr}");
-    let sources = story_sources(&v);
-    let story_of = |needle: &str| -> Vec<&Vec<String>> {
-        sources
+    let stories = story_files(&v);
+    let story_of = |file: &str| -> Vec<&Vec<String>> {
+        stories
             .iter()
-            .filter(|s| s.iter().any(|x| x.contains(needle)))
+            .filter(|s| s.iter().any(|x| x == file))
             .collect()
     };
     for (event, a, b) in [
-        ("Shenzhen", "World Wire", "shenzhen-lockdown-business"),
-        ("TV protest", "World Wire", "Evening Standard Times"),
-        ("talks", "World Wire", "ukraine-talks-aljazeera"),
+        (
+            "Shenzhen",
+            "2022-03-14-shenzhen-lockdown-wire.md",
+            "2022-03-14-shenzhen-lockdown-business.txt",
+        ),
+        (
+            "TV protest",
+            "2022-03-14-tv-protest-wire.md",
+            "2022-03-14-tv-protest-evening.html",
+        ),
+        (
+            "talks",
+            "2022-03-14-ukraine-talks-wire.md",
+            "2022-03-14-ukraine-talks-aljazeera.txt",
+        ),
     ] {
         let with_b = story_of(b);
-        assert_eq!(with_b.len(), 1, "{event}: {sources:?}");
-        assert!(with_b[0].iter().any(|s| s == a), "{event}: {sources:?}");
+        assert_eq!(with_b.len(), 1, "{event}: {stories:?}");
+        assert_eq!(
+            with_b[0],
+            &vec![a.to_owned(), b.to_owned()]
+                .into_iter()
+                .collect::<std::collections::BTreeSet<_>>()
+                .into_iter()
+                .collect::<Vec<_>>(),
+            "{event}: {stories:?}"
+        );
     }
     // Nothing else was merged: the heatwave, football and markets stories
     // stand alone.
-    for alone in ["Science Desk", "2022-03-14-football", "Markets Daily"] {
+    for alone in [
+        "2022-03-14-heatwave-study.html",
+        "2022-03-14-football.txt",
+        "2022-03-14-markets.json",
+    ] {
         let s = story_of(alone);
         assert_eq!(s.len(), 1);
-        assert_eq!(s[0].len(), 1, "{alone}: {sources:?}");
+        assert_eq!(s[0].len(), 1, "{alone}: {stories:?}");
     }
     // A story of several reports has one summary drawn from them.
-    let shenzhen = story_with(&v, "shenzhen-lockdown-business");
+    let shenzhen = story_with(&v, "2022-03-14-shenzhen-lockdown-business.txt");
     let summary = shenzhen["summary"].to_string();
     assert!(summary.contains("Shenzhen"), "{summary}");
     let words: usize = shenzhen["summary"]
@@ -218,13 +283,13 @@ fn without_a_working_encoder_grouping_falls_back_to_words() {
     let (v, stderr) = preview(tmp.path(), &args);
     assert_eq!(stderr.matches("WARN").count(), 1, "{stderr}");
     assert!(stderr.contains("no sentence encoder"), "{stderr}");
-    let by_words = story_sources(&v);
+    let by_words = story_files(&v);
 
     let mut args = vec!["--embedder", "none"];
     args.extend(input);
     let (v, stderr) = preview(tmp.path(), &args);
     assert!(!stderr.contains("WARN"), "{stderr}");
-    assert_eq!(story_sources(&v), by_words);
+    assert_eq!(story_files(&v), by_words);
 
     // A broken encoder: its weights cut in half.
     let broken = tmp.path().join("broken/enc");
@@ -252,7 +317,7 @@ fn without_a_working_encoder_grouping_falls_back_to_words() {
         stderr.contains("model.safetensors") && stderr.contains("grouped by shared words"),
         "{stderr}"
     );
-    assert_eq!(story_sources(&v), by_words);
+    assert_eq!(story_files(&v), by_words);
 }
 
 /// Embeddings are kept in the database: rebuilding an edition computes
@@ -314,7 +379,7 @@ fn with_a_transformer_a_story_shows_the_model_summary_of_its_best_report() {
             examples.to_str().unwrap(),
         ],
     );
-    let shenzhen = story_with(&v, "shenzhen-lockdown-business");
+    let shenzhen = story_with(&v, "2022-03-14-shenzhen-lockdown-business.txt");
     let main = root().join(format!(
         "examples/{}",
         match shenzhen["source"].as_str().unwrap() {

@@ -520,15 +520,17 @@ fn the_editors_preview_page_renders_in_headless_chromium() {
         .read_to_string()
         .unwrap()
         .contains("Russia and Ukraine hold fresh talks"));
-    assert_eq!(
-        agent
-            .get(format!("{}/editions/2021-01-01", server.base))
-            .call()
-            .unwrap()
-            .status()
-            .as_u16(),
-        404
+    let mut missing = agent
+        .get(format!("{}/editions/2021-01-01", server.base))
+        .call()
+        .unwrap();
+    assert_eq!(missing.status().as_u16(), 404);
+    let page = missing.body_mut().read_to_string().unwrap();
+    assert!(
+        page.contains("No edition of that date is published"),
+        "{page}"
     );
+    assert!(!page.contains("copied incompletely"), "{page}");
 
     let profile = tempfile::tempdir().unwrap();
     let out = Command::new(chromium())

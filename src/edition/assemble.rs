@@ -21,9 +21,10 @@ pub struct Entry {
     pub summary: Summary,
 }
 
-/// The name a report is credited to: the source, else the URL's host, else
-/// the name of the file it came from (without extension).
-fn source_name(article: &Article) -> String {
+/// Who published a report, for counting a story's distinct sources and
+/// weighing them: its source, else the file it came from (two files
+/// without a source are two sources).
+fn source_key(article: &Article) -> String {
     article.source.clone().unwrap_or_else(|| {
         let origin = article
             .origin
@@ -35,6 +36,20 @@ fn source_name(article: &Article) -> String {
             .file_stem()
             .map_or_else(|| file.to_owned(), |s| s.to_string_lossy().into_owned())
     })
+}
+
+/// The name a report is credited to in the digest: its source, else its
+/// link's host; none (empty) when it has neither: a file's name is not a
+/// publisher's.
+fn source_name(article: &Article) -> String {
+    article
+        .source
+        .clone()
+        .or_else(|| {
+            let url = url::Url::parse(article.url.as_deref()?).ok()?;
+            Some(url.host_str()?.trim_start_matches("www.").to_owned())
+        })
+        .unwrap_or_default()
 }
 
 /// Whether an article belongs to the edition of `date`: its own date, or
@@ -169,13 +184,18 @@ pub fn assemble(
                         .then(b.cmp(&a))
                 })
                 .expect("a group has members");
+            let mut keys: Vec<String> = Vec::new();
             let mut sources: Vec<String> = Vec::new();
             let mut urls: Vec<String> = Vec::new();
             let mut also = Vec::new();
             for &i in std::iter::once(&main).chain(members.iter().filter(|&&i| i != main)) {
                 let a = &entries[i].article;
+                let key = source_key(a);
+                if !keys.contains(&key) {
+                    keys.push(key);
+                }
                 let name = source_name(a);
-                if !sources.contains(&name) {
+                if !name.is_empty() && !sources.contains(&name) {
                     sources.push(name.clone());
                 }
                 if let Some(u) = &a.url {
@@ -195,7 +215,7 @@ pub fn assemble(
                     });
                 }
             }
-            let weight = sources
+            let weight = keys
                 .iter()
                 .map(|s| source_weight(&opts.source_weights, s))
                 .fold(0f32, f32::max);
@@ -243,7 +263,7 @@ pub fn assemble(
                 source: source_name(main_article),
                 url: main_article.url.clone(),
                 date: main_article.date,
-                importance: weight * (sources.len() as f32 + centrality),
+                importance: weight * (keys.len() as f32 + centrality),
                 sources,
                 urls,
                 also_reported_by: also,
@@ -267,7 +287,7 @@ pub fn assemble(
     }
     let source_count = entries
         .iter()
-        .map(|e| source_name(&e.article))
+        .map(|e| source_key(&e.article))
         .collect::<BTreeSet<_>>()
         .len();
     Edition {

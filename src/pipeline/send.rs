@@ -343,14 +343,10 @@ impl Pipeline {
         }
         let age = (today - date).num_days();
         if age > config.max_edition_age_days && !request.force {
-            return Err(ConfigError::Invalid {
-                key: "max_edition_age_days",
-                message: format!(
-                    "the edition of {date} is {age} days old (limit {}); use --force to send it late",
-                    config.max_edition_age_days
-                ),
-            }
-            .into());
+            return Err(Error::Usage(format!(
+                "the edition of {date} is {age} days old, older than max_edition_age_days allows ({}); use --force to send it late",
+                config.max_edition_age_days
+            )));
         }
 
         let stored: StoredEdition = match self.store.edition(date)? {

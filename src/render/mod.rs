@@ -256,8 +256,11 @@ struct StoryView {
 impl From<&Story> for StoryView {
     fn from(story: &Story) -> Self {
         let mut shown = web_links(story);
-        let also_more = shown.also_reported_by.len().saturating_sub(MAX_ALSO_SHOWN);
+        // Reports without a name are counted, not listed as blanks.
+        let total = shown.also_reported_by.len();
+        shown.also_reported_by.retain(|r| !r.source.is_empty());
         shown.also_reported_by.truncate(MAX_ALSO_SHOWN);
+        let also_more = total - shown.also_reported_by.len();
         StoryView {
             story: shown,
             summary_text: story.summary.join(" "),

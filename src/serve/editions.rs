@@ -23,10 +23,19 @@ async fn render_edition(app: &Arc<App>, date: String) -> Option<crate::render::R
     .flatten()
 }
 
+/// No edition of that date is published: never stored, or still a draft.
+fn unpublished(title: &str) -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        page(title, "<p>No edition of that date is published here.</p>"),
+    )
+        .into_response()
+}
+
 pub(super) async fn html(State(app): State<Arc<App>>, Path(date): Path<String>) -> Response {
     match render_edition(&app, date).await {
         Some(r) => Html(r.html).into_response(),
-        None => not_found(&app.title),
+        None => unpublished(&app.title),
     }
 }
 
@@ -37,6 +46,6 @@ pub(super) async fn text(State(app): State<Arc<App>>, Path(date): Path<String>) 
             format!("Subject: {}\n\n{}", r.subject, r.text),
         )
             .into_response(),
-        None => not_found(&app.title),
+        None => unpublished(&app.title),
     }
 }
