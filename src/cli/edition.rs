@@ -69,12 +69,28 @@ pub(super) fn edition(pipeline: Pipeline, cmd: EditionCommand) -> anyhow::Result
                         }
                     );
                     for s in &stored.edition.stories {
+                        // Its reports: the named sources, and how many more
+                        // name none.
+                        let named = std::iter::once(&s.source)
+                            .chain(s.also_reported_by.iter().map(|r| &r.source))
+                            .filter(|n| !n.is_empty())
+                            .count();
+                        let unnamed = 1 + s.also_reported_by.len() - named;
+                        let mut reports = s.sources.join(", ");
+                        if unnamed > 0 {
+                            if !reports.is_empty() {
+                                reports.push_str(" + ");
+                            }
+                            reports.push_str(&format!(
+                                "{unnamed} unnamed report{}",
+                                if unnamed > 1 { "s" } else { "" }
+                            ));
+                        }
                         out.push_str(&format!(
-                            "{:>3}. {:<5} {}  [{}]\n",
+                            "{:>3}. {:<5} {}  [{reports}]\n",
                             s.rank,
                             if s.full { "full" } else { "brief" },
                             s.headline,
-                            s.sources.join(", ")
                         ));
                     }
                     out

@@ -118,7 +118,7 @@ impl Edition {
         target.also_reported_by.push(main_report);
         target.also_reported_by.extend(taken.also_reported_by);
         for source in taken.sources {
-            if !target.sources.contains(&source) {
+            if !source.is_empty() && !target.sources.contains(&source) {
                 target.sources.push(source);
             }
         }
@@ -146,7 +146,11 @@ impl Edition {
         }
         let reports = std::mem::take(&mut story.also_reported_by);
         let main_id = story.article_ids.first().cloned();
-        story.sources.truncate(1);
+        // Named sources only (a report may name none).
+        story.sources = Some(story.source.clone())
+            .filter(|s| !s.is_empty())
+            .into_iter()
+            .collect();
         story.urls = story.url.iter().cloned().collect();
         story.article_ids = main_id.into_iter().collect();
         let importance = story.importance;
@@ -165,7 +169,10 @@ impl Edition {
                 source: r.source.clone(),
                 url: r.url.clone(),
                 date: r.date,
-                sources: vec![r.source],
+                sources: Some(r.source)
+                    .filter(|s| !s.is_empty())
+                    .into_iter()
+                    .collect(),
                 urls: r.url.into_iter().collect(),
                 also_reported_by: Vec::new(),
                 importance,
