@@ -5,7 +5,7 @@
 
 use std::str::FromStr;
 
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, Utc};
 use lettre::message::header::{HeaderName, HeaderValue};
 use lettre::message::{Mailbox, MultiPart};
 use lettre::{Address, Message};
@@ -73,28 +73,6 @@ impl MessageSettings {
     pub fn domain(&self) -> &str {
         self.from.email.domain()
     }
-}
-
-/// A `Message-ID` fixed per (edition, subscriber): a re-sent copy after a
-/// crash carries the same one, so mail systems and readers can recognise it.
-/// It is a hash of the subscriber's token, so it reveals nothing.
-pub fn message_id(date: NaiveDate, subscriber: &Subscriber, domain: &str) -> String {
-    message_id_for(date, &subscriber.token, domain)
-}
-
-/// `message_id` from the subscriber's token alone (planning computes it
-/// inside SQLite).
-pub fn message_id_for(date: NaiveDate, token: &str, domain: &str) -> String {
-    let mut h = Sha256::new();
-    h.update(b"dailydigest message-id\0");
-    h.update(date.to_string().as_bytes());
-    h.update(b"\0");
-    h.update(token.as_bytes());
-    let digest: String = h.finalize()[..12]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    format!("<digest.{date}.{digest}@{domain}>")
 }
 
 /// Longest address (RFC 5321's path limit, less its angle brackets).
@@ -400,19 +378,6 @@ mod tests {
         assert_eq!(validate_name("").unwrap(), None);
         assert!(validate_name("Ann\r\nBcc: evil@example.com").is_err());
         assert!(validate_name("Ann\u{0}").is_err());
-    }
-
-    #[test]
-    fn message_ids_are_stable_per_edition_and_subscriber() {
-        let d = NaiveDate::from_ymd_opt(2022, 3, 14).unwrap();
-        let a = message_id(d, &subscriber(None), "example.com");
-        assert_eq!(a, message_id(d, &subscriber(Some("Other")), "example.com"));
-        assert_ne!(
-            a,
-            message_id(d.succ_opt().unwrap(), &subscriber(None), "example.com")
-        );
-        assert!(a.starts_with("<digest.2022-03-14.") && a.ends_with("@example.com>"));
-        assert!(!a.contains("0123456789abcdef"), "the token is not revealed");
     }
 
     #[test]

@@ -8,9 +8,11 @@ pub mod bounce;
 pub mod dkim;
 pub mod mailbox;
 pub mod message;
+pub mod message_id;
 pub mod send;
 pub mod transport;
 
-pub use message::{message_id, validate_address, validate_name, MessageSettings};
+pub use message::{validate_address, validate_name, MessageSettings};
+pub use message_id::MessageId;
 pub use send::{deliver, RunSummary, SendOptions};
 pub use transport::{SendError, Transport, TransportSettings};

@@ -260,7 +260,7 @@ impl Pipeline {
             // date written anywhere else in the report proves nothing).
             let mut edition = None;
             for id in &r.message_ids {
-                if let Some((owner, date)) = self.store.subscriber_by_message_id(id)? {
+                if let Some((owner, date)) = self.store.subscriber_by_message_id(id.as_str())? {
                     if owner.id == s.id {
                         edition = Some(date);
                         break;
@@ -275,7 +275,7 @@ impl Pipeline {
             ));
         }
         for id in &r.message_ids {
-            let Some((s, date)) = self.store.subscriber_by_message_id(id)? else {
+            let Some((s, date)) = self.store.subscriber_by_message_id(id.as_str())? else {
                 continue;
             };
             if !r.recipients.is_empty()

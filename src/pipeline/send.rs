@@ -292,15 +292,17 @@ impl Pipeline {
                 unsubscribe_url: self.preview_recipient().unsubscribe_url,
             };
             let rendered = renderer.render(&stored.edition, &recipient)?;
-            let id = format!(
-                "<digest.{date}.approval.v{}.{}@{}>",
-                stored.version,
-                crate::article::short_hash(&[editor]),
-                settings.domain()
-            );
-            let message =
-                crate::mail::message::notice(&rendered, editor, &note, settings, &id, Utc::now())
-                    .map_err(Error::Invalid)?;
+            let id =
+                crate::mail::MessageId::approval(date, stored.version, editor, settings.domain());
+            let message = crate::mail::message::notice(
+                &rendered,
+                editor,
+                &note,
+                settings,
+                id.as_str(),
+                Utc::now(),
+            )
+            .map_err(Error::Invalid)?;
             match transport.send(
                 &message,
                 &format!("{date}-editor-{}", crate::article::short_hash(&[editor])),

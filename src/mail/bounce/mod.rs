@@ -102,7 +102,7 @@ pub struct Report {
     /// VERP tokens found in the message.
     pub tokens: Vec<String>,
     /// Message-IDs of digests it returns.
-    pub message_ids: Vec<String>,
+    pub message_ids: Vec<crate::mail::MessageId>,
 }
 
 impl Report {
@@ -167,9 +167,6 @@ static ENHANCED: LazyLock<Regex> = LazyLock::new(|| {
 /// An SMTP reply code at the start of a reply.
 static REPLY: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"^\s*([245])\d\d(?:[\s-]|$)").expect("valid"));
-static OUR_MESSAGE_ID: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"<digest\.\d{4}-\d{2}-\d{2}\.[0-9a-f]{24}@[A-Za-z0-9.\-]+>").expect("valid")
-});
 /// Subjects of automatic replies.
 static AUTO_REPLY_SUBJECT: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"(?i)^\s*(auto(matic)?[ -]?(reply|response|antwort)|auto:|out of (the )?office|ooo\b|on vacation|vacation|away from|abwesen|absence|r[ée]ponse automatique|respuesta autom[áa]tica|risposta automatica)")
@@ -367,12 +364,7 @@ pub fn read(raw: &[u8], mailboxes: &Mailboxes) -> Result<Report, Unread> {
             }
         }
     }
-    let mut message_ids: Vec<String> = Vec::new();
-    for m in OUR_MESSAGE_ID.find_iter(&haystack) {
-        if !message_ids.iter().any(|x| x == m.as_str()) {
-            message_ids.push(m.as_str().to_owned());
-        }
-    }
+    let message_ids = crate::mail::MessageId::find_digests(&haystack);
     let mut report = Report {
         kind: Kind::Ignored { why: String::new() },
         format: "",
@@ -551,7 +543,7 @@ pub(super) mod tests {
             }
             if !name.starts_with("unsubscribe") && name != "postfix-dsn-delivered.eml" {
                 assert_eq!(
-                    r.message_ids,
+                    r.message_ids.iter().map(|m| m.as_str()).collect::<Vec<_>>(),
                     ["<digest.2022-03-14.0123456789abcdef01234567@example.com>"],
                     "{name}"
                 );

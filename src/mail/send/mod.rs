@@ -176,7 +176,7 @@ pub fn deliver(
     let domain = settings.domain().to_owned();
     let planned = store.plan_deliveries(
         stored.id,
-        move |_, token| message::message_id_for(date, token, &domain),
+        move |_, token| crate::mail::MessageId::digest(date, token, &domain).into_string(),
         Utc::now(),
     )?;
     if planned > 0 {
