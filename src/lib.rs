@@ -2,7 +2,7 @@
 //! emails it to subscribers.
 //!
 //! Layers point down only (ARCHITECTURE.md): `serve` → `pipeline` →
-//! `mail`, `render` → `digest` → `summarize`, `embed`, `ingest` → `text`,
+//! `mail`, `render` → `edition` → `summarize`, `embed`, `ingest` → `text`,
 //! `store`, `config`, `article`, `lock`, `models`, `progress`. `pipeline` holds one
 //! day's flow over one open store. The command line (`src/cli/`) belongs
 //! to the `digest` binary: it parses, calls the pipeline, prints, and maps

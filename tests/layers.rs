@@ -161,15 +161,32 @@ fn the_checker_sees_upward_imports() {
 /// share it).
 #[test]
 fn only_the_pipeline_opens_the_database() {
+    let openers = outside_the_store(|code| code.contains("Store::open"));
+    assert_eq!(openers, ["pipeline/mod.rs"]);
+}
+
+/// The files under `src/` but outside `src/store/` whose code (comments
+/// left out) passes `test`, sorted.
+fn outside_the_store(test: impl Fn(&str) -> bool) -> Vec<String> {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
     let mut files = Vec::new();
     rust_files(&src, &mut files);
-    let mut openers: Vec<String> = files
+    let mut found: Vec<String> = files
         .iter()
         .filter(|f| !f.starts_with(src.join("store")))
-        .filter(|f| code(&std::fs::read_to_string(f).unwrap()).contains("Store::open"))
+        .filter(|f| test(&code(&std::fs::read_to_string(f).unwrap())))
         .map(|f| f.strip_prefix(&src).unwrap().display().to_string())
         .collect();
-    openers.sort();
-    assert_eq!(openers, ["pipeline/mod.rs"]);
+    found.sort();
+    found
+}
+
+/// The store is one interface (`store::Backend`, a trait per table) that
+/// a second backend can implement: outside `src/store/` nothing names
+/// SQLite, its crate or its backend type, so what the rest of the program
+/// asks of storage is all in the traits.
+#[test]
+fn only_the_store_knows_it_is_sqlite() {
+    let knowing = outside_the_store(|code| code.contains("rusqlite") || code.contains("Sqlite"));
+    assert_eq!(knowing, Vec::<String>::new());
 }

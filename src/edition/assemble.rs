@@ -5,14 +5,13 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::NaiveDate;
-use rustc_hash::FxHashMap;
 
 use super::{group, story, Edition, EditionOptions, Report, Story};
 use crate::article::Article;
 use crate::embed::Embed;
 use crate::ingest::IngestError;
 use crate::summarize::{Budget, Summarizer, Summary};
-use crate::text::sparse::{self, cosine, Idf, Sparse, Tf};
+use crate::text::sparse::{self, cosine, Sparse};
 use crate::text::Terms;
 
 /// A summarized article on its way into an edition.
@@ -333,31 +332,7 @@ fn quality(e: &Entry) -> f32 {
 /// text: what centrality is measured with.
 fn vectors(entries: &[Entry], terms: &Terms) -> Vec<Sparse> {
     let texts: Vec<String> = entries.iter().map(|e| e.article.text()).collect();
-    tfidf(texts.iter().map(String::as_str), terms)
-}
-
-/// Unit-length TF-IDF vectors of `texts` (content terms, sublinear term
-/// frequency, IDF over these texts), sorted by term id.
-pub(super) fn tfidf<'a>(texts: impl Iterator<Item = &'a str>, terms: &Terms) -> Vec<Sparse> {
-    let mut vocab: FxHashMap<String, u32> = FxHashMap::default();
-    let bags: Vec<Vec<(u32, f32)>> = texts
-        .map(|text| {
-            let mut bag: FxHashMap<u32, f32> = FxHashMap::default();
-            terms.for_each(text, |t| {
-                let next = vocab.len() as u32;
-                let id = match vocab.get(t) {
-                    Some(&id) => id,
-                    None => {
-                        vocab.insert(t.to_owned(), next);
-                        next
-                    }
-                };
-                *bag.entry(id).or_insert(0.0) += 1.0;
-            });
-            bag.into_iter().collect()
-        })
-        .collect();
-    sparse::tf_idf(bags, vocab.len(), Tf::Sublinear, Idf::Plain { power: None })
+    story::tfidf(texts.iter().map(String::as_str), terms)
 }
 
 #[cfg(test)]

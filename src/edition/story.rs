@@ -11,7 +11,7 @@ use rustc_hash::FxHashMap;
 
 use crate::embed::Embed;
 use crate::summarize::Budget;
-use crate::text::sparse::cosine;
+use crate::text::sparse::{self, cosine, Idf, Sparse, Tf};
 use crate::text::{self, Terms};
 
 use super::Entry;
@@ -87,7 +87,7 @@ pub(crate) fn summarize(
     if candidates.is_empty() {
         return Vec::new();
     }
-    let vectors = super::assemble::tfidf(candidates.iter().map(|c| c.text.as_str()), terms);
+    let vectors = tfidf(candidates.iter().map(|c| c.text.as_str()), terms);
     for (c, v) in candidates.iter_mut().zip(vectors) {
         c.vector = v;
     }
@@ -163,4 +163,28 @@ pub(crate) fn summarize(
 fn quotes_balanced(s: &str) -> bool {
     let count = |c: char| s.chars().filter(|&x| x == c).count();
     count('“') == count('”') && count('"') % 2 == 0
+}
+
+/// Unit-length TF-IDF vectors of `texts` (content terms, sublinear term
+/// frequency, IDF over these texts), sorted by term id.
+pub(super) fn tfidf<'a>(texts: impl Iterator<Item = &'a str>, terms: &Terms) -> Vec<Sparse> {
+    let mut vocab: FxHashMap<String, u32> = FxHashMap::default();
+    let bags: Vec<Vec<(u32, f32)>> = texts
+        .map(|text| {
+            let mut bag: FxHashMap<u32, f32> = FxHashMap::default();
+            terms.for_each(text, |t| {
+                let next = vocab.len() as u32;
+                let id = match vocab.get(t) {
+                    Some(&id) => id,
+                    None => {
+                        vocab.insert(t.to_owned(), next);
+                        next
+                    }
+                };
+                *bag.entry(id).or_insert(0.0) += 1.0;
+            });
+            bag.into_iter().collect()
+        })
+        .collect();
+    sparse::tf_idf(bags, vocab.len(), Tf::Sublinear, Idf::Plain { power: None })
 }

@@ -227,7 +227,7 @@ impl Pipeline {
         // count is off after CRLF line ends.
         let mut lines =
             LineCounter::open(file).map_err(|e| Error::Invalid(format!("reading {shown}: {e}")))?;
-        let rows = reader.records().enumerate().filter_map(|(i, record)| {
+        let mut rows = reader.records().enumerate().filter_map(|(i, record)| {
             let line = i as u64 + 1;
             let record = match record {
                 Ok(r) => r,
@@ -311,13 +311,18 @@ impl Pipeline {
         });
         let mut report = ImportReport::default();
         self.store
-            .add_subscribers_each(rows, Utc::now(), false, |line, result| match result {
-                Ok(_) => report.added += 1,
-                Err(e) => {
-                    report.rejected += 1;
-                    rejected(&format!("{shown}:{line}: {e}"));
-                }
-            })?;
+            .add_subscribers_each(
+                &mut rows,
+                Utc::now(),
+                false,
+                &mut |line, result| match result {
+                    Ok(_) => report.added += 1,
+                    Err(e) => {
+                        report.rejected += 1;
+                        rejected(&format!("{shown}:{line}: {e}"));
+                    }
+                },
+            )?;
         Ok(report)
     }
 }

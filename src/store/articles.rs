@@ -4,7 +4,7 @@
 use chrono::{DateTime, NaiveDate, Utc};
 use rusqlite::{params, OptionalExtension};
 
-use super::{ts, Result, Store};
+use super::{ts, Result, Sqlite};
 use crate::article::Article;
 
 /// A feed's fetch state.
@@ -15,8 +15,49 @@ pub struct FeedState {
     pub failures: u32,
 }
 
-impl Store {
-    pub fn feed_state(&self, name: &str) -> Result<FeedState> {
+/// Feeds and the articles they brought.
+pub trait Articles {
+    /// What the last fetches of a feed left: its validators (ETag,
+    /// Last-Modified) and consecutive failures.
+    fn feed_state(&self, name: &str) -> Result<FeedState>;
+
+    /// Records a fetch: success resets the failure count, failure adds one.
+    /// Returns the consecutive failures after this fetch.
+    fn record_fetch(
+        &self,
+        name: &str,
+        url: &str,
+        result: std::result::Result<(Option<String>, Option<String>), &str>,
+        now: DateTime<Utc>,
+    ) -> Result<u32>;
+
+    /// Whether an item was stored before: same GUID in the same feed, same
+    /// link, or same content.
+    fn article_seen(
+        &self,
+        feed: &str,
+        guid: Option<&str>,
+        link: Option<&str>,
+        content_hash: &str,
+    ) -> Result<bool>;
+
+    /// Stores a fetched article for its edition date.
+    fn store_article(
+        &self,
+        feed: &str,
+        guid: Option<&str>,
+        content_hash: &str,
+        article: &Article,
+        edition_date: NaiveDate,
+        now: DateTime<Utc>,
+    ) -> Result<bool>;
+
+    /// The fetched articles of an edition date, in the order first seen.
+    fn articles_for(&self, date: NaiveDate) -> Result<Vec<Article>>;
+}
+
+impl Articles for Sqlite {
+    fn feed_state(&self, name: &str) -> Result<FeedState> {
         Ok(self
             .conn
             .query_row(
@@ -35,9 +76,7 @@ impl Store {
             .unwrap_or_default())
     }
 
-    /// Records a fetch: success resets the failure count, failure adds one.
-    /// Returns the consecutive failures after this fetch.
-    pub fn record_fetch(
+    fn record_fetch(
         &self,
         name: &str,
         url: &str,
@@ -69,9 +108,7 @@ impl Store {
         Ok(failures)
     }
 
-    /// Whether an item was stored before: same GUID in the same feed, same
-    /// link, or same content.
-    pub fn article_seen(
+    fn article_seen(
         &self,
         feed: &str,
         guid: Option<&str>,
@@ -89,8 +126,7 @@ impl Store {
         Ok(n > 0)
     }
 
-    /// Stores a fetched article for its edition date.
-    pub fn store_article(
+    fn store_article(
         &self,
         feed: &str,
         guid: Option<&str>,
@@ -110,8 +146,7 @@ impl Store {
         Ok(n > 0)
     }
 
-    /// The fetched articles of an edition date, in the order first seen.
-    pub fn articles_for(&self, date: NaiveDate) -> Result<Vec<Article>> {
+    fn articles_for(&self, date: NaiveDate) -> Result<Vec<Article>> {
         let mut stmt = self
             .conn
             .prepare("SELECT article_json FROM articles WHERE edition_date = ?1 ORDER BY first_seen_at, id")

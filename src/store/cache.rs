@@ -1,13 +1,50 @@
-//! The summary cache: summaries by article content hash and summarizer
-//! settings, stored as JSON the store does not interpret.
+//! The summary cache (summaries by article content hash and summarizer
+//! settings, stored as JSON the store does not interpret) and the
+//! embedding cache (sentence vectors by text hash and encoder settings,
+//! little-endian float32).
 
 use chrono::{DateTime, Utc};
 use rusqlite::{params, OptionalExtension};
 
-use super::{ts, Result, Store};
+use super::{ts, Result, Sqlite};
 
-impl Store {
-    pub fn cached_summary(&self, article_hash: &str, settings: &str) -> Result<Option<String>> {
+/// The summary cache (summaries by article content hash and summarizer
+/// settings, JSON the store does not interpret) and the embedding cache
+/// (sentence vectors by text hash and encoder settings).
+pub trait Caches {
+    /// The summary JSON cached for an article's content hash under these
+    /// summarizer settings.
+    fn cached_summary(&self, article_hash: &str, settings: &str) -> Result<Option<String>>;
+
+    /// Caches a summary (nothing, on a database opened read-only).
+    fn cache_summary(
+        &self,
+        article_hash: &str,
+        settings: &str,
+        summary_json: &str,
+        now: DateTime<Utc>,
+    ) -> Result<()>;
+
+    /// The vector cached for each text hash under these encoder settings,
+    /// in order; none where there is none.
+    fn cached_embeddings(
+        &self,
+        text_hashes: &[String],
+        settings: &str,
+    ) -> Result<Vec<Option<Vec<f32>>>>;
+
+    /// Caches vectors by text hash, in one transaction (nothing, on a
+    /// database opened read-only).
+    fn cache_embeddings(
+        &self,
+        items: &[(String, Vec<f32>)],
+        settings: &str,
+        now: DateTime<Utc>,
+    ) -> Result<()>;
+}
+
+impl Caches for Sqlite {
+    fn cached_summary(&self, article_hash: &str, settings: &str) -> Result<Option<String>> {
         self.conn
             .query_row(
                 "SELECT summary_json FROM summary_cache WHERE article_hash = ?1 AND settings = ?2",
@@ -18,7 +55,7 @@ impl Store {
             .map_err(self.err("reading the summary cache"))
     }
 
-    pub fn cache_summary(
+    fn cache_summary(
         &self,
         article_hash: &str,
         settings: &str,
@@ -36,12 +73,8 @@ impl Store {
             .map_err(self.err("writing the summary cache"))?;
         Ok(())
     }
-}
 
-/// The embedding cache: sentence vectors by text hash and encoder
-/// settings, as little-endian float32 values.
-impl Store {
-    pub fn cached_embeddings(
+    fn cached_embeddings(
         &self,
         text_hashes: &[String],
         settings: &str,
@@ -67,7 +100,7 @@ impl Store {
         Ok(out)
     }
 
-    pub fn cache_embeddings(
+    fn cache_embeddings(
         &self,
         items: &[(String, Vec<f32>)],
         settings: &str,

@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use rusqlite::params;
 use serde::Serialize;
 
-use super::{ts, Result, Store, Subscriber};
+use super::{ts, Result, Sqlite, Subscriber};
 
 /// The state of one (edition, subscriber) delivery.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -39,6 +39,10 @@ impl DeliveryState {
         }
     }
 }
+
+/// What names each planned message: `(subscriber id, their token)` to
+/// its Message-ID.
+pub type MessageIds = Box<dyn Fn(i64, &str) -> String + Send>;
 
 /// One delivery: an edition to a subscriber.
 #[derive(Debug, Clone, PartialEq)]
@@ -128,19 +132,66 @@ fn delivery_from_row(edition_id: i64, r: &rusqlite::Row<'_>) -> rusqlite::Result
             .get::<_, Option<String>>("next_attempt_at")?
             .and_then(|t| DateTime::parse_from_rfc3339(&t).ok())
             .map(|t| t.with_timezone(&Utc)),
-        subscriber: Store::subscriber_from_row(r)?,
+        subscriber: Sqlite::subscriber_from_row(r)?,
     })
 }
 
-impl Store {
+/// The delivery log: one row per (edition, subscriber), the record that
+/// makes a re-run after a crash send each subscriber exactly one copy.
+/// Every state change is its own transaction.
+pub trait Deliveries {
     /// Creates a pending delivery for every active subscriber who has none
     /// for this edition yet, in one set-based statement (nothing is loaded
     /// into memory). `message_id(subscriber id, token)` names each message.
     /// Returns how many were created.
-    pub fn plan_deliveries(
+    fn plan_deliveries(
         &self,
         edition_id: i64,
-        message_id: impl Fn(i64, &str) -> String + Send + 'static,
+        message_id: MessageIds,
+        now: DateTime<Utc>,
+    ) -> Result<usize>;
+
+    /// At most `limit` open deliveries (pending, retry, or left `sending` by
+    /// a stopped run) of active subscribers whose id is above `after`, by
+    /// subscriber id: the send loop's pages (keyset pagination).
+    fn open_deliveries(&self, edition_id: i64, after: i64, limit: usize) -> Result<Vec<Delivery>>;
+
+    /// How many deliveries of active subscribers are open, by state.
+    fn open_counts(&self, edition_id: i64) -> Result<OpenCounts>;
+
+    /// Deliveries of an edition in the given states, by subscriber id,
+    /// leaving out subscribers who are no longer active. The whole list:
+    /// for tests; the send loop pages with `open_deliveries`.
+    #[cfg(test)]
+    fn deliveries(&self, edition_id: i64, states: &[DeliveryState]) -> Result<Vec<Delivery>>;
+
+    /// Counts of an edition's deliveries by state.
+    fn delivery_counts(&self, edition_id: i64) -> Result<Vec<(DeliveryState, usize)>>;
+
+    /// Marks a delivery as being sent, in its own transaction, before the
+    /// message leaves: a crash after this point is recognised by the next run.
+    /// Only a delivery that is still open, to a subscriber who is still
+    /// active: someone who unsubscribed mid-run gets nothing more.
+    fn mark_sending(&self, edition_id: i64, subscriber_id: i64, now: DateTime<Utc>)
+        -> Result<bool>;
+
+    /// Records the outcome of a send attempt.
+    fn mark_done(
+        &self,
+        edition_id: i64,
+        subscriber_id: i64,
+        state: DeliveryState,
+        error: Option<&str>,
+        next_attempt_at: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+    ) -> Result<()>;
+}
+
+impl Deliveries for Sqlite {
+    fn plan_deliveries(
+        &self,
+        edition_id: i64,
+        message_id: MessageIds,
         now: DateTime<Utc>,
     ) -> Result<usize> {
         use rusqlite::functions::FunctionFlags;
@@ -164,15 +215,7 @@ impl Store {
         planned
     }
 
-    /// At most `limit` open deliveries (pending, retry, or left `sending` by
-    /// a stopped run) of active subscribers whose id is above `after`, by
-    /// subscriber id: the send loop's pages (keyset pagination).
-    pub fn open_deliveries(
-        &self,
-        edition_id: i64,
-        after: i64,
-        limit: usize,
-    ) -> Result<Vec<Delivery>> {
+    fn open_deliveries(&self, edition_id: i64, after: i64, limit: usize) -> Result<Vec<Delivery>> {
         let mut stmt = self
             .conn
             .prepare_cached(OPEN_PAGE)
@@ -186,8 +229,7 @@ impl Store {
             .map_err(self.err("reading deliveries"))
     }
 
-    /// How many deliveries of active subscribers are open, by state.
-    pub fn open_counts(&self, edition_id: i64) -> Result<OpenCounts> {
+    fn open_counts(&self, edition_id: i64) -> Result<OpenCounts> {
         let mut stmt = self
             .conn
             .prepare_cached(OPEN_COUNTS)
@@ -210,11 +252,8 @@ impl Store {
         Ok(counts)
     }
 
-    /// Deliveries of an edition in the given states, by subscriber id,
-    /// leaving out subscribers who are no longer active. The whole list:
-    /// for tests; the send loop pages with `open_deliveries`.
     #[cfg(test)]
-    pub fn deliveries(&self, edition_id: i64, states: &[DeliveryState]) -> Result<Vec<Delivery>> {
+    fn deliveries(&self, edition_id: i64, states: &[DeliveryState]) -> Result<Vec<Delivery>> {
         let mut stmt = self
             .conn
             .prepare(
@@ -235,8 +274,7 @@ impl Store {
             .collect())
     }
 
-    /// Counts of an edition's deliveries by state.
-    pub fn delivery_counts(&self, edition_id: i64) -> Result<Vec<(DeliveryState, usize)>> {
+    fn delivery_counts(&self, edition_id: i64) -> Result<Vec<(DeliveryState, usize)>> {
         let mut stmt = self
             .conn
             .prepare_cached(DELIVERY_COUNTS)
@@ -253,11 +291,7 @@ impl Store {
             .map_err(self.err("counting deliveries"))
     }
 
-    /// Marks a delivery as being sent, in its own transaction, before the
-    /// message leaves: a crash after this point is recognised by the next run.
-    /// Only a delivery that is still open, to a subscriber who is still
-    /// active: someone who unsubscribed mid-run gets nothing more.
-    pub fn mark_sending(
+    fn mark_sending(
         &self,
         edition_id: i64,
         subscriber_id: i64,
@@ -271,8 +305,7 @@ impl Store {
         Ok(n > 0)
     }
 
-    /// Records the outcome of a send attempt.
-    pub fn mark_done(
+    fn mark_done(
         &self,
         edition_id: i64,
         subscriber_id: i64,
@@ -305,6 +338,7 @@ mod tests {
     use super::*;
     use crate::store::testing::{now, row};
     use crate::store::{subscribers, NewSubscriber, Status};
+    use crate::store::{Editions, Store, Subscribers};
 
     #[test]
     fn delivery_state_machine() {
@@ -314,12 +348,12 @@ mod tests {
         let edition = crate::render::sample_edition();
         let e = s.store_edition(edition.date, &edition, now()).unwrap();
         assert_eq!(
-            s.plan_deliveries(e.id, |id, _| format!("<{id}@x>"), now())
+            s.plan_deliveries(e.id, Box::new(|id, _| format!("<{id}@x>")), now())
                 .unwrap(),
             2
         );
         assert_eq!(
-            s.plan_deliveries(e.id, |id, _| format!("<{id}@x>"), now())
+            s.plan_deliveries(e.id, Box::new(|id, _| format!("<{id}@x>")), now())
                 .unwrap(),
             0,
             "planned once"
@@ -359,14 +393,15 @@ mod tests {
     #[test]
     fn no_statement_of_the_send_loop_scans_a_table() {
         let dir = tempfile::tempdir().unwrap();
-        let mut s = Store::open(&dir.path().join("plan.db")).unwrap();
+        let mut s = Sqlite::open(&dir.path().join("plan.db")).unwrap();
         let rows: Vec<NewSubscriber> = (0..200)
             .map(|i| row(&format!("reader{i}@example.com")))
             .collect();
         s.add_subscribers(&rows, now(), false).unwrap();
         let edition = crate::render::sample_edition();
-        let e = s.store_edition(edition.date, &edition, now()).unwrap();
-        s.plan_deliveries(e.id, |id, _| format!("<{id}@x>"), now())
+        let json = serde_json::to_string(&edition).unwrap();
+        let e = s.store_edition_json(edition.date, &json, now()).unwrap();
+        s.plan_deliveries(e.id, Box::new(|id, _| format!("<{id}@x>")), now())
             .unwrap();
         // No ANALYZE: digest never runs it, so the planner sees what it
         // sees in production.
@@ -410,7 +445,7 @@ mod tests {
     }
 
     /// The detail lines of `EXPLAIN QUERY PLAN`, every parameter NULL.
-    fn query_plan(s: &Store, sql: &str) -> Vec<String> {
+    fn query_plan(s: &Sqlite, sql: &str) -> Vec<String> {
         let mut stmt = s
             .conn
             .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
@@ -430,7 +465,7 @@ mod tests {
         let edition = crate::render::sample_edition();
         let e = s.store_edition(edition.date, &edition, now()).unwrap();
         assert_eq!(
-            s.plan_deliveries(e.id, |id, _| format!("<{id}@x>"), now())
+            s.plan_deliveries(e.id, Box::new(|id, _| format!("<{id}@x>")), now())
                 .unwrap(),
             25
         );

@@ -3,10 +3,8 @@
 
 use chrono::{DateTime, NaiveDate, Utc};
 use rusqlite::{params, OptionalExtension};
-use serde::de::DeserializeOwned;
-use serde::Serialize;
 
-use super::{ts, Result, Store, StoreError};
+use super::{ts, Result, Sqlite, StoreError};
 
 /// A stored edition: the caller's data `E` (for the pipeline, a
 /// `edition::Edition`) with its row id and fingerprint.
@@ -23,6 +21,24 @@ pub struct StoredEdition<E> {
     pub approved: Option<(String, String)>,
     /// When the editors were told it awaits approval.
     pub notified_at: Option<String>,
+}
+
+impl StoredEdition<String> {
+    /// The edition read as `E`; none when it no longer parses as one (a
+    /// schema change).
+    pub fn parse<E: serde::de::DeserializeOwned>(self) -> Option<StoredEdition<E>> {
+        let edition = serde_json::from_str(&self.edition).ok()?;
+        Some(StoredEdition {
+            id: self.id,
+            date: self.date,
+            edition,
+            content_hash: self.content_hash,
+            rendered_at: self.rendered_at,
+            version: self.version,
+            approved: self.approved,
+            notified_at: self.notified_at,
+        })
+    }
 }
 
 /// One recorded change of an edition.
@@ -42,13 +58,63 @@ pub enum Refused {
     Changed,
 }
 
-impl Store {
-    /// The stored edition of `date`, if one was stored.
-    /// One that no longer parses as `E` (a schema change) reads as none.
-    pub fn edition<E: DeserializeOwned>(
+/// Stored editions, their approval and their change log.
+pub trait Editions {
+    /// The stored edition of `date`, if one was stored, as its JSON.
+    fn edition_json(&self, date: NaiveDate) -> Result<Option<StoredEdition<String>>>;
+
+    /// Whether sending of an edition has started (any delivery exists).
+    fn sending_started(&self, edition_id: i64) -> Result<bool>;
+
+    /// Replaces an edition's content, in one transaction, only if it is
+    /// still at `version` and sending has not started; records the change
+    /// in its log. An approval is withdrawn: it was given to other
+    /// content. Returns the new version, or why it was refused.
+    fn change_edition_json(
+        &self,
+        id: i64,
+        version: i64,
+        json: &str,
+        user: &str,
+        change: &str,
+        now: DateTime<Utc>,
+    ) -> Result<std::result::Result<i64, Refused>>;
+
+    /// Records `user`'s approval (`approve`) or takes it back, unless
+    /// sending has started.
+    fn set_approval(
+        &self,
+        id: i64,
+        approve: bool,
+        user: &str,
+        now: DateTime<Utc>,
+    ) -> Result<std::result::Result<(), Refused>>;
+
+    /// Notes that the editors were told the edition awaits approval;
+    /// false when they already were.
+    fn mark_notified(&self, id: i64, now: DateTime<Utc>) -> Result<bool>;
+
+    /// Adds a line to an edition's log.
+    fn log_edition(&self, id: i64, user: &str, change: &str, now: DateTime<Utc>) -> Result<()>;
+
+    /// An edition's changes, oldest first.
+    fn edition_log(&self, id: i64) -> Result<Vec<LogEntry>>;
+
+    /// Whether an edition of `date` was stored.
+    fn has_edition(&self, date: NaiveDate) -> Result<bool>;
+
+    /// Stores an edition's JSON (the first one stored for a date is kept:
+    /// a re-run sends what the first run sent) and returns what is stored.
+    fn store_edition_json(
         &self,
         date: NaiveDate,
-    ) -> Result<Option<StoredEdition<E>>> {
+        json: &str,
+        now: DateTime<Utc>,
+    ) -> Result<StoredEdition<String>>;
+}
+
+impl Editions for Sqlite {
+    fn edition_json(&self, date: NaiveDate) -> Result<Option<StoredEdition<String>>> {
         let row = self
             .conn
             .query_row(
@@ -70,26 +136,23 @@ impl Store {
             )
             .optional()
             .map_err(self.err("reading an edition"))?;
-        Ok(row.and_then(
-            |(id, json, content_hash, rendered_at, version, by, at, notified_at)| {
-                serde_json::from_str(&json)
-                    .ok()
-                    .map(|edition| StoredEdition {
-                        id,
-                        date,
-                        edition,
-                        content_hash,
-                        rendered_at,
-                        version,
-                        approved: by.zip(at),
-                        notified_at,
-                    })
+        Ok(row.map(
+            |(id, edition, content_hash, rendered_at, version, by, at, notified_at)| {
+                StoredEdition {
+                    id,
+                    date,
+                    edition,
+                    content_hash,
+                    rendered_at,
+                    version,
+                    approved: by.zip(at),
+                    notified_at,
+                }
             },
         ))
     }
 
-    /// Whether sending of an edition has started (any delivery exists).
-    pub fn sending_started(&self, edition_id: i64) -> Result<bool> {
+    fn sending_started(&self, edition_id: i64) -> Result<bool> {
         self.conn
             .query_row(
                 "SELECT EXISTS (SELECT 1 FROM deliveries WHERE edition_id = ?1)",
@@ -99,20 +162,16 @@ impl Store {
             .map_err(self.err("reading deliveries"))
     }
 
-    /// Replaces an edition's content, in one transaction, only if it is
-    /// still at `version` and sending has not started; records the change
-    /// in its log. An approval is withdrawn: it was given to other content. Returns the new version, or why it was refused.
-    pub fn change_edition<E: Serialize>(
+    fn change_edition_json(
         &self,
         id: i64,
         version: i64,
-        edition: &E,
+        json: &str,
         user: &str,
         change: &str,
         now: DateTime<Utc>,
     ) -> Result<std::result::Result<i64, Refused>> {
-        let json = serde_json::to_string(edition).expect("editions serialize");
-        let hash = crate::article::short_hash(&[&json]);
+        let hash = crate::article::short_hash(&[json]);
         self.in_immediate("changing an edition", |conn| {
             if self.started_in(conn, id)? {
                 return Ok(Err(Refused::SendingStarted));
@@ -134,9 +193,7 @@ impl Store {
         })
     }
 
-    /// Records `user`'s approval (`approve`) or takes it back, unless
-    /// sending has started.
-    pub fn set_approval(
+    fn set_approval(
         &self,
         id: i64,
         approve: bool,
@@ -164,9 +221,7 @@ impl Store {
         })
     }
 
-    /// Notes that the editors were told the edition awaits approval;
-    /// false when they already were.
-    pub fn mark_notified(&self, id: i64, now: DateTime<Utc>) -> Result<bool> {
+    fn mark_notified(&self, id: i64, now: DateTime<Utc>) -> Result<bool> {
         let n = self
             .conn
             .execute(
@@ -177,8 +232,7 @@ impl Store {
         Ok(n > 0)
     }
 
-    /// Adds a line to an edition's log.
-    pub fn log_edition(&self, id: i64, user: &str, change: &str, now: DateTime<Utc>) -> Result<()> {
+    fn log_edition(&self, id: i64, user: &str, change: &str, now: DateTime<Utc>) -> Result<()> {
         self.conn
             .execute(
                 "INSERT INTO edition_log (edition_id, at, user, change) VALUES (?1, ?2, ?3, ?4)",
@@ -188,8 +242,7 @@ impl Store {
         Ok(())
     }
 
-    /// An edition's changes, oldest first.
-    pub fn edition_log(&self, id: i64) -> Result<Vec<LogEntry>> {
+    fn edition_log(&self, id: i64) -> Result<Vec<LogEntry>> {
         let mut stmt = self
             .conn
             .prepare("SELECT at, user, change FROM edition_log WHERE edition_id = ?1 ORDER BY id")
@@ -207,6 +260,41 @@ impl Store {
             .map_err(self.err("reading the edition log"))
     }
 
+    fn has_edition(&self, date: NaiveDate) -> Result<bool> {
+        self.conn
+            .query_row(
+                "SELECT 1 FROM editions WHERE date = ?1",
+                [date.to_string()],
+                |_| Ok(()),
+            )
+            .optional()
+            .map(|found| found.is_some())
+            .map_err(self.err("reading an edition"))
+    }
+
+    fn store_edition_json(
+        &self,
+        date: NaiveDate,
+        json: &str,
+        now: DateTime<Utc>,
+    ) -> Result<StoredEdition<String>> {
+        let hash = crate::article::short_hash(&[json]);
+        self.conn
+            .execute(
+                "INSERT OR IGNORE INTO editions (date, content_hash, edition_json, rendered_at) VALUES (?1, ?2, ?3, ?4)",
+                params![date.to_string(), hash, json, ts(now)],
+            )
+            .map_err(self.err("storing an edition"))?;
+        self.edition_json(date)?.ok_or_else(|| StoreError {
+            path: self.path.clone(),
+            context: "storing an edition".into(),
+            kind: super::ErrorKind::Other,
+            source: "the edition stored is not there".into(),
+        })
+    }
+}
+
+impl Sqlite {
     fn started_in(&self, conn: &rusqlite::Connection, id: i64) -> rusqlite::Result<bool> {
         conn.query_row(
             "SELECT EXISTS (SELECT 1 FROM deliveries WHERE edition_id = ?1)",
@@ -239,42 +327,6 @@ impl Store {
             }
         }
     }
-
-    /// Whether an edition of `date` was stored.
-    pub fn has_edition(&self, date: NaiveDate) -> Result<bool> {
-        self.conn
-            .query_row(
-                "SELECT 1 FROM editions WHERE date = ?1",
-                [date.to_string()],
-                |_| Ok(()),
-            )
-            .optional()
-            .map(|found| found.is_some())
-            .map_err(self.err("reading an edition"))
-    }
-
-    /// Stores an edition (the first one stored for a date is kept: a re-run
-    /// sends what the first run sent).
-    pub fn store_edition<E: Serialize + DeserializeOwned>(
-        &self,
-        date: NaiveDate,
-        edition: &E,
-        now: DateTime<Utc>,
-    ) -> Result<StoredEdition<E>> {
-        let json = serde_json::to_string(edition).expect("editions serialize");
-        let hash = crate::article::short_hash(&[&json]);
-        self.conn
-            .execute(
-                "INSERT OR IGNORE INTO editions (date, content_hash, edition_json, rendered_at) VALUES (?1, ?2, ?3, ?4)",
-                params![date.to_string(), hash, json, ts(now)],
-            )
-            .map_err(self.err("storing an edition"))?;
-        self.edition(date)?.ok_or_else(|| StoreError {
-            path: self.path.clone(),
-            context: "storing an edition".into(),
-            source: rusqlite::Error::QueryReturnedNoRows,
-        })
-    }
 }
 
 #[cfg(test)]
@@ -282,6 +334,7 @@ mod tests {
     use super::*;
     use crate::edition::Edition;
     use crate::store::testing::now;
+    use crate::store::Store;
 
     #[test]
     fn the_first_stored_edition_of_a_date_is_kept() {

@@ -6,7 +6,7 @@
 use chrono::{DateTime, Utc};
 use rusqlite::{params, OptionalExtension};
 
-use super::{ts, Result, Status, Store, Subscriber};
+use super::{ts, Result, Sqlite, Status, Subscriber};
 
 /// What a processed message says about one subscriber.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,9 +57,41 @@ pub enum Applied {
     },
 }
 
-impl Store {
+/// What came back: bounces, complaints and unsubscribe mail, each message
+/// applied once.
+pub trait MailEvents {
     /// Whether a message with this key was processed already.
-    pub fn mail_processed(&self, key: &str) -> Result<bool> {
+    fn mail_processed(&self, key: &str) -> Result<bool>;
+
+    /// The subscriber whose VERP bounce token this is.
+    fn subscriber_by_bounce_token(&self, bounce_token: &str) -> Result<Option<Subscriber>>;
+
+    /// The subscriber a digest with this Message-ID went to, and the
+    /// edition's date.
+    fn subscriber_by_message_id(&self, message_id: &str) -> Result<Option<(Subscriber, String)>>;
+
+    /// The date of the latest edition sent to subscriber `id` (what a
+    /// temporary failure that names no edition is counted against).
+    fn last_sent_edition(&self, id: i64) -> Result<Option<String>>;
+
+    /// Applies what the message `key` says about subscriber `id`, and
+    /// records the key, in one transaction.
+    fn apply_mail_event(
+        &self,
+        key: &str,
+        id: i64,
+        event: &MailEvent,
+        now: DateTime<Utc>,
+    ) -> Result<Applied>;
+
+    /// Records a message as processed with no subscriber to change (a
+    /// `not-spam` feedback report, say). False when it was recorded already
+    /// (by an earlier or a concurrent import).
+    fn record_mail_processed(&self, key: &str, outcome: &str, now: DateTime<Utc>) -> Result<bool>;
+}
+
+impl MailEvents for Sqlite {
+    fn mail_processed(&self, key: &str) -> Result<bool> {
         self.conn
             .query_row("SELECT 1 FROM mail_processed WHERE key = ?1", [key], |_| {
                 Ok(())
@@ -69,24 +101,18 @@ impl Store {
             .map_err(self.err("reading the processed mail"))
     }
 
-    /// The subscriber whose VERP bounce token this is.
-    pub fn subscriber_by_bounce_token(&self, bounce_token: &str) -> Result<Option<Subscriber>> {
+    fn subscriber_by_bounce_token(&self, bounce_token: &str) -> Result<Option<Subscriber>> {
         self.conn
             .query_row(
                 "SELECT * FROM subscribers WHERE bounce_token = ?1",
                 [bounce_token.to_ascii_lowercase()],
-                Self::subscriber_from_row,
+                Sqlite::subscriber_from_row,
             )
             .optional()
             .map_err(self.err("finding a subscriber"))
     }
 
-    /// The subscriber a digest with this Message-ID went to, and the
-    /// edition's date.
-    pub fn subscriber_by_message_id(
-        &self,
-        message_id: &str,
-    ) -> Result<Option<(Subscriber, String)>> {
+    fn subscriber_by_message_id(&self, message_id: &str) -> Result<Option<(Subscriber, String)>> {
         let found: Option<(i64, String)> = self
             .conn
             .query_row(
@@ -104,16 +130,14 @@ impl Store {
             .query_row(
                 "SELECT * FROM subscribers WHERE id = ?1",
                 [id],
-                Self::subscriber_from_row,
+                Sqlite::subscriber_from_row,
             )
             .optional()
             .map_err(self.err("finding a subscriber"))?;
         Ok(sub.map(|s| (s, date)))
     }
 
-    /// The date of the latest edition sent to subscriber `id` (what a
-    /// temporary failure that names no edition is counted against).
-    pub fn last_sent_edition(&self, id: i64) -> Result<Option<String>> {
+    fn last_sent_edition(&self, id: i64) -> Result<Option<String>> {
         self.conn
             .query_row(
                 "SELECT MAX(e.date) FROM deliveries d JOIN editions e ON e.id = d.edition_id
@@ -124,9 +148,7 @@ impl Store {
             .map_err(self.err("reading the delivery log"))
     }
 
-    /// Applies what the message `key` says about subscriber `id`, and
-    /// records the key, in one transaction.
-    pub fn apply_mail_event(
+    fn apply_mail_event(
         &self,
         key: &str,
         id: i64,
@@ -140,6 +162,18 @@ impl Store {
         })
     }
 
+    fn record_mail_processed(&self, key: &str, outcome: &str, now: DateTime<Utc>) -> Result<bool> {
+        self.conn
+            .execute(
+                "INSERT OR IGNORE INTO mail_processed (key, at, outcome) VALUES (?1, ?2, ?3)",
+                params![key, ts(now), outcome],
+            )
+            .map(|n| n == 1)
+            .map_err(self.err("recording processed mail"))
+    }
+}
+
+impl Sqlite {
     fn apply_mail_event_now(
         &self,
         key: &str,
@@ -159,7 +193,7 @@ impl Store {
         }
         let (sub, last_soft_key): (Subscriber, Option<String>) =
             tx.query_row("SELECT * FROM subscribers WHERE id = ?1", [id], |r| {
-                Ok((Self::subscriber_from_row(r)?, r.get("last_soft_key")?))
+                Ok((Sqlite::subscriber_from_row(r)?, r.get("last_soft_key")?))
             })?;
         let before = sub.status;
         let mut after = before;
@@ -272,30 +306,13 @@ impl Store {
             soft_bounces: soft,
         })
     }
-
-    /// Records a message as processed with no subscriber to change (a
-    /// `not-spam` feedback report, say). False when it was recorded already
-    /// (by an earlier or a concurrent import).
-    pub fn record_mail_processed(
-        &self,
-        key: &str,
-        outcome: &str,
-        now: DateTime<Utc>,
-    ) -> Result<bool> {
-        self.conn
-            .execute(
-                "INSERT OR IGNORE INTO mail_processed (key, at, outcome) VALUES (?1, ?2, ?3)",
-                params![key, ts(now), outcome],
-            )
-            .map(|n| n == 1)
-            .map_err(self.err("recording processed mail"))
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::store::testing::{now, row};
+    use crate::store::Store;
 
     #[test]
     fn bounces_count_once_and_soft_ones_in_a_row() {

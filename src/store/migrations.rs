@@ -1,10 +1,6 @@
 //! The schema: embedded migrations, applied in order on open
 //! (`PRAGMA user_version` records how far).
 
-use rusqlite::{params, OptionalExtension};
-
-use super::{bounce_token, token_hash, Result, Store, StoreError};
-
 /// The migrations, in order. Never edit one that has shipped: add another.
 pub(super) const MIGRATIONS: &[&str] = &[
     // 1: the first schema.
@@ -180,128 +176,20 @@ pub(super) const MIGRATIONS: &[&str] = &[
     ALTER TABLE subscribers DROP COLUMN confirm_sent_at;",
 ];
 
-impl Store {
-    #[tracing::instrument(skip(self))]
-    pub(super) fn migrate(&mut self) -> Result<()> {
-        let version = self.version()?;
-        // A migration that rebuilds a table drops the old one, which with
-        // foreign keys on would delete what references it. They are off
-        // while migrating (the pragma is a no-op inside a transaction) and
-        // checked before each commit.
-        if version < MIGRATIONS.len() {
-            self.conn
-                .pragma_update(None, "foreign_keys", "OFF")
-                .map_err(self.err("migrating"))?;
-        }
-        let migrated = self.migrate_from(version);
-        self.conn
-            .pragma_update(None, "foreign_keys", "ON")
-            .map_err(self.err("migrating"))?;
-        migrated?;
-        self.fill_derived_tokens()
-    }
-
-    fn migrate_from(&mut self, version: usize) -> Result<()> {
-        for (i, sql) in MIGRATIONS.iter().enumerate().skip(version) {
-            // IMMEDIATE: two processes opening a new database at once take
-            // turns, and the second sees the first one's work.
-            let tx = self
-                .conn
-                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-                .map_err(|source| StoreError {
-                    path: self.path.clone(),
-                    context: "migrating".into(),
-                    source,
-                })?;
-            let current: i64 = tx
-                .query_row("PRAGMA user_version", [], |r| r.get(0))
-                .map_err(|source| StoreError {
-                    path: self.path.clone(),
-                    context: "migrating".into(),
-                    source,
-                })?;
-            if current as usize > i {
-                continue;
-            }
-            tx.execute_batch(sql).map_err(|source| StoreError {
-                path: self.path.clone(),
-                context: format!("migration {}", i + 1),
-                source,
-            })?;
-            let broken: Option<String> = tx
-                .query_row("PRAGMA foreign_key_check", [], |r| r.get(0))
-                .optional()
-                .map_err(|source| StoreError {
-                    path: self.path.clone(),
-                    context: format!("migration {}: checking foreign keys", i + 1),
-                    source,
-                })?;
-            if let Some(table) = broken {
-                return Err(StoreError {
-                    path: self.path.clone(),
-                    context: format!(
-                        "migration {}: a row of {table} lost what it refers to",
-                        i + 1
-                    ),
-                    source: rusqlite::Error::InvalidQuery,
-                });
-            }
-            tx.pragma_update(None, "user_version", (i + 1) as i64)
-                .map_err(|source| StoreError {
-                    path: self.path.clone(),
-                    context: "migrating".into(),
-                    source,
-                })?;
-            tx.commit().map_err(|source| StoreError {
-                path: self.path.clone(),
-                context: "migrating".into(),
-                source,
-            })?;
-            tracing::debug!("database migrated to version {}", i + 1);
-        }
-        Ok(())
-    }
-
-    /// Fills the token hashes and VERP bounce tokens that older rows lack
-    /// (both derive from the token, which SQL cannot hash).
-    fn fill_derived_tokens(&mut self) -> Result<()> {
-        let missing: Vec<(i64, String)> = {
-            let mut stmt = self
-                .conn
-                .prepare("SELECT id, token FROM subscribers WHERE token_hash IS NULL OR bounce_token IS NULL")
-                .map_err(self.err("hashing tokens"))?;
-            let rows = stmt
-                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-                .map_err(self.err("hashing tokens"))?;
-            rows.collect::<rusqlite::Result<_>>()
-                .map_err(self.err("hashing tokens"))?
-        };
-        for (id, token) in missing {
-            self.conn
-                .execute(
-                    "UPDATE subscribers SET token_hash = ?2, bounce_token = ?3 WHERE id = ?1",
-                    params![id, token_hash(&token), bounce_token(&token)],
-                )
-                .map_err(self.err("hashing tokens"))?;
-        }
-        Ok(())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{Status, Store};
+    use crate::store::{bounce_token, Backend, MailEvents, Sqlite, Status, Subscribers};
     use rusqlite::Connection;
 
     #[test]
     fn migrations_run_once_on_a_real_file() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("d.db");
-        let s = Store::open(&path).unwrap();
+        let s = Sqlite::open_with(&path, crate::store::Access::Create).unwrap();
         assert_eq!(s.version().unwrap(), MIGRATIONS.len());
         drop(s);
-        let s = Store::open(&path).unwrap();
+        let s = Sqlite::open_with(&path, crate::store::Access::Create).unwrap();
         assert_eq!(s.version().unwrap(), MIGRATIONS.len());
         let mode: String = s
             .conn
@@ -332,7 +220,7 @@ mod tests {
             )
             .unwrap();
         }
-        let s = Store::open(&path).unwrap();
+        let s = Sqlite::open_with(&path, crate::store::Access::Create).unwrap();
         assert_eq!(s.version().unwrap(), MIGRATIONS.len());
         let subs = s.subscribers().unwrap();
         assert_eq!(subs.len(), 2);

@@ -1,11 +1,18 @@
-//! SQLite storage, one file per table group: `subscribers`, `signups`,
-//! `unsubscribes` (and their queue, `queue.rs`), `editions`,
-//! `deliveries`, `articles` (feeds and what they brought), `cache` (the
-//! summary cache) and `migrations`.
+//! Storage, behind one interface a second backend can implement.
 //!
-//! One file (WAL mode), migrations embedded and applied in order on open
-//! (`PRAGMA user_version` records how far). Every delivery state change is
-//! its own transaction: the delivery log is what makes a re-run after a
+//! `Store` is an open database of any backend: a box of `dyn Backend`,
+//! and `Backend` is every table's operations, one trait per table group,
+//! each declared beside its SQLite implementation: `subscribers`,
+//! `signups`, `unsubscribes` (and their queue file, `queue.rs`),
+//! `mail_events`, `editions`, `deliveries`, `articles` (feeds and what
+//! they brought) and `cache`. `sqlite.rs` opens the SQLite file and
+//! `migrations.rs` brings its schema up to date.
+//!
+//! The traits are object safe: callers hold a `Store`, never a backend.
+//! What must be generic (editions of the caller's type, a walk over the
+//! subscribers that the caller's error may stop) is written once, on
+//! `dyn Backend`, over the traits' primitives. Every delivery state change
+//! is its own transaction: the delivery log is what makes a re-run after a
 //! crash send each subscriber exactly one copy. Editions, articles and
 //! summaries are kept as JSON the store does not interpret: it sits below
 //! every layer that gives them meaning.
@@ -18,22 +25,24 @@ mod mail_events;
 mod migrations;
 pub mod queue;
 mod signups;
+mod sqlite;
 mod subscribers;
 mod unsubscribes;
 
 use std::path::Path;
 
-use chrono::{DateTime, Utc};
-use rusqlite::Connection;
+use chrono::{DateTime, NaiveDate, Utc};
 
-pub use articles::FeedState;
-pub use deliveries::{Delivery, DeliveryState, OpenCounts};
-pub use editions::{LogEntry, Refused, StoredEdition};
-pub use mail_events::{Applied, MailEvent};
+pub use articles::{Articles, FeedState};
+pub use cache::Caches;
+pub use deliveries::{Deliveries, Delivery, DeliveryState, MessageIds, OpenCounts};
+pub use editions::{Editions, LogEntry, Refused, StoredEdition};
+pub use mail_events::{Applied, MailEvent, MailEvents};
 pub use queue::QueueFile;
-pub use signups::{Asker, Confirmed, SignUp, Waiting};
-pub use subscribers::{NewSubscriber, Status, Subscriber};
-pub use unsubscribes::Unsubscribed;
+pub use signups::{Asker, Confirmed, SignUp, SignUps, Waiting};
+pub use sqlite::Sqlite;
+pub use subscribers::{NewSubscriber, Status, Subscriber, Subscribers};
+pub use unsubscribes::{Unsubscribed, Unsubscribes};
 
 /// SHA-256 of a token, hex: what subscribers are looked up by, so that the
 /// lookup's timing says nothing about the token itself.
@@ -60,30 +69,33 @@ pub fn bounce_token(token: &str) -> String {
         .collect()
 }
 
+/// What kind of storage failure: what a caller may decide by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// Another process holds the database (its write lock) longer than we
+    /// waited: try again later.
+    Busy,
+    /// The database, or where it lives, may not be written.
+    ReadOnly,
+    Other,
+}
+
 /// A storage failure, with what was being done.
 #[derive(Debug, thiserror::Error)]
 #[error("database {path}: {context}: {source}")]
 pub struct StoreError {
     pub path: String,
     pub context: String,
+    pub kind: ErrorKind,
     #[source]
-    pub source: rusqlite::Error,
+    pub source: Box<dyn std::error::Error + Send + Sync>,
 }
 
 impl StoreError {
-    /// Another process holds the database (its write lock) longer than we
-    /// waited: try again later.
+    /// Another process holds the database longer than we waited.
     pub fn is_busy(&self) -> bool {
-        is_busy(&self.source)
+        self.kind == ErrorKind::Busy
     }
-}
-
-/// Whether SQLite said the database is busy or locked.
-pub(crate) fn is_busy(e: &rusqlite::Error) -> bool {
-    matches!(
-        e.sqlite_error_code(),
-        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
-    )
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -99,23 +111,126 @@ pub enum Access {
     ReadOnly,
 }
 
-/// The database.
-pub struct Store {
-    conn: Connection,
-    path: String,
-    read_only: bool,
+/// Every table's operations: what a storage backend implements.
+pub trait Backend:
+    Subscribers + SignUps + Unsubscribes + MailEvents + Editions + Deliveries + Articles + Caches + Send
+{
+    /// The schema version.
+    fn version(&self) -> Result<usize>;
+
+    /// Whether the database was opened read-only (the caches keep nothing
+    /// new then).
+    fn is_read_only(&self) -> bool;
+
+    /// Where the database is, as error messages name it.
+    fn location(&self) -> &str;
 }
 
-fn sqlite_error(code: std::os::raw::c_int, message: &str) -> rusqlite::Error {
-    rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(code), Some(message.to_owned()))
+/// An open database.
+pub struct Store(Box<dyn Backend>);
+
+impl Store {
+    /// Opens (creating if needed) the SQLite database at `path` and
+    /// migrates it.
+    pub fn open(path: &Path) -> Result<Store> {
+        Store::open_with(path, Access::Create)
+    }
+
+    /// Opens the SQLite database at `path` as `access` allows: `Create`
+    /// makes it when missing; `Existing` and `ReadOnly` refuse to (a
+    /// command run in the wrong folder must not start an empty list), and
+    /// `ReadOnly` falls back to reading a database it may not write.
+    pub fn open_with(path: &Path, access: Access) -> Result<Store> {
+        Ok(Store::new(Sqlite::open_with(path, access)?))
+    }
+
+    /// An in-memory SQLite database (tests, dry runs).
+    pub fn in_memory() -> Result<Store> {
+        Ok(Store::new(Sqlite::in_memory()?))
+    }
+
+    /// A store over any backend.
+    pub fn new(backend: impl Backend + 'static) -> Store {
+        Store(Box::new(backend))
+    }
 }
 
-/// An error that says the file or its folder cannot be written.
-fn is_read_only(e: &rusqlite::Error) -> bool {
-    matches!(
-        e.sqlite_error_code(),
-        Some(rusqlite::ErrorCode::ReadOnly | rusqlite::ErrorCode::CannotOpen)
-    )
+impl std::ops::Deref for Store {
+    type Target = dyn Backend;
+
+    fn deref(&self) -> &(dyn Backend + 'static) {
+        &*self.0
+    }
+}
+
+impl std::ops::DerefMut for Store {
+    fn deref_mut(&mut self) -> &mut (dyn Backend + 'static) {
+        &mut *self.0
+    }
+}
+
+/// What is generic over the caller's types, written once over every
+/// backend's primitives.
+impl dyn Backend {
+    /// The stored edition of `date`, if one was stored. One that no longer
+    /// parses as `E` (a schema change) reads as none.
+    pub fn edition<E: serde::de::DeserializeOwned>(
+        &self,
+        date: NaiveDate,
+    ) -> Result<Option<StoredEdition<E>>> {
+        Ok(self.edition_json(date)?.and_then(StoredEdition::parse))
+    }
+
+    /// Stores an edition (the first one stored for a date is kept: a re-run
+    /// sends what the first run sent) and returns what is stored.
+    pub fn store_edition<E: serde::Serialize + serde::de::DeserializeOwned>(
+        &self,
+        date: NaiveDate,
+        edition: &E,
+        now: DateTime<Utc>,
+    ) -> Result<StoredEdition<E>> {
+        let json = serde_json::to_string(edition).expect("editions serialize");
+        let stored = self.store_edition_json(date, &json, now)?;
+        stored.parse().ok_or_else(|| StoreError {
+            path: self.location().to_owned(),
+            context: format!("storing the edition of {date}"),
+            kind: ErrorKind::Other,
+            source: "the edition stored for that date is of another kind".into(),
+        })
+    }
+
+    /// Replaces an edition's content, only if it is still at `version` and
+    /// sending has not started; records the change in its log
+    /// (`Editions::change_edition_json`).
+    pub fn change_edition<E: serde::Serialize>(
+        &self,
+        id: i64,
+        version: i64,
+        edition: &E,
+        user: &str,
+        change: &str,
+        now: DateTime<Utc>,
+    ) -> Result<std::result::Result<i64, Refused>> {
+        let json = serde_json::to_string(edition).expect("editions serialize");
+        self.change_edition_json(id, version, &json, user, change, now)
+    }
+
+    /// Calls `each` with every subscriber, by id, one in memory at a time.
+    /// An error from `each` stops the walk and is returned.
+    pub fn for_each_subscriber<E: From<StoreError>>(
+        &self,
+        mut each: impl FnMut(Subscriber) -> std::result::Result<(), E>,
+    ) -> std::result::Result<(), E> {
+        let mut failed = None;
+        self.visit_subscribers(&mut |s| match each(s) {
+            Ok(()) => true,
+            Err(e) => {
+                failed = Some(e);
+                false
+            }
+        })?;
+        failed.map_or(Ok(()), Err)
+    }
 }
 
 pub(crate) fn ts(t: DateTime<Utc>) -> String {
@@ -127,173 +242,6 @@ pub fn random_token() -> String {
     let mut bytes = [0u8; 16];
     getrandom::fill(&mut bytes).expect("the operating system's random number generator works");
     bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-impl Store {
-    /// Runs `f` waiting at most `wait` (instead of ten seconds) for another
-    /// process's write lock: what `serve` does for a visitor must not hold
-    /// the server up behind a long write elsewhere.
-    pub(crate) fn with_short_wait<T>(&self, wait: std::time::Duration, f: impl FnOnce() -> T) -> T {
-        let _ = self.conn.busy_timeout(wait);
-        let out = f();
-        let _ = self.conn.busy_timeout(std::time::Duration::from_secs(10));
-        out
-    }
-
-    /// Runs `f` in one `BEGIN IMMEDIATE` transaction: the write lock is
-    /// taken at the start, so a writer in another process makes this wait
-    /// (up to the busy timeout) instead of failing half-way with a stale
-    /// snapshot. Rolled back on error.
-    pub(crate) fn immediate<T>(
-        &self,
-        context: &str,
-        f: impl FnOnce(&Store) -> rusqlite::Result<T>,
-    ) -> Result<T> {
-        let tx = rusqlite::Transaction::new_unchecked(
-            &self.conn,
-            rusqlite::TransactionBehavior::Immediate,
-        )
-        .map_err(self.err(context))?;
-        let out = f(self).map_err(self.err(context))?;
-        tx.commit().map_err(self.err(context))?;
-        Ok(out)
-    }
-
-    /// Opens (creating if needed) the database at `path` and migrates it.
-    pub fn open(path: &Path) -> Result<Store> {
-        Store::open_with(path, Access::Create)
-    }
-
-    /// Opens the database at `path` as `access` allows: `Create` makes it
-    /// when missing; `Existing` and `ReadOnly` refuse to (a command run in
-    /// the wrong folder must not start an empty list), and `ReadOnly` falls
-    /// back to reading a database it may not write.
-    pub fn open_with(path: &Path, access: Access) -> Result<Store> {
-        // Without `Create`, SQLite itself refuses a missing file.
-        match Store::open_read_write(path, access == Access::Create) {
-            Ok(store) => Ok(store),
-            Err(e) if is_read_only(&e.source) && access == Access::ReadOnly => {
-                tracing::debug!("{e}; reading it read-only");
-                Store::open_read_only(path)
-            }
-            Err(e) if is_read_only(&e.source) => Err(StoreError {
-                context: format!(
-                    "{}: the database or its folder is read-only (digest writes the file and, beside it, its -wal and -shm files)",
-                    e.context
-                ),
-                ..e
-            }),
-            Err(e) => Err(e),
-        }
-    }
-
-    fn open_read_write(path: &Path, create: bool) -> Result<Store> {
-        use rusqlite::OpenFlags;
-        let shown = path.display().to_string();
-        let err = |context: &str| {
-            let shown = shown.clone();
-            let context = context.to_owned();
-            move |source| StoreError {
-                path: shown,
-                context,
-                source,
-            }
-        };
-        let mut flags = OpenFlags::SQLITE_OPEN_READ_WRITE
-            | OpenFlags::SQLITE_OPEN_URI
-            | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-        if create {
-            flags |= OpenFlags::SQLITE_OPEN_CREATE;
-        }
-        let conn = Connection::open_with_flags(path, flags).map_err(err("opening"))?;
-        conn.busy_timeout(std::time::Duration::from_secs(10))
-            .map_err(err("setting the busy timeout"))?;
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(err("enabling WAL"))?;
-        conn.pragma_update(None, "synchronous", "NORMAL")
-            .map_err(err("setting synchronous"))?;
-        conn.pragma_update(None, "foreign_keys", "ON")
-            .map_err(err("enabling foreign keys"))?;
-        let mut store = Store {
-            conn,
-            path: shown,
-            read_only: false,
-        };
-        store.migrate()?;
-        Ok(store)
-    }
-
-    /// A database this process may only read: no migration (it must be
-    /// current), and the summary cache keeps nothing.
-    fn open_read_only(path: &Path) -> Result<Store> {
-        use rusqlite::OpenFlags;
-        let shown = path.display().to_string();
-        let conn = Connection::open_with_flags(
-            path,
-            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )
-        .map_err(|source| StoreError {
-            path: shown.clone(),
-            context: "opening read-only".into(),
-            source,
-        })?;
-        let store = Store {
-            conn,
-            path: shown,
-            read_only: true,
-        };
-        let version = store.version()?;
-        if version != migrations::MIGRATIONS.len() {
-            return Err(StoreError {
-                path: store.path.clone(),
-                context: format!(
-                    "the database is read-only and at schema version {version}; this digest needs {} (run a command that may write it once)",
-                    migrations::MIGRATIONS.len()
-                ),
-                source: sqlite_error(rusqlite::ffi::SQLITE_READONLY, "read-only"),
-            });
-        }
-        Ok(store)
-    }
-
-    /// Whether the database was opened read-only.
-    pub fn is_read_only(&self) -> bool {
-        self.read_only
-    }
-
-    /// An in-memory database (tests).
-    pub fn in_memory() -> Result<Store> {
-        let conn = Connection::open_in_memory().map_err(|source| StoreError {
-            path: ":memory:".into(),
-            context: "opening".into(),
-            source,
-        })?;
-        let mut store = Store {
-            conn,
-            path: ":memory:".into(),
-            read_only: false,
-        };
-        store.migrate()?;
-        Ok(store)
-    }
-
-    fn err(&self, context: impl Into<String>) -> impl FnOnce(rusqlite::Error) -> StoreError + '_ {
-        let context = context.into();
-        move |source| StoreError {
-            path: self.path.clone(),
-            context,
-            source,
-        }
-    }
-
-    /// The schema version.
-    pub fn version(&self) -> Result<usize> {
-        let v: i64 = self
-            .conn
-            .query_row("PRAGMA user_version", [], |r| r.get(0))
-            .map_err(self.err("reading the schema version"))?;
-        Ok(v as usize)
-    }
 }
 
 #[cfg(test)]

@@ -14,7 +14,7 @@ use chrono::{DateTime, Utc};
 use rusqlite::{params, OptionalExtension};
 
 use super::subscribers::VISITOR_WAIT;
-use super::{bounce_token, random_token, token_hash, ts, Result, Status, Store, Subscriber};
+use super::{bounce_token, random_token, token_hash, ts, Result, Sqlite, Status, Subscriber};
 
 /// What a sign-up calls for. The subscribe page says the same thing in
 /// every case.
@@ -83,7 +83,8 @@ fn retry_after(attempts: u32) -> chrono::Duration {
     chrono::Duration::seconds(secs.min(3600) as i64)
 }
 
-impl Store {
+/// Sign-ups waiting for their confirmation.
+pub trait SignUps {
     /// Records a sign-up and returns its new confirmation token. A new
     /// address is added as `pending` (no name, no topics yet); an address
     /// that is not active keeps its status, name and topics until the
@@ -91,7 +92,61 @@ impl Store {
     /// `min_interval`; from the public form, a `bounced` or `complained`
     /// address is not mailed at all.
     #[allow(clippy::too_many_arguments)]
-    pub fn request_subscription(
+    fn request_subscription(
+        &self,
+        email: &str,
+        name: Option<&str>,
+        topics: &str,
+        asker: Asker,
+        now: DateTime<Utc>,
+        min_interval: chrono::Duration,
+        expires: chrono::Duration,
+    ) -> Result<SignUp>;
+
+    /// Forgets a sign-up whose confirmation could not be mailed, when the
+    /// one who asked hears so (the operator's command): the hour's limit
+    /// must not lock the address out, and the token was never seen.
+    fn forget_sign_up(&self, token: &str) -> Result<()>;
+
+    /// Records how mailing `token`'s confirmation went: sent, or failed
+    /// and to be tried again later (with a new token).
+    fn sign_up_mailed(&self, token: &str, sent: bool, now: DateTime<Utc>) -> Result<()>;
+
+    /// Sign-ups whose confirmation did not go out and are due another try
+    /// (at most `limit`): each gets a new token (the old one was never seen
+    /// by anyone, or its mail was lost) and is not due again until this try
+    /// has had its time.
+    fn sign_ups_to_mail_again(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<(String, Subscriber)>>;
+
+    /// The sign-up `token` confirms, when it is live (for the Confirm page).
+    fn sign_up_waiting(&self, token: &str, now: DateTime<Utc>) -> Result<Option<Waiting>>;
+
+    /// Confirms the sign-up `token`, once: its subscriber becomes active
+    /// with the name and topics given here (`None`: those the sign-up asked
+    /// for), and every confirmation link of the address dies with it.
+    fn confirm_subscription(
+        &self,
+        token: &str,
+        name: Option<Option<&str>>,
+        topics: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<Confirmed>;
+
+    /// Deletes expired sign-ups, and the `pending` subscribers left with no
+    /// live sign-up once `expires` has passed since they were added.
+    /// Returns how many subscribers were deleted. Waits only a moment for
+    /// the database: when another process holds it, nothing is purged now
+    /// (serve must not stall on it; the next call purges).
+    fn purge_pending(&self, now: DateTime<Utc>, expires: chrono::Duration) -> Result<usize>;
+}
+
+impl SignUps for Sqlite {
+    #[allow(clippy::too_many_arguments)]
+    fn request_subscription(
         &self,
         email: &str,
         name: Option<&str>,
@@ -108,7 +163,7 @@ impl Store {
                     .query_row(
                         "SELECT * FROM subscribers WHERE email = ?1",
                         [email],
-                        Self::subscriber_from_row,
+                        Sqlite::subscriber_from_row,
                     )
                     .optional()?;
                 match existing.as_ref().map(|s| s.status) {
@@ -144,7 +199,7 @@ impl Store {
                         self.conn.query_row(
                             "SELECT * FROM subscribers WHERE id = ?1",
                             [self.conn.last_insert_rowid()],
-                            Self::subscriber_from_row,
+                            Sqlite::subscriber_from_row,
                         )?
                     }
                 };
@@ -171,10 +226,7 @@ impl Store {
         })
     }
 
-    /// Forgets a sign-up whose confirmation could not be mailed, when the
-    /// one who asked hears so (the operator's command): the hour's limit
-    /// must not lock the address out, and the token was never seen.
-    pub fn forget_sign_up(&self, token: &str) -> Result<()> {
+    fn forget_sign_up(&self, token: &str) -> Result<()> {
         self.conn
             .execute(
                 "DELETE FROM signups WHERE token_hash = ?1",
@@ -184,9 +236,7 @@ impl Store {
             .map_err(self.err("forgetting a sign-up"))
     }
 
-    /// Records how mailing `token`'s confirmation went: sent, or failed
-    /// and to be tried again later (with a new token).
-    pub fn sign_up_mailed(&self, token: &str, sent: bool, now: DateTime<Utc>) -> Result<()> {
+    fn sign_up_mailed(&self, token: &str, sent: bool, now: DateTime<Utc>) -> Result<()> {
         let hash = token_hash(token);
         let done = if sent {
             self.conn.execute(
@@ -213,11 +263,7 @@ impl Store {
             .map_err(self.err("recording a confirmation mail"))
     }
 
-    /// Sign-ups whose confirmation did not go out and are due another try
-    /// (at most `limit`): each gets a new token (the old one was never seen
-    /// by anyone, or its mail was lost) and is not due again until this try
-    /// has had its time.
-    pub fn sign_ups_to_mail_again(
+    fn sign_ups_to_mail_again(
         &self,
         now: DateTime<Utc>,
         limit: usize,
@@ -241,7 +287,7 @@ impl Store {
                         .query_row(
                             "SELECT * FROM subscribers WHERE email = ?1",
                             [&email],
-                            Self::subscriber_from_row,
+                            Sqlite::subscriber_from_row,
                         )
                         .optional()?
                     else {
@@ -260,13 +306,77 @@ impl Store {
         })
     }
 
-    /// The sign-up `token` confirms, when it is live (for the Confirm page).
-    pub fn sign_up_waiting(&self, token: &str, now: DateTime<Utc>) -> Result<Option<Waiting>> {
+    fn sign_up_waiting(&self, token: &str, now: DateTime<Utc>) -> Result<Option<Waiting>> {
         self.waiting(token, now)
             .map(|w| w.map(|(waiting, _)| waiting))
             .map_err(self.err("reading a sign-up"))
     }
 
+    fn confirm_subscription(
+        &self,
+        token: &str,
+        name: Option<Option<&str>>,
+        topics: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<Confirmed> {
+        self.with_short_wait(VISITOR_WAIT, || {
+            self.immediate("confirming a subscription", |store| {
+                let Some((waiting, _)) = store.waiting(token, now)? else {
+                    return Ok(Confirmed::Unknown);
+                };
+                let name = name.unwrap_or(waiting.name.as_deref());
+                let topics = topics.unwrap_or(&waiting.topics);
+                let updated = store.conn.execute(
+                    "UPDATE subscribers SET status = 'active', name = ?2, topics = ?3, soft_bounces = 0, updated_at = ?4 WHERE email = ?1",
+                    params![waiting.email, name, topics, ts(now)],
+                )?;
+                if updated == 0 {
+                    // Deleted by an operator since: the owner asked again.
+                    let unsubscribe = random_token();
+                    store.conn.execute(
+                        "INSERT INTO subscribers (email, name, status, topics, topics_only, token, token_hash, bounce_token, created_at, updated_at)
+                         VALUES (?1, ?2, 'active', ?3, 0, ?4, ?5, ?6, ?7, ?7)",
+                        params![waiting.email, name, topics, unsubscribe, token_hash(&unsubscribe), bounce_token(&unsubscribe), ts(now)],
+                    )?;
+                }
+                store
+                    .conn
+                    .execute("DELETE FROM signups WHERE email = ?1", [&waiting.email])?;
+                Ok(Confirmed::Activated)
+            })
+        })
+    }
+
+    fn purge_pending(&self, now: DateTime<Utc>, expires: chrono::Duration) -> Result<usize> {
+        let cutoff = ts(now - expires);
+        let purged = self.with_short_wait(std::time::Duration::from_millis(200), || {
+            self.immediate("purging unconfirmed sign-ups", |store| {
+                store
+                    .conn
+                    .execute("DELETE FROM signups WHERE expires_at <= ?1", [ts(now)])?;
+                store.conn.execute(
+                    "DELETE FROM subscribers WHERE status = 'pending' AND created_at < ?1
+                     AND NOT EXISTS (SELECT 1 FROM signups s WHERE s.email = subscribers.email)",
+                    [&cutoff],
+                )
+            })
+        });
+        let deleted = match purged {
+            Ok(n) => n,
+            Err(e) if e.is_busy() => {
+                tracing::debug!("the database is busy: unconfirmed sign-ups are purged next time");
+                return Ok(0);
+            }
+            Err(e) => return Err(e),
+        };
+        if deleted > 0 {
+            tracing::info!("{deleted} unconfirmed sign-ups purged");
+        }
+        Ok(deleted)
+    }
+}
+
+impl Sqlite {
     /// A live sign-up and who asked for it. One from the public form whose
     /// address has bounced or complained since is dead.
     fn waiting(
@@ -307,87 +417,17 @@ impl Store {
             (asker == Asker::Operator || !blocked).then_some((waiting, asker))
         }))
     }
-
-    /// Confirms the sign-up `token`, once: its subscriber becomes active
-    /// with the name and topics given here (`None`: those the sign-up asked
-    /// for), and every confirmation link of the address dies with it.
-    pub fn confirm_subscription(
-        &self,
-        token: &str,
-        name: Option<Option<&str>>,
-        topics: Option<&str>,
-        now: DateTime<Utc>,
-    ) -> Result<Confirmed> {
-        self.with_short_wait(VISITOR_WAIT, || {
-            self.immediate("confirming a subscription", |store| {
-                let Some((waiting, _)) = store.waiting(token, now)? else {
-                    return Ok(Confirmed::Unknown);
-                };
-                let name = name.unwrap_or(waiting.name.as_deref());
-                let topics = topics.unwrap_or(&waiting.topics);
-                let updated = store.conn.execute(
-                    "UPDATE subscribers SET status = 'active', name = ?2, topics = ?3, soft_bounces = 0, updated_at = ?4 WHERE email = ?1",
-                    params![waiting.email, name, topics, ts(now)],
-                )?;
-                if updated == 0 {
-                    // Deleted by an operator since: the owner asked again.
-                    let unsubscribe = random_token();
-                    store.conn.execute(
-                        "INSERT INTO subscribers (email, name, status, topics, topics_only, token, token_hash, bounce_token, created_at, updated_at)
-                         VALUES (?1, ?2, 'active', ?3, 0, ?4, ?5, ?6, ?7, ?7)",
-                        params![waiting.email, name, topics, unsubscribe, token_hash(&unsubscribe), bounce_token(&unsubscribe), ts(now)],
-                    )?;
-                }
-                store
-                    .conn
-                    .execute("DELETE FROM signups WHERE email = ?1", [&waiting.email])?;
-                Ok(Confirmed::Activated)
-            })
-        })
-    }
-
-    /// Deletes expired sign-ups, and the `pending` subscribers left with no
-    /// live sign-up once `expires` has passed since they were added.
-    /// Returns how many subscribers were deleted. Waits only a moment for
-    /// the database: when another process holds it, nothing is purged now
-    /// (serve must not stall on it; the next call purges).
-    pub fn purge_pending(&self, now: DateTime<Utc>, expires: chrono::Duration) -> Result<usize> {
-        let cutoff = ts(now - expires);
-        let purged = self.with_short_wait(std::time::Duration::from_millis(200), || {
-            self.immediate("purging unconfirmed sign-ups", |store| {
-                store
-                    .conn
-                    .execute("DELETE FROM signups WHERE expires_at <= ?1", [ts(now)])?;
-                store.conn.execute(
-                    "DELETE FROM subscribers WHERE status = 'pending' AND created_at < ?1
-                     AND NOT EXISTS (SELECT 1 FROM signups s WHERE s.email = subscribers.email)",
-                    [&cutoff],
-                )
-            })
-        });
-        let deleted = match purged {
-            Ok(n) => n,
-            Err(e) if e.is_busy() => {
-                tracing::debug!("the database is busy: unconfirmed sign-ups are purged next time");
-                return Ok(0);
-            }
-            Err(e) => return Err(e),
-        };
-        if deleted > 0 {
-            tracing::info!("{deleted} unconfirmed sign-ups purged");
-        }
-        Ok(deleted)
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::store::testing::{now, row};
+    use crate::store::Subscribers;
 
     #[test]
     fn sign_ups_have_tokens_of_their_own_used_once_and_expiring() {
-        let mut s = Store::in_memory().unwrap();
+        let mut s = Sqlite::in_memory().unwrap();
         s.add_subscribers(&[row("a@example.com"), row("b@example.com")], now(), false)
             .unwrap();
         s.set_status("a@example.com", Status::Unsubscribed, now())

@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use rusqlite::{params, OptionalExtension};
 use serde::Serialize;
 
-use super::{bounce_token, random_token, token_hash, ts, Result, Store, StoreError};
+use super::{bounce_token, random_token, token_hash, ts, Result, Sqlite};
 
 /// Subscriber status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -115,42 +115,17 @@ pub struct NewSubscriber {
 /// Active subscribers, counted from the status index.
 pub(super) const ACTIVE_COUNT: &str = "SELECT COUNT(*) FROM subscribers WHERE status = 'active'";
 
-impl Store {
-    pub(super) fn subscriber_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Subscriber> {
-        Ok(Subscriber {
-            id: r.get("id")?,
-            email: r.get("email")?,
-            name: r.get("name")?,
-            status: Status::parse(&r.get::<_, String>("status")?),
-            topics: r.get("topics")?,
-            topics_only: r.get::<_, i64>("topics_only")? != 0,
-            token: r.get("token")?,
-            bounces: r.get("bounces")?,
-            soft_bounces: r.get("soft_bounces")?,
-            last_bounce: r.get("last_bounce")?,
-            created_at: r.get("created_at")?,
-            updated_at: r.get("updated_at")?,
-        })
-    }
-
+/// The list.
+pub trait Subscribers {
     /// Adds subscribers in one transaction. An address already present is
     /// reactivated when `reactivate` is set, else reported as a duplicate.
     /// Returns, for each input, `Ok(id)` or `Err(reason)`.
-    pub fn add_subscribers(
+    fn add_subscribers(
         &mut self,
         rows: &[NewSubscriber],
         now: DateTime<Utc>,
         reactivate: bool,
-    ) -> Result<Vec<std::result::Result<i64, String>>> {
-        let mut out = Vec::with_capacity(rows.len());
-        self.add_subscribers_each(
-            rows.iter().map(|r| ((), Ok(r.clone()))),
-            now,
-            reactivate,
-            |(), result| out.push(result),
-        )?;
-        Ok(out)
-    }
+    ) -> Result<Vec<std::result::Result<i64, String>>>;
 
     /// Adds subscribers as they come, in one transaction, holding one row
     /// at a time (an import of a million rows streams through). Each item
@@ -158,24 +133,70 @@ impl Store {
     /// `each` gets the tag back with the new (or reactivated) id or the
     /// reason. An address added earlier by the same call is reported as
     /// appearing earlier in the input.
-    #[tracing::instrument(skip_all)]
-    pub fn add_subscribers_each<T>(
+    fn add_subscribers_each(
         &mut self,
-        rows: impl IntoIterator<Item = (T, std::result::Result<NewSubscriber, String>)>,
+        rows: &mut dyn Iterator<Item = (u64, std::result::Result<NewSubscriber, String>)>,
         now: DateTime<Utc>,
         reactivate: bool,
-        mut each: impl FnMut(T, std::result::Result<i64, String>),
+        each: &mut dyn FnMut(u64, std::result::Result<i64, String>),
+    ) -> Result<()>;
+
+    /// Sets a subscriber's status; returns false when there is no such address.
+    fn set_status(&self, email: &str, status: Status, now: DateTime<Utc>) -> Result<bool>;
+
+    /// Deletes a subscriber and their delivery history.
+    fn delete_subscriber(&self, email: &str) -> Result<bool>;
+
+    /// Every subscriber, by id. The whole list: for small lists and tests;
+    /// `for_each_subscriber` streams.
+    fn subscribers(&self) -> Result<Vec<Subscriber>>;
+
+    /// Calls `each` with every subscriber, by id, one row in memory at a
+    /// time, until it returns false.
+    fn visit_subscribers(&self, each: &mut dyn FnMut(Subscriber) -> bool) -> Result<()>;
+
+    /// How many subscribers are active (by the status index).
+    fn active_subscribers(&self) -> Result<usize>;
+
+    /// The longest address and name, in characters (for aligned listings
+    /// without holding the list).
+    fn subscriber_widths(&self) -> Result<(usize, usize)>;
+
+    /// The subscriber with this unsubscribe token. Looked up by the token's
+    /// hash, then compared in constant time.
+    fn subscriber_by_token(&self, token: &str) -> Result<Option<Subscriber>>;
+
+    /// The subscriber with this address.
+    fn subscriber_by_email(&self, email: &str) -> Result<Option<Subscriber>>;
+}
+
+impl Subscribers for Sqlite {
+    fn add_subscribers(
+        &mut self,
+        rows: &[NewSubscriber],
+        now: DateTime<Utc>,
+        reactivate: bool,
+    ) -> Result<Vec<std::result::Result<i64, String>>> {
+        let mut out = Vec::with_capacity(rows.len());
+        self.add_subscribers_each(
+            &mut rows.iter().map(|r| (0, Ok(r.clone()))),
+            now,
+            reactivate,
+            &mut |_, result| out.push(result),
+        )?;
+        Ok(out)
+    }
+
+    #[tracing::instrument(skip_all)]
+    fn add_subscribers_each(
+        &mut self,
+        rows: &mut dyn Iterator<Item = (u64, std::result::Result<NewSubscriber, String>)>,
+        now: DateTime<Utc>,
+        reactivate: bool,
+        each: &mut dyn FnMut(u64, std::result::Result<i64, String>),
     ) -> Result<()> {
         let path = self.path.clone();
-        let e = |context: &str| {
-            let path = path.clone();
-            let context = context.to_owned();
-            move |source| StoreError {
-                path,
-                context,
-                source,
-            }
-        };
+        let e = |context: &str| super::sqlite::error_at(&path, context);
         let tx = self.conn.transaction().map_err(e("adding subscribers"))?;
         {
             let before: i64 = tx
@@ -250,8 +271,7 @@ impl Store {
         Ok(())
     }
 
-    /// Sets a subscriber's status; returns false when there is no such address.
-    pub fn set_status(&self, email: &str, status: Status, now: DateTime<Utc>) -> Result<bool> {
+    fn set_status(&self, email: &str, status: Status, now: DateTime<Utc>) -> Result<bool> {
         let n = self
             .conn
             .execute(
@@ -262,8 +282,7 @@ impl Store {
         Ok(n > 0)
     }
 
-    /// Deletes a subscriber and their delivery history.
-    pub fn delete_subscriber(&self, email: &str) -> Result<bool> {
+    fn delete_subscriber(&self, email: &str) -> Result<bool> {
         let n = self
             .conn
             .execute("DELETE FROM subscribers WHERE email = ?1", [email])
@@ -271,46 +290,38 @@ impl Store {
         Ok(n > 0)
     }
 
-    /// Every subscriber, by id. The whole list: for small lists and tests;
-    /// `for_each_subscriber` streams.
-    pub fn subscribers(&self) -> Result<Vec<Subscriber>> {
+    fn subscribers(&self) -> Result<Vec<Subscriber>> {
         let mut out = Vec::new();
-        self.for_each_subscriber(|s| {
+        self.visit_subscribers(&mut |s| {
             out.push(s);
-            Ok(())
+            true
         })?;
         Ok(out)
     }
 
-    /// Calls `each` with every subscriber, by id, one row in memory at a
-    /// time. An error from `each` stops the walk and is returned.
-    pub fn for_each_subscriber<E: From<StoreError>>(
-        &self,
-        mut each: impl FnMut(Subscriber) -> std::result::Result<(), E>,
-    ) -> std::result::Result<(), E> {
+    fn visit_subscribers(&self, each: &mut dyn FnMut(Subscriber) -> bool) -> Result<()> {
         let mut stmt = self
             .conn
             .prepare("SELECT * FROM subscribers ORDER BY id")
             .map_err(self.err("listing subscribers"))?;
         let mut rows = stmt.query([]).map_err(self.err("listing subscribers"))?;
         while let Some(row) = rows.next().map_err(self.err("listing subscribers"))? {
-            let sub = Self::subscriber_from_row(row).map_err(self.err("listing subscribers"))?;
-            each(sub)?;
+            let sub = Sqlite::subscriber_from_row(row).map_err(self.err("listing subscribers"))?;
+            if !each(sub) {
+                break;
+            }
         }
         Ok(())
     }
 
-    /// How many subscribers are active (by the status index).
-    pub fn active_subscribers(&self) -> Result<usize> {
+    fn active_subscribers(&self) -> Result<usize> {
         self.conn
             .query_row(ACTIVE_COUNT, [], |r| r.get::<_, i64>(0))
             .map(|n| n as usize)
             .map_err(self.err("counting subscribers"))
     }
 
-    /// The longest address and name, in characters (for aligned listings
-    /// without holding the list).
-    pub fn subscriber_widths(&self) -> Result<(usize, usize)> {
+    fn subscriber_widths(&self) -> Result<(usize, usize)> {
         self.conn
             .query_row(
                 "SELECT COALESCE(MAX(LENGTH(email)), 0), COALESCE(MAX(LENGTH(name)), 0) FROM subscribers",
@@ -320,32 +331,48 @@ impl Store {
             .map_err(self.err("listing subscribers"))
     }
 
-    /// The subscriber with this unsubscribe token. Looked up by the token's
-    /// hash, then compared in constant time.
-    pub fn subscriber_by_token(&self, token: &str) -> Result<Option<Subscriber>> {
+    fn subscriber_by_token(&self, token: &str) -> Result<Option<Subscriber>> {
         use subtle::ConstantTimeEq;
         let found = self
             .conn
             .query_row(
                 "SELECT * FROM subscribers WHERE token_hash = ?1",
                 [token_hash(token)],
-                Self::subscriber_from_row,
+                Sqlite::subscriber_from_row,
             )
             .optional()
             .map_err(self.err("finding a subscriber"))?;
         Ok(found.filter(|s| bool::from(s.token.as_bytes().ct_eq(token.as_bytes()))))
     }
 
-    /// The subscriber with this address.
-    pub fn subscriber_by_email(&self, email: &str) -> Result<Option<Subscriber>> {
+    fn subscriber_by_email(&self, email: &str) -> Result<Option<Subscriber>> {
         self.conn
             .query_row(
                 "SELECT * FROM subscribers WHERE email = ?1",
                 [email],
-                Self::subscriber_from_row,
+                Sqlite::subscriber_from_row,
             )
             .optional()
             .map_err(self.err("finding a subscriber"))
+    }
+}
+
+impl Sqlite {
+    pub(super) fn subscriber_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Subscriber> {
+        Ok(Subscriber {
+            id: r.get("id")?,
+            email: r.get("email")?,
+            name: r.get("name")?,
+            status: Status::parse(&r.get::<_, String>("status")?),
+            topics: r.get("topics")?,
+            topics_only: r.get::<_, i64>("topics_only")? != 0,
+            token: r.get("token")?,
+            bounces: r.get("bounces")?,
+            soft_bounces: r.get("soft_bounces")?,
+            last_bounce: r.get("last_bounce")?,
+            created_at: r.get("created_at")?,
+            updated_at: r.get("updated_at")?,
+        })
     }
 }
 
@@ -357,6 +384,7 @@ pub(super) const VISITOR_WAIT: std::time::Duration = std::time::Duration::from_m
 mod tests {
     use super::*;
     use crate::store::testing::{now, row};
+    use crate::store::Store;
 
     #[test]
     fn subscribers_are_unique_case_insensitively_with_unguessable_tokens() {
@@ -407,8 +435,10 @@ mod tests {
             (4, Ok(row("New@example.com"))),
         ];
         let mut results = Vec::new();
-        s.add_subscribers_each(input, now(), false, |line, r| results.push((line, r)))
-            .unwrap();
+        s.add_subscribers_each(&mut input.into_iter(), now(), false, &mut |line, r| {
+            results.push((line, r))
+        })
+        .unwrap();
         assert!(results[0].1.is_ok());
         assert_eq!(results[1].1.as_ref().unwrap_err(), "invalid address");
         assert!(results[2]

@@ -6,17 +6,14 @@ use rusqlite::params;
 
 use super::queue::QueueFile;
 use super::subscribers::VISITOR_WAIT;
-use super::{token_hash, ts, Result, Status, Store, StoreError};
+use super::{token_hash, ts, Result, Sqlite, Status, Subscribers};
 
-impl Store {
+/// Unsubscribing by token, and the queue that keeps a request when the
+/// database is busy.
+pub trait Unsubscribes {
     /// The file beside the database where unsubscribes that met a busy
     /// database wait: one token hash a line.
-    pub fn unsubscribe_queue(&self) -> QueueFile {
-        QueueFile::new(std::path::PathBuf::from(format!(
-            "{}.unsubscribes",
-            self.path
-        )))
-    }
+    fn unsubscribe_queue(&self) -> QueueFile;
 
     /// Unsubscribes the holder of `token` (RFC 8058 one-click). When another
     /// process holds the write lock for more than a moment, the request is
@@ -24,7 +21,27 @@ impl Store {
     /// recorded either way before this returns, and applied by
     /// `apply_queued_unsubscribes` (which `serve` runs every few seconds and
     /// every send runs before it starts).
-    pub fn unsubscribe_by_token(&self, token: &str, now: DateTime<Utc>) -> Result<Unsubscribed> {
+    fn unsubscribe_by_token(&self, token: &str, now: DateTime<Utc>) -> Result<Unsubscribed>;
+
+    /// Applies the unsubscribes waiting in `unsubscribe_queue`, then empties
+    /// it. The queue stays locked from reading to emptying (appends wait a
+    /// moment), and the database commit is synced to disk before the queue
+    /// is emptied: a crash at any point leaves every unsubscribe in one or
+    /// the other. Returns how many were applied; a busy database leaves the
+    /// queue for the next call. A line that is not a token hash is dropped
+    /// with a warning.
+    fn apply_queued_unsubscribes(&self, now: DateTime<Utc>) -> Result<usize>;
+}
+
+impl Unsubscribes for Sqlite {
+    fn unsubscribe_queue(&self) -> QueueFile {
+        QueueFile::new(std::path::PathBuf::from(format!(
+            "{}.unsubscribes",
+            self.path
+        )))
+    }
+
+    fn unsubscribe_by_token(&self, token: &str, now: DateTime<Utc>) -> Result<Unsubscribed> {
         let Some(sub) = self.subscriber_by_token(token)? else {
             return Ok(Unsubscribed::Unknown);
         };
@@ -39,15 +56,17 @@ impl Store {
         });
         match updated {
             Ok(_) => Ok(Unsubscribed::Done),
-            Err(e) if super::is_busy(&e) => {
+            Err(e) if super::sqlite::is_busy(&e) => {
                 let queue = self.unsubscribe_queue();
-                queue.append(&token_hash(token)).map_err(|io| StoreError {
-                    path: self.path.clone(),
-                    context: format!(
-                        "the database is busy and the unsubscribe queue {} cannot be written: {io}",
-                        queue.path().display()
-                    ),
-                    source: e,
+                queue.append(&token_hash(token)).map_err(|io| {
+                    super::sqlite::error(
+                        &self.path,
+                        format!(
+                            "the database is busy and the unsubscribe queue {} cannot be written: {io}",
+                            queue.path().display()
+                        ),
+                        e,
+                    )
                 })?;
                 Ok(Unsubscribed::Queued)
             }
@@ -55,30 +74,7 @@ impl Store {
         }
     }
 
-    fn apply_hashes(&self, hashes: &[String], now: DateTime<Utc>) -> Result<()> {
-        let tx = self
-            .conn
-            .unchecked_transaction()
-            .map_err(self.err("applying queued unsubscribes"))?;
-        for hash in hashes {
-            tx.execute(
-                "UPDATE subscribers SET status = 'unsubscribed', updated_at = ?2 WHERE token_hash = ?1 AND status = 'active'",
-                params![hash, ts(now)],
-            )
-            .map_err(self.err("applying queued unsubscribes"))?;
-        }
-        tx.commit()
-            .map_err(self.err("applying queued unsubscribes"))
-    }
-
-    /// Applies the unsubscribes waiting in `unsubscribe_queue`, then empties
-    /// it. The queue stays locked from reading to emptying (appends wait a
-    /// moment), and the database commit is synced to disk before the queue
-    /// is emptied: a crash at any point leaves every unsubscribe in one or
-    /// the other. Returns how many were applied; a busy database leaves the
-    /// queue for the next call. A line that is not a token hash is dropped
-    /// with a warning.
-    pub fn apply_queued_unsubscribes(&self, now: DateTime<Utc>) -> Result<usize> {
+    fn apply_queued_unsubscribes(&self, now: DateTime<Utc>) -> Result<usize> {
         let mut failed = None;
         let applied = self.unsubscribe_queue().drain(|lines| {
             let (hashes, junk): (Vec<String>, Vec<String>) = lines
@@ -112,6 +108,24 @@ impl Store {
             tracing::info!("{applied} queued unsubscribes applied");
         }
         Ok(applied)
+    }
+}
+
+impl Sqlite {
+    fn apply_hashes(&self, hashes: &[String], now: DateTime<Utc>) -> Result<()> {
+        let tx = self
+            .conn
+            .unchecked_transaction()
+            .map_err(self.err("applying queued unsubscribes"))?;
+        for hash in hashes {
+            tx.execute(
+                "UPDATE subscribers SET status = 'unsubscribed', updated_at = ?2 WHERE token_hash = ?1 AND status = 'active'",
+                params![hash, ts(now)],
+            )
+            .map_err(self.err("applying queued unsubscribes"))?;
+        }
+        tx.commit()
+            .map_err(self.err("applying queued unsubscribes"))
     }
 }
 

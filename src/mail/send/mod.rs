@@ -176,7 +176,9 @@ pub fn deliver(
     let domain = settings.domain().to_owned();
     let planned = store.plan_deliveries(
         stored.id,
-        move |_, token| crate::mail::MessageId::digest(date, token, &domain).into_string(),
+        Box::new(move |_, token| {
+            crate::mail::MessageId::digest(date, token, &domain).into_string()
+        }),
         Utc::now(),
     )?;
     if planned > 0 {
