@@ -3,7 +3,9 @@
 //! An advisory lock on `<db>.lock`, released by the kernel when the process
 //! ends, however it ends (`kill -9` included), so a crashed run never leaves
 //! a stale lock behind. `digest send` and `digest run` hold it while they
-//! send; a second one finds it taken and stops.
+//! send; a second one finds it taken and stops. A PostgreSQL store has no
+//! file and needs none: its workers share an edition by claiming
+//! deliveries (`RunLock::shared`).
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -11,7 +13,7 @@ use std::path::{Path, PathBuf};
 /// A held lock; dropping it releases the lock.
 #[derive(Debug)]
 pub struct RunLock {
-    _file: File,
+    _file: Option<File>,
 }
 
 /// Another process holds the lock.
@@ -44,6 +46,11 @@ pub fn lock_path(db: &Path) -> PathBuf {
 }
 
 impl RunLock {
+    /// No lock: for a store that several processes may send from at once.
+    pub fn shared() -> RunLock {
+        RunLock { _file: None }
+    }
+
     /// Takes the lock of the database at `db`, or says who holds it.
     pub fn acquire(db: &Path) -> Result<Result<RunLock, Locked>, LockError> {
         let path = lock_path(db);
@@ -58,7 +65,7 @@ impl RunLock {
                 source,
             })?;
         match file.try_lock() {
-            Ok(()) => Ok(Ok(RunLock { _file: file })),
+            Ok(()) => Ok(Ok(RunLock { _file: Some(file) })),
             Err(std::fs::TryLockError::WouldBlock) => Ok(Err(Locked { path })),
             Err(std::fs::TryLockError::Error(source)) => Err(LockError {
                 context: "locking",

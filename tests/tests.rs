@@ -12,6 +12,7 @@ mod fuzz;
 mod hardening;
 mod layers;
 mod list_health;
+mod postgres;
 mod send;
 mod service;
 mod transformer;

@@ -13,9 +13,17 @@ pub(crate) struct Cli {
     #[arg(long, global = true, value_name = "FILE", env = "DIGEST_CONFIG")]
     pub(crate) config: Option<PathBuf>,
 
-    /// SQLite database file [default: `db` from the config, ./dailydigest.db].
-    #[arg(long, global = true, value_name = "PATH", env = "DIGEST_DB")]
-    pub(crate) db: Option<PathBuf>,
+    /// The database: a SQLite file, or postgres://user@host[:port]/dbname
+    /// [default: `db` from the config, ./dailydigest.db].
+    #[arg(
+        long,
+        global = true,
+        value_name = "FILE|URL",
+        env = "DIGEST_DB",
+        hide_env_values = true
+    )]
+    #[arg(value_parser = database)]
+    pub(crate) db: Option<dailydigest::config::Database>,
 
     /// More log output on stderr (-v debug, -vv trace).
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
@@ -110,6 +118,10 @@ pub(crate) enum Command {
     #[command(subcommand)]
     Bounces(BouncesCommand),
 
+    /// The database itself.
+    #[command(subcommand)]
+    Db(DbCommand),
+
     /// Show or try the models: the transformer that summarizes, the
     /// sentence encoder that groups stories.
     #[command(subcommand)]
@@ -121,6 +133,29 @@ pub(crate) enum Command {
         #[arg(long, value_name = "ADDR")]
         listen: Option<String>,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum DbCommand {
+    /// Copy every table into an empty database: a SQLite file into
+    /// PostgreSQL (`--to postgres://...`) or back (`--from postgres://...
+    /// --to list.db`). The side not given is `db` from the config. A target
+    /// that holds anything is refused; the copy is one transaction.
+    Copy {
+        /// The database to copy [default: `db`].
+        #[arg(long, value_name = "FILE|URL", value_parser = database)]
+        from: Option<dailydigest::config::Database>,
+        /// The empty database to copy into [default: `db`].
+        #[arg(long, value_name = "FILE|URL", value_parser = database)]
+        to: Option<dailydigest::config::Database>,
+        /// Print what was copied as JSON on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn database(s: &str) -> Result<dailydigest::config::Database, String> {
+    Ok(dailydigest::config::Database::parse(s))
 }
 
 /// Which stored edition: `--date` (default today).

@@ -72,7 +72,9 @@ fn login_name() -> Option<String> {
 /// password from the environment, and progress bars on a terminal.
 fn open(config: Config, access: Option<Access>) -> anyhow::Result<Pipeline> {
     let pipeline = match access {
-        Some(access) => Pipeline::open_with(config, access)?,
+        Some(access) => {
+            Pipeline::open_with(config, access, std::env::var("DIGEST_DB_PASSWORD").ok())?
+        }
         None => Pipeline::in_memory(config)?,
     };
     Ok(pipeline
@@ -147,8 +149,9 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Summarize(args) => summarize::summarize(open(config, None)?, args),
         Command::Preview(args) => {
             // The database, when there is one, adds fetched articles and subscribers.
-            let access =
-                (config.db.is_file() || args.subscriber.is_some()).then_some(Access::ReadOnly);
+            let access = (config.db.file().is_none_or(|f| f.is_file())
+                || args.subscriber.is_some())
+            .then_some(Access::ReadOnly);
             preview::preview(&open(config, access)?, args)
         }
         Command::Init(args) => preview::init(&args.dir),
@@ -183,6 +186,9 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Bounces(BouncesCommand::Import { paths, json }) => {
             run::import_bounces(&open(config, Some(Access::Existing))?, &paths, json)
+        }
+        Command::Db(DbCommand::Copy { from, to, json }) => {
+            run::copy_database(&config, from, to, json)
         }
         Command::Dkim(DkimCommand::Keygen {
             selector,

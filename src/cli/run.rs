@@ -100,3 +100,36 @@ pub(super) fn run(mut pipeline: Pipeline, args: RunArgs) -> anyhow::Result<ExitC
         }
     }
 }
+
+/// `digest db copy`: every table into an empty database.
+pub(super) fn copy_database(
+    config: &dailydigest::config::Config,
+    from: Option<dailydigest::config::Database>,
+    to: Option<dailydigest::config::Database>,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let (from, to, copied) = dailydigest::pipeline::copy_database(
+        config,
+        from.as_ref(),
+        to.as_ref(),
+        std::env::var("DIGEST_DB_PASSWORD").ok(),
+    )?;
+    if json {
+        let tables: serde_json::Map<String, serde_json::Value> = copied
+            .iter()
+            .map(|(t, n)| (t.to_string(), (*n).into()))
+            .collect();
+        let mut out = io::stdout().lock();
+        serde_json::to_writer_pretty(
+            &mut out,
+            &serde_json::json!({ "from": from.to_string(), "to": to.to_string(), "rows": tables }),
+        )?;
+        writeln!(out)?;
+    }
+    let rows: u64 = copied.iter().map(|(_, n)| n).sum();
+    eprintln!(
+        "copied {rows} rows in {} tables from {from} into {to}",
+        copied.len()
+    );
+    Ok(ExitCode::SUCCESS)
+}

@@ -10,12 +10,14 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+mod database;
 mod env;
 pub mod files;
 mod summarizer;
 mod text;
 mod validate;
 
+pub use database::Database;
 pub use summarizer::{Budget, Choice, Params, Preset};
 pub use text::Embedder;
 pub use validate::is_dns_name;
@@ -65,8 +67,18 @@ pub struct Config {
     /// encoder under `models`, if any), `none` (group by words only), or a
     /// folder under `models`.
     pub embedder: Embedder,
-    /// SQLite database: subscribers, editions, deliveries, summary cache.
-    pub db: PathBuf,
+    /// The database (subscribers, editions, deliveries, caches): a SQLite
+    /// file, or `postgres://user@host[:port]/dbname` to share one among
+    /// hosts. The password comes from DIGEST_DB_PASSWORD or
+    /// `db_password_file`, never from here.
+    pub db: Database,
+    /// File holding the PostgreSQL password (its first line).
+    pub db_password_file: Option<PathBuf>,
+    /// Extra trusted root certificate (PEM) for the PostgreSQL server's TLS.
+    pub db_ca_file: Option<PathBuf>,
+    /// PostgreSQL: seconds a send worker's claim on deliveries lasts
+    /// without being renewed; a worker that died is taken over after it.
+    pub worker_lease_secs: u64,
     /// Public base URL of `digest serve`, for unsubscribe links.
     pub base_url: String,
     /// Sender address of the digest, `Name <address>`.
@@ -233,7 +245,10 @@ impl Default for Config {
             summarizer: Choice::Auto,
             transformer: TransformerSettings::default(),
             embedder: Embedder::Auto,
-            db: PathBuf::from("dailydigest.db"),
+            db: Database::File(PathBuf::from("dailydigest.db")),
+            db_password_file: None,
+            db_ca_file: None,
+            worker_lease_secs: 120,
             base_url: "https://digest.example.com".into(),
             from: "Daily Digest <digest@example.com>"
                 .parse()

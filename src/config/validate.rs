@@ -81,6 +81,13 @@ impl Config {
             ),
             ("confirm_days", u64::from(self.confirm_days), 1, 365, "days"),
             (
+                "worker_lease_secs",
+                self.worker_lease_secs,
+                2,
+                3600,
+                "seconds",
+            ),
+            (
                 "subscribe_limit_per_hour",
                 u64::from(self.subscribe_limit_per_hour),
                 1,

@@ -246,7 +246,7 @@ impl Pipeline {
     /// The run lock, for a change to a stored edition: a change never lands
     /// while a send or run reads the edition it is about to send.
     fn edit_lock(&self) -> Result<crate::lock::RunLock> {
-        crate::lock::RunLock::acquire(&self.config.db)?.map_err(|locked| {
+        self.run_lock()?.map_err(|locked| {
             Error::Invalid(format!(
                 "a send or run is in progress ({}); the edition cannot change now: try again when it ends",
                 locked.path.display()

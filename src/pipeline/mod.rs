@@ -17,6 +17,7 @@
 
 mod bounces;
 mod build;
+mod database;
 mod desk;
 mod fetch;
 mod init;
@@ -32,6 +33,7 @@ use chrono::NaiveDate;
 
 pub use bounces::{BounceReport, Unrecognised};
 pub use build::{build_edition, load_encoder, Built, Summarized};
+pub use database::copy_database;
 pub use desk::{document, Change, Edited};
 pub use init::{init, EXAMPLE_CONFIG};
 pub use run::{Ran, RunOutcome, RunReport, RunRequest};
@@ -42,7 +44,7 @@ pub use subscribers::{
     CSV_RECORD_COLUMNS, MAX_TOPICS_CHARS,
 };
 
-use crate::config::{Config, ConfigError};
+use crate::config::{Config, ConfigError, Database};
 use crate::edition::{self, Edition};
 use crate::embed::Encoder;
 use crate::ingest::Input;
@@ -67,6 +69,10 @@ pub enum Error {
     Template(#[from] TemplateError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The database cannot be opened: a server that cannot be reached, a
+    /// refused login, another schema version. Exit status 2.
+    #[error(transparent)]
+    Open(StoreError),
     #[error(transparent)]
     Lock(#[from] LockError),
     #[error(transparent)]
@@ -92,7 +98,7 @@ impl Error {
     pub fn is_config(&self) -> bool {
         matches!(
             self,
-            Error::Config(_) | Error::Template(_) | Error::Usage(_)
+            Error::Config(_) | Error::Template(_) | Error::Usage(_) | Error::Open(_)
         )
     }
 
@@ -120,25 +126,93 @@ pub struct Pipeline {
     renderer: OnceCell<Renderer>,
 }
 
+/// Opens `db` as `access` allows: a SQLite file (one that must exist
+/// unless `access` creates it), or a PostgreSQL server with the password
+/// given (DIGEST_DB_PASSWORD) or read from `db_password_file`. A server
+/// that cannot be reached, refuses the login or holds another schema
+/// version is a configuration error: nothing is done.
+pub(crate) fn open_store(
+    config: &Config,
+    db: &Database,
+    access: Access,
+    db_password: Option<String>,
+) -> Result<Store> {
+    Ok(match db {
+        Database::File(path) => {
+            if access != Access::Create && !path.is_file() {
+                let here = std::env::current_dir().unwrap_or_default();
+                return Err(Error::Invalid(format!(
+                    "no database file here: {} (in {}); `digest subscribers add`, `subscribers import` or `fetch` create one, or pass --db / set `db`",
+                    path.display(),
+                    here.display()
+                )));
+            }
+            Store::open_with(path, access)?
+        }
+        Database::Postgres(url) => {
+            if db.has_password_in_url() {
+                tracing::warn!("the database password is in db; put it in DIGEST_DB_PASSWORD or db_password_file instead");
+            }
+            let password = match db_password {
+                Some(p) => Some(p),
+                None => send::secret_file("db_password_file", config.db_password_file.as_deref())?,
+            };
+            let ca_pem = match &config.db_ca_file {
+                Some(path) => Some(
+                    crate::config::files::read_regular(
+                        path,
+                        crate::config::files::MAX_SECRET_BYTES,
+                        true,
+                    )
+                    .map_err(|e| ConfigError::Invalid {
+                        key: "db_ca_file",
+                        message: format!("{}: {e}", path.display()),
+                    })?,
+                ),
+                None => None,
+            };
+            let connect = crate::store::Connect {
+                url: url.clone(),
+                password,
+                ca_pem,
+                lease: Some(std::time::Duration::from_secs(config.worker_lease_secs)),
+            };
+            Store::connect(&connect, access).map_err(Error::Open)?
+        }
+    })
+}
+
 impl Pipeline {
     /// The pipeline over the configured database (created if missing).
     pub fn open(config: Config) -> Result<Pipeline> {
-        Pipeline::open_with(config, Access::Create)
+        Pipeline::open_with(config, Access::Create, None)
     }
 
     /// The pipeline over the configured database, opened as `access`
-    /// allows (commands that only read or update never create one).
-    pub fn open_with(config: Config, access: Access) -> Result<Pipeline> {
-        if access != Access::Create && !config.db.is_file() {
-            let here = std::env::current_dir().unwrap_or_default();
-            return Err(Error::Invalid(format!(
-                "no database file here: {} (in {}); `digest subscribers add`, `subscribers import` or `fetch` create one, or pass --db / set `db`",
-                config.db.display(),
-                here.display()
-            )));
-        }
-        let store = Store::open_with(&config.db, access)?;
+    /// allows (commands that only read or update never create a SQLite
+    /// file). `db_password` is PostgreSQL's (DIGEST_DB_PASSWORD, as the
+    /// binary found it), else `db_password_file` is read. A server that
+    /// cannot be reached, refuses the login or holds another schema
+    /// version is a configuration error: nothing is done.
+    pub fn open_with(
+        config: Config,
+        access: Access,
+        db_password: Option<String>,
+    ) -> Result<Pipeline> {
+        let store = open_store(&config, &config.db, access, db_password)?;
         Ok(Pipeline::with_store(config, store))
+    }
+
+    /// The run lock of a SQLite file (one sending process at a time);
+    /// none for PostgreSQL, whose workers share an edition by claiming its
+    /// deliveries.
+    pub(crate) fn run_lock(
+        &self,
+    ) -> Result<std::result::Result<crate::lock::RunLock, crate::lock::Locked>> {
+        match self.config.db.file() {
+            Some(path) => Ok(crate::lock::RunLock::acquire(path)?),
+            None => Ok(Ok(crate::lock::RunLock::shared())),
+        }
     }
 
     /// The pipeline over a throwaway in-memory database: for looking at a

@@ -74,7 +74,7 @@ impl Pipeline {
     pub fn run(&mut self, request: &RunRequest) -> Result<RunOutcome> {
         let started_at = Utc::now();
         let date = request.date.unwrap_or_else(|| self.today());
-        let lock = match RunLock::acquire(&self.config.db)? {
+        let lock = match self.run_lock()? {
             Ok(lock) => lock,
             Err(locked) => return Ok(RunOutcome::Locked(locked)),
         };

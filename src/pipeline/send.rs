@@ -9,7 +9,8 @@ use chrono::{NaiveDate, Utc};
 use super::{Error, Pipeline, Result, StoredEdition};
 use crate::config::{Config, ConfigError, OnDeadline};
 use crate::ingest::Input;
-use crate::lock::{Locked, RunLock};
+use crate::lock::Locked;
+use crate::mail::send::DeliverError;
 use crate::mail::transport::{redact_url, TransportConfigError};
 use crate::mail::{
     deliver, MessageSettings, RunSummary, SendError, SendOptions, Transport, TransportSettings,
@@ -125,11 +126,20 @@ fn smtp_password(config: &Config, given: Option<&str>) -> Result<Option<String>,
     if let Some(p) = given {
         return Ok(Some(p.to_owned()));
     }
-    match &config.smtp_password_file {
+    secret_file("smtp_password_file", config.smtp_password_file.as_deref())
+}
+
+/// The first line of a password file (a regular file of at most 64 KiB),
+/// if one is set; a warning when every user may read it.
+pub(super) fn secret_file(
+    key: &'static str,
+    path: Option<&std::path::Path>,
+) -> Result<Option<String>, ConfigError> {
+    match path {
         None => Ok(None),
         Some(path) => {
-            let text = crate::config::files::read_secret("smtp_password_file", path)?;
-            warn_if_world_readable("smtp_password_file", path);
+            let text = crate::config::files::read_secret(key, path)?;
+            warn_if_world_readable(key, path);
             Ok(Some(text.lines().next().unwrap_or("").to_owned()))
         }
     }
@@ -258,7 +268,7 @@ impl Pipeline {
         let _lock = if request.dry_run {
             None
         } else {
-            match RunLock::acquire(&self.config.db)? {
+            match self.run_lock()? {
                 Ok(lock) => Some(lock),
                 Err(locked) => return Ok(SendOutcome::Locked(locked)),
             }
@@ -327,7 +337,67 @@ impl Pipeline {
         Ok(sent)
     }
 
+    /// The stored edition of `date`, else the one built and stored now;
+    /// or what to answer instead (no news, a dry run's figures).
+    fn stored_or_built(
+        &self,
+        date: NaiveDate,
+        request: &SendRequest,
+        transport: &str,
+    ) -> Result<std::result::Result<StoredEdition, SendOutcome>> {
+        Ok(Ok(match self.store.edition(date)? {
+            Some(stored) => {
+                tracing::info!(
+                    "sending the stored edition of {date} (rendered {})",
+                    stored.rendered_at
+                );
+                stored
+            }
+            None => {
+                let built = self.build(date, request.inputs.clone())?;
+                if built.skipped > 0 {
+                    tracing::warn!(
+                        "{} inputs skipped while building the edition",
+                        built.skipped
+                    );
+                }
+                if built.edition.stories.is_empty() {
+                    tracing::info!("no news for {date}: nothing stored or sent");
+                    return Ok(Err(SendOutcome::NoNews { date }));
+                }
+                if request.dry_run {
+                    return Ok(Err(SendOutcome::DryRun(DryRun {
+                        date,
+                        open_deliveries: None,
+                        stories: built.edition.stories.len(),
+                        active_subscribers: self.store.active_subscribers()?,
+                        transport: transport.to_owned(),
+                    })));
+                }
+                self.store.store_edition(date, &built.edition, Utc::now())?
+            }
+        }))
+    }
+
+    /// `send_locked_once`, read again when an editor changed the edition
+    /// between reading and planning (on another host: a SQLite file's run
+    /// lock keeps edits out while sending).
     pub(super) fn send_locked(&mut self, request: &SendRequest) -> Result<SendOutcome> {
+        let mut tries = 0;
+        loop {
+            match self.send_locked_once(request) {
+                Err(Error::Deliver(DeliverError::Changed { date, version })) if tries < 3 => {
+                    tries += 1;
+                    tracing::info!(
+                        "the edition of {date} changed since version {version} was read: reading it again"
+                    );
+                }
+                other => return other,
+            }
+        }
+    }
+
+    fn send_locked_once(&mut self, request: &SendRequest) -> Result<SendOutcome> {
         // Everything that can be wrong with the configuration fails here,
         // before any message is sent.
         self.renderer()?;
@@ -351,38 +421,16 @@ impl Pipeline {
             )));
         }
 
-        let stored: StoredEdition = match self.store.edition(date)? {
-            Some(stored) => {
-                tracing::info!(
-                    "sending the stored edition of {date} (rendered {})",
-                    stored.rendered_at
-                );
-                stored
-            }
-            None => {
-                let built = self.build(date, request.inputs.clone())?;
-                if built.skipped > 0 {
-                    tracing::warn!(
-                        "{} inputs skipped while building the edition",
-                        built.skipped
-                    );
-                }
-                if built.edition.stories.is_empty() {
-                    tracing::info!("no news for {date}: nothing stored or sent");
-                    return Ok(SendOutcome::NoNews { date });
-                }
-                if request.dry_run {
-                    return Ok(SendOutcome::DryRun(DryRun {
-                        date,
-                        open_deliveries: None,
-                        stories: built.edition.stories.len(),
-                        active_subscribers: self.store.active_subscribers()?,
-                        transport: transport.describe(),
-                    }));
-                }
-                self.store.store_edition(date, &built.edition, Utc::now())?
-            }
+        // With PostgreSQL, workers on several hosts may start at once: the
+        // first builds the edition while the others wait, then find it.
+        self.store.hold_date(date)?;
+        let found = self.stored_or_built(date, request, &transport.describe());
+        let released = self.store.release_date(date);
+        let stored = match found? {
+            Ok(stored) => stored,
+            Err(outcome) => return Ok(outcome),
         };
+        released?;
         if stored.edition.stories.is_empty() {
             return Err(Error::Invalid(format!(
                 "the edition of {date} has no stories left (every one was dropped): nothing was sent; `digest edition build --date {date} --rebuild` builds it again from its articles"

@@ -243,11 +243,17 @@ impl Pipeline {
     /// The file beside the database where the subscribe page's sign-ups
     /// wait to be recorded and mailed. `serve` appends to it without
     /// holding the pipeline (`QueueFile::append` of a `sign_up_line`).
+    /// With PostgreSQL there is no database file: the queue is this host's,
+    /// in the working folder, named after the database.
     pub fn sign_up_queue(&self) -> QueueFile {
-        QueueFile::new(std::path::PathBuf::from(format!(
-            "{}.signups",
-            self.config.db.display()
-        )))
+        let path = match self.config.db.file() {
+            Some(file) => format!("{}.signups", file.display()),
+            None => format!(
+                "dailydigest-{}.signups",
+                crate::article::short_hash(&[&self.config.db.to_string()])
+            ),
+        };
+        QueueFile::new(std::path::PathBuf::from(path))
     }
 
     /// Records the queued sign-ups, oldest first, and returns the

@@ -163,3 +163,143 @@ impl Articles for Sqlite {
             .collect())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::testing::{now, stores};
+
+    fn article(id: &str, url: Option<&str>) -> Article {
+        Article {
+            id: id.into(),
+            date: None,
+            title: format!("Title {id}"),
+            title_derived: false,
+            source: Some("feed".into()),
+            url: url.map(Into::into),
+            paragraphs: vec![format!("The text of {id}.")],
+            origin: "feed".into(),
+        }
+    }
+
+    #[test]
+    fn feeds_and_articles_round_trip() {
+        for s in stores() {
+            let at = s.location().to_owned();
+            let url = "https://example.com/rss";
+            let state = |etag: Option<&str>, lm: Option<&str>, failures| FeedState {
+                etag: etag.map(Into::into),
+                last_modified: lm.map(Into::into),
+                failures,
+            };
+            let ok = |etag: Option<&str>, lm: Option<&str>| {
+                Ok((etag.map(Into::into), lm.map(Into::into)))
+            };
+            assert_eq!(s.feed_state("f").unwrap(), FeedState::default(), "{at}");
+            assert_eq!(
+                s.record_fetch("f", url, ok(Some("e1"), Some("Mon")), now())
+                    .unwrap(),
+                0,
+                "{at}"
+            );
+            assert_eq!(
+                s.record_fetch("f", url, Err("timeout"), now()).unwrap(),
+                1,
+                "{at}"
+            );
+            assert_eq!(
+                s.record_fetch("f", url, Err("timeout"), now()).unwrap(),
+                2,
+                "{at}"
+            );
+            assert_eq!(
+                s.feed_state("f").unwrap(),
+                state(Some("e1"), Some("Mon"), 2),
+                "{at}: a failure keeps the validators"
+            );
+            assert_eq!(
+                s.record_fetch("f", url, ok(None, Some("Tue")), now())
+                    .unwrap(),
+                0,
+                "{at}"
+            );
+            assert_eq!(
+                s.feed_state("f").unwrap(),
+                state(Some("e1"), Some("Tue"), 0),
+                "{at}: a success keeps the validators it did not get anew"
+            );
+            assert_eq!(
+                s.record_fetch("g", url, Err("404"), now()).unwrap(),
+                1,
+                "{at}"
+            );
+            assert_eq!(s.feed_state("g").unwrap(), state(None, None, 1), "{at}");
+
+            let date = NaiveDate::from_ymd_opt(2022, 3, 14).unwrap();
+            let next = date.succ_opt().unwrap();
+            let earlier = now() - chrono::Duration::minutes(1);
+            let (a, b, c, d) = (
+                article("a", None),
+                article("b", Some("https://example.com/b")),
+                article("c", Some("https://example.com/c")),
+                article("d", None),
+            );
+            assert!(
+                s.store_article("f", Some("guid-b"), "hash-b", &b, date, now())
+                    .unwrap(),
+                "{at}"
+            );
+            assert!(
+                !s.store_article("f", Some("guid-b"), "hash-b", &b, date, now())
+                    .unwrap(),
+                "{at}: stored once"
+            );
+            assert!(
+                s.store_article("f", None, "hash-a", &a, date, now())
+                    .unwrap(),
+                "{at}"
+            );
+            assert!(
+                s.store_article("g", None, "hash-c", &c, date, earlier)
+                    .unwrap(),
+                "{at}"
+            );
+            assert!(
+                s.store_article("g", None, "hash-d", &d, next, now())
+                    .unwrap(),
+                "{at}"
+            );
+
+            let seen = |feed, guid, link, hash| s.article_seen(feed, guid, link, hash).unwrap();
+            assert!(
+                seen("f", Some("guid-b"), None, "x"),
+                "{at}: same GUID, same feed"
+            );
+            assert!(
+                !seen("g", Some("guid-b"), None, "x"),
+                "{at}: a GUID is the feed's own"
+            );
+            assert!(
+                seen("g", None, Some("https://example.com/b"), "x"),
+                "{at}: same link"
+            );
+            assert!(seen("g", None, None, "hash-a"), "{at}: same content");
+            assert!(!seen("f", None, None, "x"), "{at}: no GUID matches none");
+            assert!(
+                !seen("f", Some("guid-a"), Some("https://example.com/a"), "x"),
+                "{at}"
+            );
+
+            assert_eq!(
+                s.articles_for(date).unwrap(),
+                [c, a, b],
+                "{at}: first seen, then by id"
+            );
+            assert_eq!(s.articles_for(next).unwrap(), [d], "{at}");
+            assert!(
+                s.articles_for(next.succ_opt().unwrap()).unwrap().is_empty(),
+                "{at}"
+            );
+        }
+    }
+}

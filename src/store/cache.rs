@@ -91,11 +91,7 @@ impl Caches for Sqlite {
                 .query_row([h.as_str(), settings], |r| r.get(0))
                 .optional()
                 .map_err(self.err("reading the embedding cache"))?;
-            out.push(blob.filter(|b| b.len() % 4 == 0).map(|b| {
-                b.chunks_exact(4)
-                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                    .collect()
-            }));
+            out.push(blob.and_then(|b| vector_from_blob(&b)));
         }
         Ok(out)
     }
@@ -121,13 +117,78 @@ impl Caches for Sqlite {
                 .map_err(self.err("writing the embedding cache"))?;
             let at = ts(now);
             for (h, v) in items {
-                let blob: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
-                stmt.execute(params![h, settings, blob, at])
+                stmt.execute(params![h, settings, blob_from_vector(v), at])
                     .map_err(self.err("writing the embedding cache"))?;
             }
         }
         tx.commit()
             .map_err(self.err("writing the embedding cache"))?;
         Ok(())
+    }
+}
+
+/// A cached vector as stored: little-endian float32 values.
+pub(super) fn blob_from_vector(v: &[f32]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+/// A stored vector; none when the bytes are not whole float32 values.
+pub(super) fn vector_from_blob(b: &[u8]) -> Option<Vec<f32>> {
+    b.len().is_multiple_of(4).then(|| {
+        b.chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::store::testing::{now, stores};
+
+    #[test]
+    fn caches_round_trip() {
+        for s in stores() {
+            let at = s.location().to_owned();
+            assert_eq!(s.cached_summary("h", "v1").unwrap(), None, "{at}");
+            s.cache_summary("h", "v1", r#"{"a":1}"#, now()).unwrap();
+            s.cache_summary("h", "v1", r#"{"a":2}"#, now()).unwrap();
+            assert_eq!(
+                s.cached_summary("h", "v1").unwrap().as_deref(),
+                Some(r#"{"a":2}"#),
+                "{at}: the last one cached"
+            );
+            assert_eq!(
+                s.cached_summary("h", "v2").unwrap(),
+                None,
+                "{at}: by settings"
+            );
+
+            s.cache_embeddings(&[], "enc", now()).unwrap();
+            let items = vec![
+                ("t2".to_string(), vec![1.0f32, -2.5]),
+                ("t1".to_string(), vec![0.25f32, 3.0]),
+                ("t2".to_string(), vec![4.0f32, 5.0]),
+            ];
+            s.cache_embeddings(&items, "enc", now()).unwrap();
+            s.cache_embeddings(&[("t3".into(), vec![7.0])], "other", now())
+                .unwrap();
+            let hashes: Vec<String> = ["t1", "t3", "t2", "t1"].map(String::from).into();
+            assert_eq!(
+                s.cached_embeddings(&hashes, "enc").unwrap(),
+                [
+                    Some(vec![0.25, 3.0]),
+                    None,
+                    Some(vec![4.0, 5.0]),
+                    Some(vec![0.25, 3.0])
+                ],
+                "{at}: in the caller's order, the last vector given for a hash"
+            );
+            assert_eq!(
+                s.cached_embeddings(&["t3".into()], "other").unwrap(),
+                [Some(vec![7.0])],
+                "{at}"
+            );
+            assert!(s.cached_embeddings(&[], "enc").unwrap().is_empty(), "{at}");
+        }
     }
 }

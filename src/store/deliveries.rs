@@ -2,7 +2,7 @@
 //! makes every send exactly once. Each change is its own transaction.
 
 use chrono::{DateTime, Utc};
-use rusqlite::params;
+use rusqlite::{params, OptionalExtension};
 use serde::Serialize;
 
 use super::{ts, Result, Sqlite, Subscriber};
@@ -29,7 +29,7 @@ impl DeliveryState {
         }
     }
 
-    fn parse(s: &str) -> DeliveryState {
+    pub(super) fn parse(s: &str) -> DeliveryState {
         match s {
             "sending" => DeliveryState::Sending,
             "sent" => DeliveryState::Sent,
@@ -142,14 +142,18 @@ fn delivery_from_row(edition_id: i64, r: &rusqlite::Row<'_>) -> rusqlite::Result
 pub trait Deliveries {
     /// Creates a pending delivery for every active subscriber who has none
     /// for this edition yet, in one set-based statement (nothing is loaded
-    /// into memory). `message_id(subscriber id, token)` names each message.
-    /// Returns how many were created.
+    /// into memory), if the edition is still at `version`: the check and
+    /// the planning are one transaction, so an edit either lands before
+    /// (and planning is refused: read the edition again) or is refused
+    /// after (sending has started). `message_id(subscriber id, token)`
+    /// names each message. Returns how many were created.
     fn plan_deliveries(
         &self,
         edition_id: i64,
+        version: i64,
         message_id: MessageIds,
         now: DateTime<Utc>,
-    ) -> Result<usize>;
+    ) -> Result<std::result::Result<usize, super::Refused>>;
 
     /// At most `limit` open deliveries (pending, retry, or left `sending` by
     /// a stopped run) of active subscribers whose id is above `after`, by
@@ -191,9 +195,10 @@ impl Deliveries for Sqlite {
     fn plan_deliveries(
         &self,
         edition_id: i64,
+        version: i64,
         message_id: MessageIds,
         now: DateTime<Utc>,
-    ) -> Result<usize> {
+    ) -> Result<std::result::Result<usize, super::Refused>> {
         use rusqlite::functions::FunctionFlags;
         self.conn
             .create_scalar_function(
@@ -207,10 +212,20 @@ impl Deliveries for Sqlite {
                 },
             )
             .map_err(self.err("planning deliveries"))?;
-        let planned = self
-            .conn
-            .execute(PLAN, params![edition_id, ts(now)])
-            .map_err(self.err("planning deliveries"));
+        let planned = self.immediate("planning deliveries", |s| {
+            let current: Option<i64> = s
+                .conn
+                .query_row(
+                    "SELECT version FROM editions WHERE id = ?1",
+                    [edition_id],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            if current != Some(version) {
+                return Ok(Err(super::Refused::Changed));
+            }
+            s.conn.execute(PLAN, params![edition_id, ts(now)]).map(Ok)
+        });
         let _ = self.conn.remove_function("digest_message_id", 2);
         planned
     }
@@ -338,52 +353,65 @@ mod tests {
     use super::*;
     use crate::store::testing::{now, row};
     use crate::store::{subscribers, NewSubscriber, Status};
-    use crate::store::{Editions, Store, Subscribers};
+    use crate::store::{Editions, Subscribers};
 
     #[test]
     fn delivery_state_machine() {
-        let mut s = Store::in_memory().unwrap();
-        s.add_subscribers(&[row("a@example.com"), row("b@example.com")], now(), false)
-            .unwrap();
-        let edition = crate::render::sample_edition();
-        let e = s.store_edition(edition.date, &edition, now()).unwrap();
-        assert_eq!(
-            s.plan_deliveries(e.id, Box::new(|id, _| format!("<{id}@x>")), now())
+        for mut s in crate::store::testing::stores() {
+            s.add_subscribers(&[row("a@example.com"), row("b@example.com")], now(), false)
+                .unwrap();
+            let edition = crate::render::sample_edition();
+            let e = s.store_edition(edition.date, &edition, now()).unwrap();
+            assert_eq!(
+                s.plan_deliveries(
+                    e.id,
+                    e.version,
+                    Box::new(|id, _| format!("<{id}@x>")),
+                    now()
+                )
+                .unwrap()
                 .unwrap(),
-            2
-        );
-        assert_eq!(
-            s.plan_deliveries(e.id, Box::new(|id, _| format!("<{id}@x>")), now())
+                2
+            );
+            assert_eq!(
+                s.plan_deliveries(
+                    e.id,
+                    e.version,
+                    Box::new(|id, _| format!("<{id}@x>")),
+                    now()
+                )
+                .unwrap()
                 .unwrap(),
-            0,
-            "planned once"
-        );
-        let pending = s.deliveries(e.id, &[DeliveryState::Pending]).unwrap();
-        assert_eq!(pending.len(), 2);
-        let a = pending[0].subscriber.id;
-        assert!(s.mark_sending(e.id, a, now()).unwrap());
-        s.mark_done(e.id, a, DeliveryState::Sent, None, None, now())
-            .unwrap();
-        let counts = s.delivery_counts(e.id).unwrap();
-        assert_eq!(
-            counts,
-            [(DeliveryState::Pending, 1), (DeliveryState::Sent, 1)]
-        );
-        let sent = s.deliveries(e.id, &[DeliveryState::Sent]).unwrap();
-        assert_eq!(sent[0].attempts, 1);
-        assert_eq!(sent[0].message_id, format!("<{a}@x>"));
-        assert!(
-            !s.mark_sending(e.id, a, now()).unwrap(),
-            "a sent delivery is not claimed again"
-        );
-        let b = pending[1].subscriber.id;
-        s.set_status("b@example.com", Status::Unsubscribed, now())
-            .unwrap();
-        assert!(
-            !s.mark_sending(e.id, b, now()).unwrap(),
-            "nor one to a subscriber who left"
-        );
-        assert!(!format!("{:?}", pending[0].subscriber).contains(&pending[0].subscriber.token));
+                0,
+                "planned once"
+            );
+            let pending = s.deliveries(e.id, &[DeliveryState::Pending]).unwrap();
+            assert_eq!(pending.len(), 2);
+            let a = pending[0].subscriber.id;
+            assert!(s.mark_sending(e.id, a, now()).unwrap());
+            s.mark_done(e.id, a, DeliveryState::Sent, None, None, now())
+                .unwrap();
+            let counts = s.delivery_counts(e.id).unwrap();
+            assert_eq!(
+                counts,
+                [(DeliveryState::Pending, 1), (DeliveryState::Sent, 1)]
+            );
+            let sent = s.deliveries(e.id, &[DeliveryState::Sent]).unwrap();
+            assert_eq!(sent[0].attempts, 1);
+            assert_eq!(sent[0].message_id, format!("<{a}@x>"));
+            assert!(
+                !s.mark_sending(e.id, a, now()).unwrap(),
+                "a sent delivery is not claimed again"
+            );
+            let b = pending[1].subscriber.id;
+            s.set_status("b@example.com", Status::Unsubscribed, now())
+                .unwrap();
+            assert!(
+                !s.mark_sending(e.id, b, now()).unwrap(),
+                "nor one to a subscriber who left"
+            );
+            assert!(!format!("{:?}", pending[0].subscriber).contains(&pending[0].subscriber.token));
+        }
     }
 
     /// Every statement of the send loop (planning, counting, paging,
@@ -401,8 +429,14 @@ mod tests {
         let edition = crate::render::sample_edition();
         let json = serde_json::to_string(&edition).unwrap();
         let e = s.store_edition_json(edition.date, &json, now()).unwrap();
-        s.plan_deliveries(e.id, Box::new(|id, _| format!("<{id}@x>")), now())
-            .unwrap();
+        s.plan_deliveries(
+            e.id,
+            e.version,
+            Box::new(|id, _| format!("<{id}@x>")),
+            now(),
+        )
+        .unwrap()
+        .unwrap();
         // No ANALYZE: digest never runs it, so the planner sees what it
         // sees in production.
         s.conn
@@ -459,50 +493,58 @@ mod tests {
 
     #[test]
     fn pages_of_open_deliveries_cover_each_once_in_order() {
-        let mut s = Store::in_memory().unwrap();
-        let rows: Vec<NewSubscriber> = (0..25).map(|i| row(&format!("r{i}@example.com"))).collect();
-        s.add_subscribers(&rows, now(), false).unwrap();
-        let edition = crate::render::sample_edition();
-        let e = s.store_edition(edition.date, &edition, now()).unwrap();
-        assert_eq!(
-            s.plan_deliveries(e.id, Box::new(|id, _| format!("<{id}@x>")), now())
+        for mut s in crate::store::testing::stores() {
+            let rows: Vec<NewSubscriber> =
+                (0..25).map(|i| row(&format!("r{i}@example.com"))).collect();
+            s.add_subscribers(&rows, now(), false).unwrap();
+            let edition = crate::render::sample_edition();
+            let e = s.store_edition(edition.date, &edition, now()).unwrap();
+            assert_eq!(
+                s.plan_deliveries(
+                    e.id,
+                    e.version,
+                    Box::new(|id, _| format!("<{id}@x>")),
+                    now()
+                )
+                .unwrap()
                 .unwrap(),
-            25
-        );
-        // Mixed states: some sent, some retrying, one left sending, one
-        // subscriber gone.
-        for id in [2, 3, 4] {
-            s.mark_done(e.id, id, DeliveryState::Sent, None, None, now())
-                .unwrap();
-        }
-        for id in [7, 20] {
-            s.mark_done(e.id, id, DeliveryState::Retry, Some("451"), None, now())
-                .unwrap();
-        }
-        assert!(s.mark_sending(e.id, 11, now()).unwrap());
-        s.set_status("r14@example.com", Status::Unsubscribed, now())
-            .unwrap();
-        let counts = s.open_counts(e.id).unwrap();
-        assert_eq!((counts.pending, counts.retry, counts.sending), (18, 2, 1));
-        assert_eq!(s.active_subscribers().unwrap(), 24);
-        let mut seen = Vec::new();
-        let mut after = 0;
-        loop {
-            let page = s.open_deliveries(e.id, after, 4).unwrap();
-            seen.extend(page.iter().map(|d| (d.subscriber.id, d.state)));
-            match page.last() {
-                Some(last) if page.len() == 4 => after = last.subscriber.id,
-                _ => break,
+                25
+            );
+            // Mixed states: some sent, some retrying, one left sending, one
+            // subscriber gone.
+            for id in [2, 3, 4] {
+                s.mark_done(e.id, id, DeliveryState::Sent, None, None, now())
+                    .unwrap();
             }
+            for id in [7, 20] {
+                s.mark_done(e.id, id, DeliveryState::Retry, Some("451"), None, now())
+                    .unwrap();
+            }
+            assert!(s.mark_sending(e.id, 11, now()).unwrap());
+            s.set_status("r14@example.com", Status::Unsubscribed, now())
+                .unwrap();
+            let counts = s.open_counts(e.id).unwrap();
+            assert_eq!((counts.pending, counts.retry, counts.sending), (18, 2, 1));
+            assert_eq!(s.active_subscribers().unwrap(), 24);
+            let mut seen = Vec::new();
+            let mut after = 0;
+            loop {
+                let page = s.open_deliveries(e.id, after, 4).unwrap();
+                seen.extend(page.iter().map(|d| (d.subscriber.id, d.state)));
+                match page.last() {
+                    Some(last) if page.len() == 4 => after = last.subscriber.id,
+                    _ => break,
+                }
+            }
+            let ids: Vec<i64> = seen.iter().map(|(id, _)| *id).collect();
+            let expected: Vec<i64> = (1..=25).filter(|id| ![2, 3, 4, 15].contains(id)).collect();
+            assert_eq!(ids, expected, "every open delivery once, by id");
+            assert!(seen.contains(&(11, DeliveryState::Sending)));
+            assert!(seen.contains(&(20, DeliveryState::Retry)));
+            assert_eq!(
+                s.deliveries(e.id, &[DeliveryState::Pending]).unwrap()[0].message_id,
+                "<1@x>"
+            );
         }
-        let ids: Vec<i64> = seen.iter().map(|(id, _)| *id).collect();
-        let expected: Vec<i64> = (1..=25).filter(|id| ![2, 3, 4, 15].contains(id)).collect();
-        assert_eq!(ids, expected, "every open delivery once, by id");
-        assert!(seen.contains(&(11, DeliveryState::Sending)));
-        assert!(seen.contains(&(20, DeliveryState::Retry)));
-        assert_eq!(
-            s.deliveries(e.id, &[DeliveryState::Pending]).unwrap()[0].message_id,
-            "<1@x>"
-        );
     }
 }

@@ -174,6 +174,15 @@ pub(super) const MIGRATIONS: &[&str] = &[
     CREATE INDEX signups_expires ON signups (expires_at);
     ALTER TABLE subscribers DROP COLUMN pending_json;
     ALTER TABLE subscribers DROP COLUMN confirm_sent_at;",
+    // 8: several send workers on one edition (PostgreSQL; SQLite's file
+    // lock keeps one at a time, and leaves these empty). A delivery read by
+    // a worker is claimed by it; a worker is alive while its lease lasts.
+    "ALTER TABLE deliveries ADD COLUMN claimed_by TEXT;
+    CREATE TABLE send_workers (
+        name TEXT PRIMARY KEY,
+        alive_until TEXT NOT NULL,
+        started_at TEXT NOT NULL
+    ) WITHOUT ROWID;",
 ];
 
 #[cfg(test)]

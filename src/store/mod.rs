@@ -19,10 +19,12 @@
 
 mod articles;
 mod cache;
+pub mod copy;
 mod deliveries;
 mod editions;
 mod mail_events;
 mod migrations;
+mod pg;
 pub mod queue;
 mod signups;
 mod sqlite;
@@ -35,9 +37,11 @@ use chrono::{DateTime, NaiveDate, Utc};
 
 pub use articles::{Articles, FeedState};
 pub use cache::Caches;
+pub use copy::{Tables, Value};
 pub use deliveries::{Deliveries, Delivery, DeliveryState, MessageIds, OpenCounts};
 pub use editions::{Editions, LogEntry, Refused, StoredEdition};
 pub use mail_events::{Applied, MailEvent, MailEvents};
+pub use pg::{Connect, Postgres};
 pub use queue::QueueFile;
 pub use signups::{Asker, Confirmed, SignUp, SignUps, Waiting};
 pub use sqlite::Sqlite;
@@ -113,7 +117,16 @@ pub enum Access {
 
 /// Every table's operations: what a storage backend implements.
 pub trait Backend:
-    Subscribers + SignUps + Unsubscribes + MailEvents + Editions + Deliveries + Articles + Caches + Send
+    Subscribers
+    + SignUps
+    + Unsubscribes
+    + MailEvents
+    + Editions
+    + Deliveries
+    + Articles
+    + Caches
+    + copy::Tables
+    + Send
 {
     /// The schema version.
     fn version(&self) -> Result<usize>;
@@ -142,6 +155,11 @@ impl Store {
     /// `ReadOnly` falls back to reading a database it may not write.
     pub fn open_with(path: &Path, access: Access) -> Result<Store> {
         Ok(Store::new(Sqlite::open_with(path, access)?))
+    }
+
+    /// Connects to the PostgreSQL database `connect` names and migrates it.
+    pub fn connect(connect: &Connect, access: Access) -> Result<Store> {
+        Postgres::connect(connect, access).map(Store::new)
     }
 
     /// An in-memory SQLite database (tests, dry runs).
@@ -245,9 +263,28 @@ pub fn random_token() -> String {
 }
 
 #[cfg(test)]
+#[path = "../../tests/support/postgres.rs"]
+pub(crate) mod test_server;
+
+#[cfg(test)]
 pub(crate) mod testing {
     //! What the store's tests share.
     use super::*;
+
+    /// An empty store of each backend: SQLite in memory, and a schema of
+    /// its own on the test PostgreSQL server. The store's tests run on both.
+    pub(crate) fn stores() -> Vec<Store> {
+        vec![Store::in_memory().unwrap(), postgres()]
+    }
+
+    /// An empty store on the test PostgreSQL server.
+    pub(crate) fn postgres() -> Store {
+        let connect = Connect {
+            url: super::test_server::fresh_url(),
+            ..Connect::default()
+        };
+        Store::connect(&connect, Access::Create).unwrap()
+    }
 
     pub(crate) fn now() -> DateTime<Utc> {
         DateTime::parse_from_rfc3339("2022-03-14T06:00:00Z")

@@ -112,6 +112,25 @@ pub struct NewSubscriber {
     pub last_bounce: Option<String>,
 }
 
+/// What an import does with a row: its address is `existing` (that
+/// subscriber's id), `before` the largest id before the import began.
+pub(super) enum Adding {
+    Insert,
+    Reactivate(i64),
+    Duplicate(String),
+}
+
+pub(super) fn adding(email: &str, existing: Option<i64>, before: i64, reactivate: bool) -> Adding {
+    match existing {
+        Some(id) if id > before => {
+            Adding::Duplicate(format!("duplicate: {email} appears earlier in the file"))
+        }
+        Some(id) if reactivate => Adding::Reactivate(id),
+        Some(_) => Adding::Duplicate(format!("duplicate: {email} is already a subscriber")),
+        None => Adding::Insert,
+    }
+}
+
 /// Active subscribers, counted from the status index.
 pub(super) const ACTIVE_COUNT: &str = "SELECT COUNT(*) FROM subscribers WHERE status = 'active'";
 
@@ -233,18 +252,15 @@ impl Subscribers for Sqlite {
                     .query_row([&email], |r| r.get(0))
                     .optional()
                     .map_err(e("adding subscribers"))?;
-                let result = match existing {
-                    Some(id) if id > before => {
-                        Err(format!("duplicate: {email} appears earlier in the file"))
-                    }
-                    Some(id) if reactivate => {
+                let result = match adding(&email, existing, before, reactivate) {
+                    Adding::Duplicate(why) => Err(why),
+                    Adding::Reactivate(id) => {
                         update
                             .execute(params![id, name, topics, topics_only, ts(now)])
                             .map_err(e("adding subscribers"))?;
                         Ok(id)
                     }
-                    Some(_) => Err(format!("duplicate: {email} is already a subscriber")),
-                    None => {
+                    Adding::Insert => {
                         let token = random_token();
                         insert
                             .execute(params![
@@ -384,73 +400,74 @@ pub(super) const VISITOR_WAIT: std::time::Duration = std::time::Duration::from_m
 mod tests {
     use super::*;
     use crate::store::testing::{now, row};
-    use crate::store::Store;
 
     #[test]
     fn subscribers_are_unique_case_insensitively_with_unguessable_tokens() {
-        let mut s = Store::in_memory().unwrap();
-        let out = s
-            .add_subscribers(
-                &[
-                    row("a@example.com"),
-                    row("A@example.com"),
-                    row("b@example.com"),
-                ],
-                now(),
-                false,
-            )
-            .unwrap();
-        assert!(
-            out[0].is_ok() && out[1].is_err() && out[2].is_ok(),
-            "{out:?}"
-        );
-        let subs = s.subscribers().unwrap();
-        assert_eq!(subs.len(), 2);
-        assert_eq!(subs[0].token.len(), 32);
-        assert_ne!(subs[0].token, subs[1].token);
-        assert_eq!(
-            s.subscriber_by_token(&subs[1].token)
-                .unwrap()
-                .unwrap()
-                .email,
-            "b@example.com"
-        );
-        assert!(s
-            .set_status("a@example.com", Status::Unsubscribed, now())
-            .unwrap());
-        assert!(!s
-            .set_status("nobody@example.com", Status::Unsubscribed, now())
-            .unwrap());
+        for mut s in crate::store::testing::stores() {
+            let out = s
+                .add_subscribers(
+                    &[
+                        row("a@example.com"),
+                        row("A@example.com"),
+                        row("b@example.com"),
+                    ],
+                    now(),
+                    false,
+                )
+                .unwrap();
+            assert!(
+                out[0].is_ok() && out[1].is_err() && out[2].is_ok(),
+                "{out:?}"
+            );
+            let subs = s.subscribers().unwrap();
+            assert_eq!(subs.len(), 2);
+            assert_eq!(subs[0].token.len(), 32);
+            assert_ne!(subs[0].token, subs[1].token);
+            assert_eq!(
+                s.subscriber_by_token(&subs[1].token)
+                    .unwrap()
+                    .unwrap()
+                    .email,
+                "b@example.com"
+            );
+            assert!(s
+                .set_status("a@example.com", Status::Unsubscribed, now())
+                .unwrap());
+            assert!(!s
+                .set_status("nobody@example.com", Status::Unsubscribed, now())
+                .unwrap());
+        }
     }
 
     #[test]
     fn an_import_streams_and_names_duplicates_within_it() {
-        let mut s = Store::in_memory().unwrap();
-        s.add_subscribers(&[row("old@example.com")], now(), false)
+        for mut s in crate::store::testing::stores() {
+            s.add_subscribers(&[row("old@example.com")], now(), false)
+                .unwrap();
+            let input = vec![
+                (1, Ok(row("new@example.com"))),
+                (2, Err("invalid address".to_string())),
+                (3, Ok(row("OLD@example.com"))),
+                (4, Ok(row("New@example.com"))),
+            ];
+            let mut results = Vec::new();
+            s.add_subscribers_each(&mut input.into_iter(), now(), false, &mut |line, r| {
+                results.push((line, r))
+            })
             .unwrap();
-        let input = vec![
-            (1, Ok(row("new@example.com"))),
-            (2, Err("invalid address".to_string())),
-            (3, Ok(row("OLD@example.com"))),
-            (4, Ok(row("New@example.com"))),
-        ];
-        let mut results = Vec::new();
-        s.add_subscribers_each(&mut input.into_iter(), now(), false, &mut |line, r| {
-            results.push((line, r))
-        })
-        .unwrap();
-        assert!(results[0].1.is_ok());
-        assert_eq!(results[1].1.as_ref().unwrap_err(), "invalid address");
-        assert!(results[2]
-            .1
-            .as_ref()
-            .unwrap_err()
-            .contains("already a subscriber"));
-        assert!(results[3]
-            .1
-            .as_ref()
-            .unwrap_err()
-            .contains("appears earlier in the file"));
-        assert_eq!(s.subscribers().unwrap().len(), 2);
+            assert!(results[0].1.is_ok());
+            assert_eq!(results[1].1.as_ref().unwrap_err(), "invalid address");
+            assert!(results[2]
+                .1
+                .as_ref()
+                .unwrap_err()
+                .contains("already a subscriber"));
+            assert!(results[3]
+                .1
+                .as_ref()
+                .unwrap_err()
+                .contains("appears earlier in the file"));
+            assert_eq!(s.subscribers().unwrap().len(), 2);
+        }
     }
 }

@@ -11,10 +11,6 @@ use super::{token_hash, ts, Result, Sqlite, Status, Subscribers};
 /// Unsubscribing by token, and the queue that keeps a request when the
 /// database is busy.
 pub trait Unsubscribes {
-    /// The file beside the database where unsubscribes that met a busy
-    /// database wait: one token hash a line.
-    fn unsubscribe_queue(&self) -> QueueFile;
-
     /// Unsubscribes the holder of `token` (RFC 8058 one-click). When another
     /// process holds the write lock for more than a moment, the request is
     /// appended to `unsubscribe_queue` and synced to disk instead: it is
@@ -33,14 +29,18 @@ pub trait Unsubscribes {
     fn apply_queued_unsubscribes(&self, now: DateTime<Utc>) -> Result<usize>;
 }
 
-impl Unsubscribes for Sqlite {
-    fn unsubscribe_queue(&self) -> QueueFile {
+impl Sqlite {
+    /// The file beside the database where unsubscribes that met a busy
+    /// database wait: one token hash a line.
+    pub(crate) fn unsubscribe_queue(&self) -> QueueFile {
         QueueFile::new(std::path::PathBuf::from(format!(
             "{}.unsubscribes",
             self.path
         )))
     }
+}
 
+impl Unsubscribes for Sqlite {
     fn unsubscribe_by_token(&self, token: &str, now: DateTime<Utc>) -> Result<Unsubscribed> {
         let Some(sub) = self.subscriber_by_token(token)? else {
             return Ok(Unsubscribed::Unknown);
@@ -140,4 +140,114 @@ pub enum Unsubscribed {
     Done,
     /// The database was busy: recorded durably in the queue beside it.
     Queued,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::testing::{now, row};
+
+    #[test]
+    fn one_click_unsubscribes_the_token_holder_once() {
+        for mut s in crate::store::testing::stores() {
+            let db = s.location().to_owned();
+            s.add_subscribers(&[row("a@example.com"), row("b@example.com")], now(), false)
+                .unwrap();
+            let a = s.subscriber_by_email("a@example.com").unwrap().unwrap();
+            let b = s.subscriber_by_email("b@example.com").unwrap().unwrap();
+            let later = now() + chrono::Duration::hours(1);
+            assert_eq!(
+                s.unsubscribe_by_token(&a.token, later).unwrap(),
+                Unsubscribed::Done,
+                "{db}"
+            );
+            let after = s.subscriber_by_email("a@example.com").unwrap().unwrap();
+            assert_eq!(after.status, Status::Unsubscribed, "{db}");
+            assert_eq!(after.updated_at, ts(later), "{db}");
+            assert_eq!(
+                s.unsubscribe_by_token(&a.token, later).unwrap(),
+                Unsubscribed::Already,
+                "{db}"
+            );
+            assert_eq!(
+                s.subscriber_by_email("b@example.com")
+                    .unwrap()
+                    .unwrap()
+                    .status,
+                Status::Active,
+                "{db}: only the token's holder"
+            );
+            // Unknown tokens, the token's hash, a prefix: nobody.
+            for wrong in [
+                "0".repeat(32),
+                token_hash(&b.token),
+                b.token[..31].to_owned(),
+                String::new(),
+            ] {
+                assert_eq!(
+                    s.unsubscribe_by_token(&wrong, later).unwrap(),
+                    Unsubscribed::Unknown,
+                    "{db}: {wrong:?}"
+                );
+            }
+            // Bounced is not active: left as it is.
+            s.set_status("b@example.com", Status::Bounced, now())
+                .unwrap();
+            assert_eq!(
+                s.unsubscribe_by_token(&b.token, later).unwrap(),
+                Unsubscribed::Already,
+                "{db}"
+            );
+            assert_eq!(
+                s.subscriber_by_email("b@example.com")
+                    .unwrap()
+                    .unwrap()
+                    .status,
+                Status::Bounced,
+                "{db}"
+            );
+            // Nothing was queued.
+            assert_eq!(s.apply_queued_unsubscribes(later).unwrap(), 0, "{db}");
+        }
+    }
+
+    /// PostgreSQL never queues: a row held longer than a visitor's moment
+    /// is an error (busy), and the unsubscribe goes through once it is
+    /// free.
+    #[test]
+    fn postgres_writes_at_once_and_a_held_row_is_busy() {
+        let url = crate::store::test_server::fresh_url();
+        let connect = crate::store::Connect {
+            url: url.clone(),
+            ..crate::store::Connect::default()
+        };
+        let mut s = crate::store::Store::connect(&connect, crate::store::Access::Create).unwrap();
+        s.add_subscribers(&[row("a@example.com")], now(), false)
+            .unwrap();
+        let a = s.subscriber_by_email("a@example.com").unwrap().unwrap();
+        let mut other = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+        let mut tx = other.transaction().unwrap();
+        tx.query(
+            "SELECT 1 FROM subscribers WHERE id = $1 FOR UPDATE",
+            &[&a.id],
+        )
+        .unwrap();
+        let started = std::time::Instant::now();
+        let e = s.unsubscribe_by_token(&a.token, now()).unwrap_err();
+        assert!(e.is_busy(), "{e}");
+        assert!(started.elapsed() >= std::time::Duration::from_millis(1000));
+        tx.rollback().unwrap();
+        assert_eq!(
+            s.subscriber_by_email("a@example.com")
+                .unwrap()
+                .unwrap()
+                .status,
+            Status::Active
+        );
+        assert_eq!(
+            s.unsubscribe_by_token(&a.token, now()).unwrap(),
+            Unsubscribed::Done
+        );
+        assert_eq!(s.apply_queued_unsubscribes(now()).unwrap(), 0);
+    }
 }

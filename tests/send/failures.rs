@@ -226,14 +226,7 @@ fn killed_with_sigkill_halfway_then_rerun_every_subscriber_has_exactly_one_copy(
     assert!(out.status.success(), "{}", text(&out.stderr));
     let got = server.received();
     // Every subscriber got the edition: one Message-ID each.
-    let mut ids: BTreeMap<String, std::collections::BTreeSet<String>> = BTreeMap::new();
-    for r in &got {
-        for to in &r.rcpt_tos {
-            ids.entry(to.clone())
-                .or_default()
-                .insert(r.message_id.clone());
-        }
-    }
+    let ids = crate::support::message_ids(&got);
     assert_eq!(
         ids.keys().cloned().collect::<Vec<_>>(),
         emails,

@@ -4,12 +4,11 @@
 
 use crate::support;
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use support::{python, root, text, Received, Server};
+use support::{python, root, text, Server};
 
 mod delivery;
 mod failures;
@@ -78,12 +77,4 @@ fn summary(out: &Output) -> serde_json::Value {
         .unwrap_or_else(|e| panic!("{e}: {}\n{}", text(&out.stdout), text(&out.stderr)))
 }
 
-fn per_recipient(msgs: &[Received]) -> BTreeMap<String, usize> {
-    let mut m = BTreeMap::new();
-    for r in msgs {
-        for to in &r.rcpt_tos {
-            *m.entry(to.clone()).or_default() += 1;
-        }
-    }
-    m
-}
+use support::per_recipient;

@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests: the binary, a real SMTP server
 //! (aiosmtpd, `tests/smtp_server.py`) and headless Chromium.
 
+pub(crate) mod postgres;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -89,6 +91,33 @@ impl Drop for Server {
 }
 
 /// One message the server accepted.
+/// How many messages each recipient got.
+pub(crate) fn per_recipient(msgs: &[Received]) -> std::collections::BTreeMap<String, usize> {
+    let mut m = std::collections::BTreeMap::new();
+    for r in msgs {
+        for to in &r.rcpt_tos {
+            *m.entry(to.clone()).or_default() += 1;
+        }
+    }
+    m
+}
+
+/// The distinct Message-IDs each recipient got.
+pub(crate) fn message_ids(
+    msgs: &[Received],
+) -> std::collections::BTreeMap<String, std::collections::BTreeSet<String>> {
+    let mut ids: std::collections::BTreeMap<String, std::collections::BTreeSet<String>> =
+        Default::default();
+    for r in msgs {
+        for to in &r.rcpt_tos {
+            ids.entry(to.clone())
+                .or_default()
+                .insert(r.message_id.clone());
+        }
+    }
+    ids
+}
+
 pub(crate) struct Received {
     /// The envelope sender (`MAIL FROM`).
     pub(crate) mail_from: String,

@@ -158,6 +158,14 @@ impl RunSummary {
 pub enum DeliverError {
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The edition changed after it was read (an edit made on another
+    /// host, before any delivery was planned): nothing was sent; read it
+    /// again.
+    #[error("the edition of {date} changed since version {version} was read; nothing was sent")]
+    Changed {
+        date: chrono::NaiveDate,
+        version: i64,
+    },
 }
 
 /// Sends the stored edition to every active subscriber who has not had it,
@@ -174,13 +182,19 @@ pub fn deliver(
 ) -> Result<RunSummary, DeliverError> {
     let date = stored.date;
     let domain = settings.domain().to_owned();
-    let planned = store.plan_deliveries(
-        stored.id,
-        Box::new(move |_, token| {
-            crate::mail::MessageId::digest(date, token, &domain).into_string()
-        }),
-        Utc::now(),
-    )?;
+    let planned = store
+        .plan_deliveries(
+            stored.id,
+            stored.version,
+            Box::new(move |_, token| {
+                crate::mail::MessageId::digest(date, token, &domain).into_string()
+            }),
+            Utc::now(),
+        )?
+        .map_err(|_| DeliverError::Changed {
+            date: stored.date,
+            version: stored.version,
+        })?;
     if planned > 0 {
         tracing::debug!("{planned} new deliveries planned");
     }

@@ -32,7 +32,8 @@ pub enum MailEvent {
 }
 
 impl MailEvent {
-    fn kind(&self) -> &'static str {
+    /// The event's kind, as `mail_events` and `mail_processed` record it.
+    pub(super) fn kind(&self) -> &'static str {
         match self {
             MailEvent::HardBounce { .. } => "hard bounce",
             MailEvent::SoftBounce { .. } => "soft bounce",
@@ -40,6 +41,115 @@ impl MailEvent {
             MailEvent::Complaint { .. } => "complaint",
             MailEvent::Unsubscribe => "unsubscribe",
         }
+    }
+}
+
+/// What a mail event does to a subscriber: the rules, in one place for
+/// every backend.
+pub(super) struct Change {
+    pub(super) after: Status,
+    /// Temporary failures in a row.
+    pub(super) soft: u32,
+    /// The edition the last one counted was of.
+    pub(super) soft_key: Option<String>,
+    pub(super) bounces: u32,
+    pub(super) last_bounce: Option<String>,
+    /// What the event log says.
+    pub(super) detail: String,
+    /// Whether it was a bounce (its time is recorded).
+    pub(super) bounced_now: bool,
+}
+
+impl MailEvent {
+    /// What `self` does to `sub`, whose last counted soft bounce was of
+    /// `last_soft_key`. `delivered_between(last, date)` says whether an
+    /// edition between two soft-bounced ones was delivered (which breaks
+    /// the run).
+    pub(super) fn change<E>(
+        &self,
+        sub: &Subscriber,
+        last_soft_key: Option<String>,
+        delivered_between: impl FnOnce(&str, &str) -> std::result::Result<bool, E>,
+    ) -> std::result::Result<Change, E> {
+        let before = sub.status;
+        let mut after = before;
+        let mut soft = sub.soft_bounces;
+        let mut soft_key = last_soft_key.clone();
+        let mut bounces = sub.bounces;
+        let mut last_bounce = sub.last_bounce.clone();
+        let detail;
+        match self {
+            MailEvent::HardBounce { status } => {
+                bounces += 1;
+                last_bounce = Some(status.clone());
+                if matches!(before, Status::Active | Status::Pending) {
+                    after = Status::Bounced;
+                }
+                detail = status.clone();
+            }
+            MailEvent::SoftBounce {
+                status,
+                edition,
+                limit,
+            } => {
+                bounces += 1;
+                last_bounce = Some(status.clone());
+                detail = match edition {
+                    Some(date) => format!("{status} (edition {date})"),
+                    None => status.clone(),
+                };
+                let counts = match (edition, &last_soft_key) {
+                    // Another report of an edition counted already, or of
+                    // an older one.
+                    (Some(date), Some(last)) if date.as_str() <= last.as_str() => false,
+                    (Some(date), Some(last)) => {
+                        if delivered_between(last, date)? {
+                            soft = 0;
+                        }
+                        true
+                    }
+                    _ => true,
+                };
+                if counts {
+                    soft += 1;
+                    if edition.is_some() {
+                        soft_key = edition.clone();
+                    }
+                }
+                if soft >= (*limit).max(1) && matches!(before, Status::Active | Status::Pending) {
+                    after = Status::Bounced;
+                }
+            }
+            MailEvent::Delivered => {
+                soft = 0;
+                soft_key = None;
+                detail = "delivery reported".into();
+            }
+            MailEvent::Complaint { feedback_type } => {
+                if before != Status::Complained {
+                    after = Status::Complained;
+                }
+                detail = format!("feedback type {feedback_type}");
+            }
+            MailEvent::Unsubscribe => {
+                if matches!(before, Status::Active | Status::Pending) {
+                    after = Status::Unsubscribed;
+                }
+                detail = "by email".into();
+            }
+        }
+        Ok(Change {
+            after,
+            soft,
+            soft_key,
+            bounces,
+            last_bounce,
+            detail,
+            bounced_now: !matches!(
+                self,
+                MailEvent::Delivered | MailEvent::Complaint { .. } | MailEvent::Unsubscribe
+            ),
+        })
     }
 }
 
@@ -195,86 +305,27 @@ impl Sqlite {
             tx.query_row("SELECT * FROM subscribers WHERE id = ?1", [id], |r| {
                 Ok((Sqlite::subscriber_from_row(r)?, r.get("last_soft_key")?))
             })?;
+        let change = event.change(&sub, last_soft_key, |last, date| {
+            // An edition sent between the two that drew no bounce was
+            // delivered: the run is broken.
+            let n: i64 = tx.query_row(
+                "SELECT COUNT(*) FROM deliveries d JOIN editions e ON e.id = d.edition_id
+                 WHERE d.subscriber_id = ?1 AND d.state = 'sent' AND e.date > ?2 AND e.date < ?3",
+                params![id, last, date],
+                |r| r.get(0),
+            )?;
+            Ok::<_, rusqlite::Error>(n > 0)
+        })?;
+        let Change {
+            after,
+            soft,
+            soft_key,
+            bounces,
+            last_bounce,
+            detail,
+            bounced_now,
+        } = change;
         let before = sub.status;
-        let mut after = before;
-        let mut soft = sub.soft_bounces;
-        let mut soft_key = last_soft_key.clone();
-        let mut bounces = sub.bounces;
-        let mut last_bounce = sub.last_bounce.clone();
-        let detail;
-        match event {
-            MailEvent::HardBounce { status } => {
-                bounces += 1;
-                last_bounce = Some(status.clone());
-                if matches!(before, Status::Active | Status::Pending) {
-                    after = Status::Bounced;
-                }
-                detail = status.clone();
-            }
-            MailEvent::SoftBounce {
-                status,
-                edition,
-                limit,
-            } => {
-                bounces += 1;
-                last_bounce = Some(status.clone());
-                detail = match edition {
-                    Some(date) => format!("{status} (edition {date})"),
-                    None => status.clone(),
-                };
-                let counts = match (edition, &last_soft_key) {
-                    // Another report of an edition counted already, or of
-                    // an older one.
-                    (Some(date), Some(last)) if date.as_str() <= last.as_str() => false,
-                    (Some(date), Some(last)) => {
-                        // An edition sent between the two that drew no
-                        // bounce was delivered: the run is broken.
-                        let delivered_between: i64 = tx
-                            .query_row(
-                                "SELECT COUNT(*) FROM deliveries d JOIN editions e ON e.id = d.edition_id
-                                 WHERE d.subscriber_id = ?1 AND d.state = 'sent' AND e.date > ?2 AND e.date < ?3",
-                                params![id, last, date],
-                                |r| r.get(0),
-                            )?;
-                        if delivered_between > 0 {
-                            soft = 0;
-                        }
-                        true
-                    }
-                    _ => true,
-                };
-                if counts {
-                    soft += 1;
-                    if edition.is_some() {
-                        soft_key = edition.clone();
-                    }
-                }
-                if soft >= (*limit).max(1) && matches!(before, Status::Active | Status::Pending) {
-                    after = Status::Bounced;
-                }
-            }
-            MailEvent::Delivered => {
-                soft = 0;
-                soft_key = None;
-                detail = "delivery reported".into();
-            }
-            MailEvent::Complaint { feedback_type } => {
-                if before != Status::Complained {
-                    after = Status::Complained;
-                }
-                detail = format!("feedback type {feedback_type}");
-            }
-            MailEvent::Unsubscribe => {
-                if matches!(before, Status::Active | Status::Pending) {
-                    after = Status::Unsubscribed;
-                }
-                detail = "by email".into();
-            }
-        }
-        let bounced_now = !matches!(
-            event,
-            MailEvent::Delivered | MailEvent::Complaint { .. } | MailEvent::Unsubscribe
-        );
         tx.execute(
             "UPDATE subscribers SET status = ?2, soft_bounces = ?3, last_soft_key = ?4, bounces = ?5, last_bounce = ?6,
                  last_bounce_at = CASE WHEN ?7 THEN ?8 ELSE last_bounce_at END,
@@ -309,80 +360,4 @@ impl Sqlite {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::store::testing::{now, row};
-    use crate::store::Store;
-
-    #[test]
-    fn bounces_count_once_and_soft_ones_in_a_row() {
-        let mut s = Store::in_memory().unwrap();
-        s.add_subscribers(&[row("a@example.com"), row("b@example.com")], now(), false)
-            .unwrap();
-        let soft = |edition: &str| MailEvent::SoftBounce {
-            status: "4.2.2: mailbox full".into(),
-            edition: Some(edition.into()),
-            limit: 3,
-        };
-        let apply =
-            |key: &str, id: i64, e: &MailEvent| s.apply_mail_event(key, id, e, now()).unwrap();
-        assert!(matches!(
-            apply("k1", 1, &soft("2022-03-14")),
-            Applied::Done {
-                soft_bounces: 1,
-                ..
-            }
-        ));
-        assert_eq!(apply("k1", 1, &soft("2022-03-14")), Applied::Duplicate);
-        // The same edition again (a delay, then the failure): still one.
-        assert!(matches!(
-            apply("k2", 1, &soft("2022-03-14")),
-            Applied::Done {
-                soft_bounces: 1,
-                ..
-            }
-        ));
-        assert!(matches!(
-            apply("k3", 1, &soft("2022-03-15")),
-            Applied::Done {
-                soft_bounces: 2,
-                ..
-            }
-        ));
-        assert!(matches!(
-            apply("k4", 1, &MailEvent::Delivered),
-            Applied::Done {
-                soft_bounces: 0,
-                ..
-            }
-        ));
-        for (i, d) in ["2022-03-16", "2022-03-17"].iter().enumerate() {
-            apply(&format!("r{i}"), 1, &soft(d));
-        }
-        let done = apply("r3", 1, &soft("2022-03-18"));
-        assert_eq!(
-            done,
-            Applied::Done {
-                before: Status::Active,
-                after: Status::Bounced,
-                soft_bounces: 3
-            }
-        );
-        let a = s.subscriber_by_email("a@example.com").unwrap().unwrap();
-        assert_eq!(
-            (a.status, a.bounces, a.soft_bounces),
-            (Status::Bounced, 6, 3)
-        );
-        // A complaint outranks everything; an unsubscribe does not undo it.
-        apply(
-            "c",
-            2,
-            &MailEvent::Complaint {
-                feedback_type: "abuse".into(),
-            },
-        );
-        apply("u", 2, &MailEvent::Unsubscribe);
-        let b = s.subscriber_by_email("b@example.com").unwrap().unwrap();
-        assert_eq!(b.status, Status::Complained);
-    }
-}
+mod tests;

@@ -45,7 +45,7 @@ pub enum Asker {
 }
 
 impl Asker {
-    fn as_str(self) -> &'static str {
+    pub(super) fn as_str(self) -> &'static str {
         match self {
             Asker::Public => "public",
             Asker::Operator => "operator",
@@ -74,11 +74,11 @@ pub enum Confirmed {
 /// How long a new sign-up's first mail has before the background task
 /// takes it for lost (a crash between recording and mailing) and tries
 /// again.
-const FIRST_TRY: chrono::Duration = chrono::Duration::minutes(10);
+pub(super) const FIRST_TRY: chrono::Duration = chrono::Duration::minutes(10);
 
 /// When to try a confirmation mail again after `attempts` failures: 5 s,
 /// 20 s, 80 s... at most an hour.
-fn retry_after(attempts: u32) -> chrono::Duration {
+pub(super) fn retry_after(attempts: u32) -> chrono::Duration {
     let secs = 5u64.saturating_mul(4u64.saturating_pow(attempts.saturating_sub(1)));
     chrono::Duration::seconds(secs.min(3600) as i64)
 }
@@ -420,136 +420,6 @@ impl Sqlite {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::store::testing::{now, row};
-    use crate::store::Subscribers;
-
-    #[test]
-    fn sign_ups_have_tokens_of_their_own_used_once_and_expiring() {
-        let mut s = Sqlite::in_memory().unwrap();
-        s.add_subscribers(&[row("a@example.com"), row("b@example.com")], now(), false)
-            .unwrap();
-        s.set_status("a@example.com", Status::Unsubscribed, now())
-            .unwrap();
-        s.set_status("b@example.com", Status::Bounced, now())
-            .unwrap();
-        let hour = chrono::Duration::hours(1);
-        let week = chrono::Duration::days(7);
-        let ask = |email: &str, name: Option<&str>, topics: &str, asker: Asker, at| {
-            s.request_subscription(email, name, topics, asker, at, hour, week)
-                .unwrap()
-        };
-        let SignUp::Confirm { token, subscriber } =
-            ask("n@example.com", Some("N"), "climate", Asker::Public, now())
-        else {
-            panic!("a new address is mailed")
-        };
-        assert_eq!(subscriber.status, Status::Pending);
-        assert_eq!(
-            subscriber.name, None,
-            "nothing is applied before confirming"
-        );
-        assert_ne!(token, subscriber.token, "never the unsubscribe token");
-        assert_eq!(
-            ask("n@example.com", None, "", Asker::Public, now()),
-            SignUp::TooSoon
-        );
-        // Bounced and complained addresses get nothing from the public
-        // form; the operator may ask.
-        assert_eq!(
-            ask("b@example.com", None, "", Asker::Public, now()),
-            SignUp::Refused(Status::Bounced)
-        );
-        assert!(matches!(
-            ask("b@example.com", None, "", Asker::Operator, now()),
-            SignUp::Confirm { .. }
-        ));
-        // The unsubscribe token of someone who left confirms nothing.
-        let a = s.subscriber_by_email("a@example.com").unwrap().unwrap();
-        let SignUp::Confirm { token: fresh, .. } = ask(
-            "a@example.com",
-            Some("Attacker"),
-            "spam",
-            Asker::Public,
-            now(),
-        ) else {
-            panic!("a returning address is mailed")
-        };
-        assert_eq!(
-            s.confirm_subscription(&a.token, None, None, now()).unwrap(),
-            Confirmed::Unknown
-        );
-        assert_eq!(
-            s.subscriber_by_email("a@example.com")
-                .unwrap()
-                .unwrap()
-                .status,
-            Status::Unsubscribed,
-            "keeps its status until the fresh token is confirmed"
-        );
-        // Tokens are stored hashed.
-        let stored: i64 = s
-            .conn
-            .query_row(
-                "SELECT COUNT(*) FROM signups WHERE token_hash = ?1",
-                [token_hash(&fresh)],
-                |r| r.get(0),
-            )
-            .unwrap();
-        assert_eq!(stored, 1);
-        let plain: i64 = s
-            .conn
-            .query_row(
-                "SELECT COUNT(*) FROM signups WHERE token_hash = ?1",
-                [&fresh],
-                |r| r.get(0),
-            )
-            .unwrap();
-        assert_eq!(plain, 0);
-        // The owner confirms with the name and topics they choose; once.
-        assert_eq!(
-            s.sign_up_waiting(&fresh, now())
-                .unwrap()
-                .unwrap()
-                .name
-                .as_deref(),
-            Some("Attacker")
-        );
-        assert_eq!(
-            s.confirm_subscription(&fresh, Some(Some("Ann")), Some("football"), now())
-                .unwrap(),
-            Confirmed::Activated
-        );
-        let a = s.subscriber_by_email("a@example.com").unwrap().unwrap();
-        assert_eq!(
-            (a.status, a.name.as_deref(), a.topics.as_str()),
-            (Status::Active, Some("Ann"), "football")
-        );
-        assert_eq!(
-            s.confirm_subscription(&fresh, None, None, now()).unwrap(),
-            Confirmed::Unknown,
-            "single use"
-        );
-        assert_eq!(
-            ask("a@example.com", Some("X"), "", Asker::Public, now()),
-            SignUp::AlreadyActive
-        );
-        // Eight days on, the pending one is gone and its link dead.
-        let later = now() + chrono::Duration::days(8);
-        assert_eq!(
-            s.confirm_subscription(&token, None, None, later).unwrap(),
-            Confirmed::Unknown
-        );
-        assert_eq!(s.purge_pending(later, week).unwrap(), 1);
-        assert!(s.subscriber_by_email("n@example.com").unwrap().is_none());
-        assert!(s.subscriber_by_email("a@example.com").unwrap().is_some());
-        assert_eq!(
-            s.subscriber_by_email("b@example.com")
-                .unwrap()
-                .unwrap()
-                .status,
-            Status::Bounced
-        );
-    }
-}
+mod hosts;
+#[cfg(test)]
+mod tests;
