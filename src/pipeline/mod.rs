@@ -119,6 +119,9 @@ pub struct Pipeline {
     user: String,
     /// The SMTP password, when the binary found one (never in `config`).
     smtp_password: Option<String>,
+    /// PostgreSQL's password as the binary found it (for another
+    /// connection to the same database).
+    db_password: Option<String>,
     /// Who watches long work (the binary's progress bars).
     watcher: Box<dyn Watcher>,
     engine: OnceCell<Engine>,
@@ -199,8 +202,21 @@ impl Pipeline {
         access: Access,
         db_password: Option<String>,
     ) -> Result<Pipeline> {
-        let store = open_store(&config, &config.db, access, db_password)?;
-        Ok(Pipeline::with_store(config, store))
+        let store = open_store(&config, &config.db, access, db_password.clone())?;
+        let mut pipeline = Pipeline::with_store(config, store);
+        pipeline.db_password = db_password;
+        Ok(pipeline)
+    }
+
+    /// Another connection to the pipeline's database (the subscribe page
+    /// counts sign-ups on its own, without waiting for the pipeline).
+    pub fn connect_again(&self) -> Result<Store> {
+        open_store(
+            &self.config,
+            &self.config.db,
+            Access::Existing,
+            self.db_password.clone(),
+        )
     }
 
     /// The run lock of a SQLite file (one sending process at a time);
@@ -227,6 +243,7 @@ impl Pipeline {
             store,
             user: "unknown".into(),
             smtp_password: None,
+            db_password: None,
             watcher: Box::new(Silent),
             engine: OnceCell::new(),
             encoder: OnceCell::new(),

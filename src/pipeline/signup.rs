@@ -241,19 +241,19 @@ impl Pipeline {
     }
 
     /// The file beside the database where the subscribe page's sign-ups
-    /// wait to be recorded and mailed. `serve` appends to it without
-    /// holding the pipeline (`QueueFile::append` of a `sign_up_line`).
-    /// With PostgreSQL there is no database file: the queue is this host's,
-    /// in the working folder, named after the database.
-    pub fn sign_up_queue(&self) -> QueueFile {
-        let path = match self.config.db.file() {
-            Some(file) => format!("{}.signups", file.display()),
-            None => format!(
-                "dailydigest-{}.signups",
-                crate::article::short_hash(&[&self.config.db.to_string()])
-            ),
-        };
-        QueueFile::new(std::path::PathBuf::from(path))
+    /// wait to be recorded and mailed: `serve` appends to it without
+    /// holding the pipeline (`QueueFile::append` of a `sign_up_line`), so a
+    /// SQLite file another process holds delays a sign-up and never loses
+    /// it. None with PostgreSQL: rows, not the file, are locked there, and
+    /// a host's disk may not outlive it, so each sign-up is recorded at
+    /// once (or answered 503).
+    pub fn sign_up_queue(&self) -> Option<QueueFile> {
+        self.config.db.file().map(|file| {
+            QueueFile::new(std::path::PathBuf::from(format!(
+                "{}.signups",
+                file.display()
+            )))
+        })
     }
 
     /// Records the queued sign-ups, oldest first, and returns the
@@ -265,7 +265,10 @@ impl Pipeline {
     /// dropped with a warning.
     pub fn apply_queued_sign_ups(&self) -> Vec<Confirmation> {
         let mut mail = Vec::new();
-        self.sign_up_queue().drain(|lines| {
+        let Some(queue) = self.sign_up_queue() else {
+            return mail;
+        };
+        queue.drain(|lines| {
             for line in lines {
                 let queued: Queued = match serde_json::from_str(line) {
                     Ok(q) => q,

@@ -61,14 +61,19 @@ pub const MAX_BODY: usize = 4096;
 
 struct App {
     pipeline: Mutex<Pipeline>,
-    /// Where sign-ups wait (appended without holding the pipeline).
-    sign_ups: crate::store::QueueFile,
+    /// Where sign-ups wait (appended without holding the pipeline); none
+    /// with PostgreSQL, where each is recorded at once.
+    sign_ups: Option<crate::store::QueueFile>,
     /// Wakes the background task: a sign-up was queued.
     queued: tokio::sync::Notify,
     /// Confirmations for the mailer task, which sends one at a time.
     mailer: tokio::sync::mpsc::Sender<crate::pipeline::Confirmation>,
     title: String,
-    /// Sign-ups per client network in the last hour.
+    /// A connection of its own for counting sign-ups (none: the database
+    /// could not be opened twice, counted in memory).
+    counter: Option<Mutex<crate::store::Store>>,
+    /// Sign-ups per client network in the last hour, counted here when the
+    /// database cannot count them at the moment.
     signups: Mutex<std::collections::HashMap<IpAddr, Vec<std::time::Instant>>>,
     signup_limit: u32,
     trust_forwarded_for: bool,
@@ -119,6 +124,13 @@ pub fn serve(pipeline: Pipeline, listen: Option<String>) -> Result<()> {
         sign_ups: pipeline.sign_up_queue(),
         queued: tokio::sync::Notify::new(),
         mailer,
+        counter: match pipeline.connect_again() {
+            Ok(store) => Some(Mutex::new(store)),
+            Err(e) => {
+                tracing::warn!("sign-ups are counted in memory: {e}");
+                None
+            }
+        },
         signups: Mutex::new(std::collections::HashMap::new()),
         signup_limit: pipeline.config().subscribe_limit_per_hour,
         trust_forwarded_for: pipeline.config().trust_forwarded_for,

@@ -25,8 +25,34 @@ pub(super) fn client_ip(app: &App, peer: SocketAddr, headers: &axum::http::Heade
     peer.ip()
 }
 
-/// Counts a sign-up from `ip`; false when its hour's allowance is spent.
-pub(super) fn allow_signup(app: &App, ip: IpAddr) -> bool {
+/// Counts a sign-up from `ip`'s network; false when its hour's allowance
+/// is spent. Counted in the database (across processes, hosts and
+/// restarts); here, in this process's memory, when the database cannot
+/// count it now.
+pub(super) async fn allow_signup(app: &Arc<App>, ip: IpAddr) -> bool {
+    let network = client_network(ip).to_string();
+    let limit = app.signup_limit;
+    let counter = app.clone();
+    let counted = tokio::task::spawn_blocking(move || {
+        let store = counter.counter.as_ref()?;
+        let store = store.lock().unwrap_or_else(|p| p.into_inner());
+        Some(store.count_sign_up(&network, limit, Utc::now()))
+    })
+    .await
+    .ok()
+    .flatten();
+    match counted {
+        Some(Ok(allowed)) => allowed,
+        Some(Err(e)) => {
+            tracing::warn!("a sign-up counted in memory: {e}");
+            allow_signup_here(app, ip)
+        }
+        None => allow_signup_here(app, ip),
+    }
+}
+
+/// `allow_signup` in this process's memory.
+fn allow_signup_here(app: &App, ip: IpAddr) -> bool {
     let now = std::time::Instant::now();
     let hour = Duration::from_secs(3600);
     let mut map = app.signups.lock().unwrap_or_else(|p| p.into_inner());
@@ -124,7 +150,7 @@ pub(super) async fn subscribe(
         }
     };
     let email = row.email;
-    if !allow_signup(&app, client_ip(&app, peer, &headers)) {
+    if !allow_signup(&app, client_ip(&app, peer, &headers)).await {
         tracing::warn!("sign-up refused: the client's hourly limit is reached");
         return (
             StatusCode::TOO_MANY_REQUESTS,
@@ -149,8 +175,11 @@ pub(super) async fn subscribe(
     // doing; recorded and mailed by the background task. Every address
     // takes the same path, so neither the page nor its timing says whether
     // it is on the list.
+    let Some(queue) = app.sign_ups.clone() else {
+        return record_now(&app, email, row.name, row.topics, &done).await;
+    };
     let line = crate::pipeline::sign_up_line(&email, row.name.as_deref(), &row.topics);
-    let queue = app.sign_ups.clone();
+    let path = queue.path().to_owned();
     let queued = tokio::task::spawn_blocking(move || queue.append(&line)).await;
     match queued {
         Ok(Ok(())) => {
@@ -158,10 +187,50 @@ pub(super) async fn subscribe(
             page("Check your inbox", &done).into_response()
         }
         Ok(Err(e)) => {
-            tracing::error!("sign-up not queued: {}: {e}", app.sign_ups.path().display());
+            tracing::error!("sign-up not queued: {}: {e}", path.display());
             unavailable(&app.title)
         }
         Err(_) => unavailable(&app.title),
+    }
+}
+
+/// With PostgreSQL: the sign-up recorded before the answer (every address
+/// the same way), its confirmation handed to the mailer task; a database
+/// that cannot record it now gets a 503, never a "check your inbox".
+async fn record_now(
+    app: &Arc<App>,
+    email: String,
+    name: Option<String>,
+    topics: String,
+    done: &str,
+) -> Response {
+    let recorded = with_pipeline(app, move |p| {
+        p.record_sign_up(
+            &email,
+            name.as_deref(),
+            &topics,
+            crate::store::Asker::Public,
+        )
+    })
+    .await;
+    match recorded {
+        Some(Ok(Ok(confirmation))) => {
+            // A full channel: the mail is tried again later (it is
+            // recorded as not sent yet).
+            if app.mailer.try_send(confirmation).is_err() {
+                tracing::warn!("the mailer is busy: a confirmation waits for its next try");
+            }
+            page("Check your inbox", done).into_response()
+        }
+        Some(Ok(Err(outcome))) => {
+            tracing::info!("sign-up: {outcome:?}");
+            page("Check your inbox", done).into_response()
+        }
+        Some(Err(e)) => {
+            tracing::error!("sign-up not recorded: {e}");
+            unavailable(&app.title)
+        }
+        None => unavailable(&app.title),
     }
 }
 

@@ -22,6 +22,7 @@ pub const TABLES: &[(&str, &str)] = &[
     ("mail_events", "id"),
     ("signups", "id"),
     ("send_workers", "name"),
+    ("signup_hits", "network, at"),
 ];
 
 /// One value of a row.
@@ -313,6 +314,7 @@ mod tests {
             now(),
         )
         .unwrap();
+        assert!(s.count_sign_up("192.0.2.0", 5, now()).unwrap());
         s.request_subscription(
             "new@example.com",
             Some("New"),

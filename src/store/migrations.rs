@@ -183,6 +183,14 @@ pub(super) const MIGRATIONS: &[&str] = &[
         alive_until TEXT NOT NULL,
         started_at TEXT NOT NULL
     ) WITHOUT ROWID;",
+    // 9: the subscribe page's sign-ups per client network, in the
+    // database (they hold across serve processes, hosts and restarts).
+    "CREATE TABLE signup_hits (
+        network TEXT NOT NULL,
+        at TEXT NOT NULL
+    );
+    CREATE INDEX signup_hits_network ON signup_hits (network, at);
+    CREATE INDEX signup_hits_at ON signup_hits (at);",
 ];
 
 #[cfg(test)]

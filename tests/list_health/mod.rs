@@ -12,7 +12,9 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use support::{digest, http, root, succeeded, text, Browser, Serve, Server as Smtp};
+use support::{
+    confirm_link, digest, get, http, post, root, succeeded, text, Browser, Serve, Server as Smtp,
+};
 
 mod bounces;
 mod consent;
@@ -196,32 +198,6 @@ fn wait_for_mail(smtp: &Smtp, n: usize) -> Vec<support::Received> {
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-}
-
-fn confirm_link(raw: &str) -> String {
-    let start = raw.find("/confirm/").expect("a confirmation link");
-    let begin = raw[..start].rfind("http").unwrap();
-    let end = start
-        + 9
-        + raw[start + 9..]
-            .find(|c: char| !c.is_ascii_hexdigit())
-            .unwrap();
-    raw[begin..end].to_owned()
-}
-
-/// POSTs a form to `path` on `serve`; the status and the page.
-fn post(serve: &Serve, path: &str, form: &str) -> (u16, String) {
-    let mut r = http()
-        .post(&format!("{}{path}", serve.base))
-        .header("Content-Type", "application/x-www-form-urlencoded")
-        .send(form)
-        .unwrap();
-    (r.status().as_u16(), r.body_mut().read_to_string().unwrap())
-}
-
-fn get(serve: &Serve, path: &str) -> (u16, String) {
-    let mut r = http().get(&format!("{}{path}", serve.base)).call().unwrap();
-    (r.status().as_u16(), r.body_mut().read_to_string().unwrap())
 }
 
 /// A message to `to` from `from` with `headers` and `body`.

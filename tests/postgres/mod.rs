@@ -284,3 +284,100 @@ fn a_sqlite_list_moves_to_postgres_and_back() {
     assert!(back.status.success(), "{}", text(&back.stderr));
     assert_eq!(list("back.db"), before);
 }
+
+/// Two `digest serve` processes on one PostgreSQL, as two hosts behind a
+/// load balancer: a sign-up made on one is confirmed on the other, a
+/// one-click unsubscribe works on either, and the subscribe page's hourly
+/// limit counts the sign-ups of both, and still after a restart.
+#[test]
+fn two_serve_hosts_share_sign_ups_unsubscribes_and_their_limit() {
+    use support::{confirm_link, post, Serve};
+    let url = fresh_url();
+    let config = "subscribe_limit_per_hour = 3\nbase_url = \"http://digest.example.com\"";
+    let (a_dir, b_dir) = (site(&url, config), site(&url, config));
+    subscribe(a_dir.path(), 1);
+    let a = Serve::start(a_dir.path());
+    let b = Serve::start(b_dir.path());
+
+    let (code, _) = post(&a, "/subscribe", "email=new%40example.com&name=New&topics=");
+    assert_eq!(code, 200);
+    // The confirmation is mailed by host A (to its outbox folder).
+    let outbox = a_dir.path().join("outbox");
+    let started = Instant::now();
+    let mail = loop {
+        let found = std::fs::read_dir(&outbox)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .find(|e| e.file_name().to_string_lossy().starts_with("confirm-"));
+        if let Some(e) = found {
+            break std::fs::read_to_string(e.path()).unwrap();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "no confirmation mailed"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let link = confirm_link(&mail.replace("=\r\n", "").replace("=\n", ""));
+    let path = &link[link.find("/confirm/").unwrap()..];
+    let (code, page) = post(&b, path, "name=New&topics=");
+    assert_eq!(code, 200, "confirmed on the other host: {page}");
+    let list = |dir: &Path| -> serde_json::Value {
+        let out = digest(dir)
+            .args(["subscribers", "list", "--format", "json"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        summary(&out)
+    };
+    let status = |email: &str| -> String {
+        list(a_dir.path())
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["email"] == email)
+            .map(|s| s["status"].as_str().unwrap().to_owned())
+            .unwrap_or_default()
+    };
+    assert_eq!(status("new@example.com"), "active");
+
+    // One-click unsubscribe of the first reader, on host B.
+    let mut client = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    let token: String = client
+        .query_one(
+            "SELECT token FROM subscribers WHERE email = 'reader00001@example.com'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    let (code, _) = post(
+        &b,
+        &format!("/unsubscribe/{token}"),
+        "List-Unsubscribe=One-Click",
+    );
+    assert_eq!(code, 200);
+    assert_eq!(status("reader00001@example.com"), "unsubscribed");
+
+    // Three sign-ups an hour from one client network, whichever host
+    // takes them: one on A above, two more here, then no more.
+    assert_eq!(
+        post(&b, "/subscribe", "email=x1%40example.com&name=&topics=").0,
+        200
+    );
+    assert_eq!(
+        post(&a, "/subscribe", "email=x2%40example.com&name=&topics=").0,
+        200
+    );
+    assert_eq!(
+        post(&b, "/subscribe", "email=x3%40example.com&name=&topics=").0,
+        429
+    );
+    drop(a);
+    let again = Serve::start(a_dir.path());
+    assert_eq!(
+        post(&again, "/subscribe", "email=x4%40example.com&name=&topics=").0,
+        429,
+        "the count holds across a restart"
+    );
+}

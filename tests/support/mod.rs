@@ -571,3 +571,31 @@ pub(crate) fn with_memory_limit(cmd: &mut Command, bytes: u64) -> &mut Command {
         })
     }
 }
+
+/// The confirmation link in a message.
+pub(crate) fn confirm_link(raw: &str) -> String {
+    let start = raw.find("/confirm/").expect("a confirmation link");
+    let begin = raw[..start].rfind("http").unwrap();
+    let end = start
+        + 9
+        + raw[start + 9..]
+            .find(|c: char| !c.is_ascii_hexdigit())
+            .unwrap();
+    raw[begin..end].to_owned()
+}
+
+/// POSTs a form to `path` on `serve`; the status and the page.
+pub(crate) fn post(serve: &Serve, path: &str, form: &str) -> (u16, String) {
+    let mut r = http()
+        .post(&format!("{}{path}", serve.base))
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .send(form)
+        .unwrap();
+    (r.status().as_u16(), r.body_mut().read_to_string().unwrap())
+}
+
+/// GETs `path` from `serve`: the status and the page.
+pub(crate) fn get(serve: &Serve, path: &str) -> (u16, String) {
+    let mut r = http().get(&format!("{}{path}", serve.base)).call().unwrap();
+    (r.status().as_u16(), r.body_mut().read_to_string().unwrap())
+}

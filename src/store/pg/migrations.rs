@@ -10,7 +10,7 @@ use postgres::Transaction;
 pub(in crate::store) const LOCK: i64 = 0x6469_6765_7374_0001;
 
 /// The schema version this build knows.
-pub(in crate::store) const VERSION: usize = 8;
+pub(in crate::store) const VERSION: usize = 9;
 
 /// `(version reached, statements)`, in order. Never edit one that has
 /// shipped: add another.
@@ -153,6 +153,15 @@ pub(in crate::store) const MIGRATIONS: &[(usize, &str)] = &[
     -- order, straight from the index.
     CREATE INDEX deliveries_open ON deliveries (edition_id, subscriber_id)
         WHERE state IN ('pending', 'retry', 'sending');",
+    ),
+    (
+        9,
+        "CREATE TABLE signup_hits (
+        network TEXT NOT NULL,
+        at TEXT NOT NULL
+    );
+    CREATE INDEX signup_hits_network ON signup_hits (network, at);
+    CREATE INDEX signup_hits_at ON signup_hits (at);",
     ),
 ];
 

@@ -30,7 +30,7 @@ use postgres::GenericClient;
 
 use super::subscribers::COLUMNS;
 use super::Postgres;
-use crate::store::signups::{retry_after, FIRST_TRY};
+use crate::store::signups::{retry_after, COUNT_WAIT, FIRST_TRY};
 use crate::store::subscribers::VISITOR_WAIT;
 use crate::store::{
     bounce_token, random_token, token_hash, ts, Asker, Confirmed, ErrorKind, Result, SignUp,
@@ -391,5 +391,30 @@ impl SignUps for Postgres {
             tracing::info!("{deleted} unconfirmed sign-ups purged");
         }
         Ok(deleted)
+    }
+
+    /// Under a transaction-level advisory lock on the network, so two hosts
+    /// counting one client's sign-ups at once take turns.
+    fn count_sign_up(&self, network: &str, limit: u32, now: DateTime<Utc>) -> Result<bool> {
+        let hour_ago = ts(now - chrono::Duration::hours(1));
+        self.transaction("counting a sign-up", |tx| {
+            short_wait(tx, COUNT_WAIT)?;
+            tx.execute("SELECT pg_advisory_xact_lock(hashtext($1))", &[&network])?;
+            tx.execute("DELETE FROM signup_hits WHERE at <= $1", &[&hour_ago])?;
+            let n: i64 = tx
+                .query_one(
+                    "SELECT COUNT(*) FROM signup_hits WHERE network = $1",
+                    &[&network],
+                )?
+                .get(0);
+            if n >= i64::from(limit) {
+                return Ok(false);
+            }
+            tx.execute(
+                "INSERT INTO signup_hits (network, at) VALUES ($1, $2)",
+                &[&network, &ts(now)],
+            )?;
+            Ok(true)
+        })
     }
 }

@@ -14,6 +14,11 @@ use chrono::{DateTime, Utc};
 use rusqlite::{params, OptionalExtension};
 
 use super::subscribers::VISITOR_WAIT;
+
+/// How long counting a sign-up waits for another connection's locks: on
+/// PostgreSQL (rows) a moment; on SQLite (the whole file) not at all: the
+/// page counts in memory instead, and the sign-up is queued without delay.
+pub(super) const COUNT_WAIT: std::time::Duration = std::time::Duration::from_millis(200);
 use super::{bounce_token, random_token, token_hash, ts, Result, Sqlite, Status, Subscriber};
 
 /// What a sign-up calls for. The subscribe page says the same thing in
@@ -142,6 +147,13 @@ pub trait SignUps {
     /// the database: when another process holds it, nothing is purged now
     /// (serve must not stall on it; the next call purges).
     fn purge_pending(&self, now: DateTime<Utc>, expires: chrono::Duration) -> Result<usize>;
+
+    /// Counts a sign-up from the client network `network`, unless `limit`
+    /// were counted in the hour before `now`: false when that hour's
+    /// allowance is spent. The counts live in the database, so they hold
+    /// across `serve` processes, hosts and restarts; counts an hour old are
+    /// forgotten. Waits only a moment for the database.
+    fn count_sign_up(&self, network: &str, limit: u32, now: DateTime<Utc>) -> Result<bool>;
 }
 
 impl SignUps for Sqlite {
@@ -373,6 +385,29 @@ impl SignUps for Sqlite {
             tracing::info!("{deleted} unconfirmed sign-ups purged");
         }
         Ok(deleted)
+    }
+    fn count_sign_up(&self, network: &str, limit: u32, now: DateTime<Utc>) -> Result<bool> {
+        let hour_ago = ts(now - chrono::Duration::hours(1));
+        self.with_short_wait(std::time::Duration::ZERO, || {
+            self.immediate("counting a sign-up", |store| {
+                store
+                    .conn
+                    .execute("DELETE FROM signup_hits WHERE at <= ?1", [&hour_ago])?;
+                let n: i64 = store.conn.query_row(
+                    "SELECT COUNT(*) FROM signup_hits WHERE network = ?1",
+                    [network],
+                    |r| r.get(0),
+                )?;
+                if n >= i64::from(limit) {
+                    return Ok(false);
+                }
+                store.conn.execute(
+                    "INSERT INTO signup_hits (network, at) VALUES (?1, ?2)",
+                    params![network, ts(now)],
+                )?;
+                Ok(true)
+            })
+        })
     }
 }
 

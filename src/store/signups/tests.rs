@@ -437,3 +437,35 @@ fn addresses_match_whatever_their_case_and_one_confirmation_ends_them_all() {
         );
     }
 }
+
+/// A client network's sign-ups are counted an hour back: the limit holds
+/// until the oldest is an hour old, and other networks count apart.
+#[test]
+fn sign_ups_per_network_are_counted_an_hour_back() {
+    for s in crate::store::testing::stores() {
+        let db = s.location().to_owned();
+        let t0 = now();
+        let minutes = |m| t0 + chrono::Duration::minutes(m);
+        assert!(s.count_sign_up("192.0.2.0", 2, t0).unwrap(), "{db}");
+        assert!(
+            s.count_sign_up("192.0.2.0", 2, minutes(10)).unwrap(),
+            "{db}"
+        );
+        assert!(
+            !s.count_sign_up("192.0.2.0", 2, minutes(20)).unwrap(),
+            "{db}: the third in the hour"
+        );
+        assert!(
+            s.count_sign_up("2001:db8::", 2, minutes(20)).unwrap(),
+            "{db}: another network"
+        );
+        assert!(
+            !s.count_sign_up("192.0.2.0", 2, minutes(59)).unwrap(),
+            "{db}"
+        );
+        assert!(
+            s.count_sign_up("192.0.2.0", 2, minutes(61)).unwrap(),
+            "{db}: the first is an hour old"
+        );
+    }
+}
