@@ -189,4 +189,11 @@ fn outside_the_store(test: impl Fn(&str) -> bool) -> Vec<String> {
 fn only_the_store_knows_it_is_sqlite() {
     let knowing = outside_the_store(|code| code.contains("rusqlite") || code.contains("Sqlite"));
     assert_eq!(knowing, Vec::<String>::new());
+    // Nor that PostgreSQL is spoken through a client crate.
+    let knowing = outside_the_store(|code| {
+        code.contains("postgres::")
+            || code.contains("tokio_postgres")
+            || code.contains("store::Postgres")
+    });
+    assert_eq!(knowing, Vec::<String>::new());
 }

@@ -181,7 +181,9 @@ pub(super) const MIGRATIONS: &[&str] = &[
     CREATE TABLE send_workers (
         name TEXT PRIMARY KEY,
         alive_until TEXT NOT NULL,
-        started_at TEXT NOT NULL
+        started_at TEXT NOT NULL,
+        pid INTEGER,
+        backend_start INTEGER
     ) WITHOUT ROWID;",
     // 9: the subscribe page's sign-ups per client network, in the
     // database (they hold across serve processes, hosts and restarts).

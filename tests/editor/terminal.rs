@@ -43,8 +43,13 @@ fn an_editor_in_a_real_terminal_sees_its_mistake_and_fixes_it() {
     ok(d, &["edition", "build", "--date", DATE]);
     let target = headlines(d)[1].clone();
     let session = format!("digest-edit-{}", std::process::id());
+    // The database the other commands of this folder use (PostgreSQL on
+    // the second pass).
+    let db = crate::support::database_of(d)
+        .map(|url| format!("DIGEST_DB='{url}' "))
+        .unwrap_or_default();
     let command = format!(
-        "cd {} && USER=eddie EDITOR='vim -u NONE -N -n' {} edition edit --date {DATE}; echo EXITED $?; sleep 30",
+        "cd {} && {db}USER=eddie EDITOR='vim -u NONE -N -n' {} edition edit --date {DATE}; echo EXITED $?; sleep 30",
         d.display(),
         env!("CARGO_BIN_EXE_digest")
     );

@@ -90,21 +90,17 @@ fn script_links_never_become_links_in_html_markdown_or_the_served_page() {
     // edited by hand) is rendered without it, and the page forbids scripts.
     succeeds(d, &["subscribers", "add", "ann@example.com"]);
     succeeds(d, &["send", "--date", "2022-03-14"]);
-    let conn = rusqlite::Connection::open(d.join("dailydigest.db")).unwrap();
-    let json: String = conn
-        .query_row("SELECT edition_json FROM editions", [], |r| r.get(0))
-        .unwrap();
+    let json = support::db_text(d, "SELECT edition_json FROM editions", &[]);
     let mut edition: serde_json::Value = serde_json::from_str(&json).unwrap();
     edition["stories"][0]["url"] = "javascript:alert(document.domain)".into();
     edition["stories"][0]["also_reported_by"] = serde_json::json!([
         {"source": "Evil", "url": " javascript:alert(1)", "headline": "x", "article_id": "e"}
     ]);
-    conn.execute(
-        "UPDATE editions SET edition_json = ?1",
-        [edition.to_string()],
-    )
-    .unwrap();
-    drop(conn);
+    support::db_execute(
+        d,
+        "UPDATE editions SET edition_json = $1",
+        &[&edition.to_string()],
+    );
     let server = Serve::start(d);
     let page = format!("{}/editions/2022-03-14", server.base);
     let response = ureq::get(&page).call().unwrap();

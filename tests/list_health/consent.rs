@@ -5,24 +5,19 @@ use super::*;
 
 /// A subscriber's unsubscribe token (what every digest carries).
 fn unsubscribe_token(dir: &Path, email: &str) -> String {
-    rusqlite::Connection::open(dir.join("dailydigest.db"))
-        .unwrap()
-        .query_row(
-            "SELECT token FROM subscribers WHERE email = ?1",
-            [email],
-            |r| r.get(0),
-        )
-        .unwrap()
+    support::db_text(
+        dir,
+        "SELECT token FROM subscribers WHERE email = $1",
+        &[email],
+    )
 }
 
 fn set_status(dir: &Path, email: &str, status: &str) {
-    rusqlite::Connection::open(dir.join("dailydigest.db"))
-        .unwrap()
-        .execute(
-            "UPDATE subscribers SET status = ?2 WHERE email = ?1",
-            [email, status],
-        )
-        .unwrap();
+    support::db_execute(
+        dir,
+        "UPDATE subscribers SET status = $1 WHERE email = $2",
+        &[status, email],
+    );
 }
 
 /// The confirmation mails `smtp` has received for `email`.

@@ -160,14 +160,11 @@ fn send_and_read_envelopes(dir: &Path, emails: &[&str]) -> HashMap<String, Sent>
 
 /// A subscriber's VERP token, as the store keeps it.
 fn verp_token(dir: &Path, email: &str) -> String {
-    rusqlite::Connection::open(dir.join("dailydigest.db"))
-        .unwrap()
-        .query_row(
-            "SELECT bounce_token FROM subscribers WHERE email = ?1",
-            [email],
-            |r| r.get(0),
-        )
-        .unwrap()
+    support::db_text(
+        dir,
+        "SELECT bounce_token FROM subscribers WHERE email = $1",
+        &[email],
+    )
 }
 
 /// What a subscriber's bounce carries before any digest went out: their

@@ -147,13 +147,16 @@ fn double_opt_in_in_chromium_confirms_once_and_never_tells_who_is_subscribed() {
     assert!(!list(d).contains_key("bot-target@example.org"));
 
     // Unconfirmed past confirm_days: the link is dead and the run purges it.
-    let db = rusqlite::Connection::open(d.join("dailydigest.db")).unwrap();
-    db.execute_batch(
-        "UPDATE signups SET created_at = '2000-01-01T00:00:00.000Z', expires_at = '2000-01-08T00:00:00.000Z' WHERE email = 'twice@example.org';
-         UPDATE subscribers SET created_at = '2000-01-01T00:00:00.000Z' WHERE email = 'twice@example.org';",
-    )
-    .unwrap();
-    drop(db);
+    support::db_execute(
+        d,
+        "UPDATE signups SET created_at = '2000-01-01T00:00:00.000Z', expires_at = '2000-01-08T00:00:00.000Z' WHERE email = 'twice@example.org'",
+        &[],
+    );
+    support::db_execute(
+        d,
+        "UPDATE subscribers SET created_at = '2000-01-01T00:00:00.000Z' WHERE email = 'twice@example.org'",
+        &[],
+    );
     let twice = local(&confirm_link(&smtp.received()[1].raw));
     let resp = http().get(&twice).call().unwrap();
     assert_eq!(resp.status(), 404);

@@ -227,7 +227,8 @@ fn run_twice_sends_once_writes_reports_and_topics_shape_each_copy() {
 #[test]
 fn overlapping_runs_cannot_both_send() {
     let feeds = feed_server();
-    let dir = site(&feeds, "");
+    // The run lock is SQLite's file lock: SQLite on either pass.
+    let dir = site(&feeds, "db = \"dailydigest.db\"");
     subscribe(dir.path(), &["ann@example.com"]);
     let lock = std::fs::File::create(dir.path().join("dailydigest.db.lock")).unwrap();
     lock.try_lock().unwrap();

@@ -16,6 +16,10 @@ pub(crate) fn text(b: &[u8]) -> String {
 }
 
 /// The binary, run in `dir` with no user config or DIGEST_* variables.
+/// With `DIGEST_TEST_BACKEND=postgres` (the second pass of
+/// `scripts/test`), a folder whose digest.toml names no `db` gets a
+/// PostgreSQL schema of its own on the test server instead of the SQLite
+/// file: every test that does not pin SQLite runs on both backends.
 pub(crate) fn digest(dir: &Path) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_digest"));
     cmd.current_dir(dir);
@@ -24,7 +28,84 @@ pub(crate) fn digest(dir: &Path) -> Command {
             cmd.env_remove(k);
         }
     }
+    if let Some(url) = database_of(dir) {
+        cmd.env("DIGEST_DB", url);
+    }
     cmd
+}
+
+/// Whether the integration tests run on PostgreSQL (`DIGEST_TEST_BACKEND`).
+pub(crate) fn on_postgres() -> bool {
+    std::env::var("DIGEST_TEST_BACKEND").is_ok_and(|b| b == "postgres")
+}
+
+/// The PostgreSQL URL standing in for `dir`'s database, on the second pass:
+/// one fresh schema per folder, the same on every call (also for a command
+/// started otherwise than by `digest`).
+pub(crate) fn database_of(dir: &Path) -> Option<String> {
+    use std::collections::HashMap;
+    use std::sync::{Mutex, OnceLock};
+    static SCHEMAS: OnceLock<Mutex<HashMap<PathBuf, String>>> = OnceLock::new();
+    if !on_postgres() {
+        return None;
+    }
+    let config = std::fs::read_to_string(dir.join("digest.toml")).unwrap_or_default();
+    if config
+        .lines()
+        .any(|l| l.trim_start().starts_with("db ") || l.trim_start().starts_with("db="))
+    {
+        return None;
+    }
+    let mut schemas = SCHEMAS
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    Some(
+        schemas
+            .entry(dir.to_owned())
+            .or_insert_with(postgres::fresh_url)
+            .clone(),
+    )
+}
+
+/// `dir`'s database, for a test that looks inside it: one text value of
+/// `sql`, whose parameters are `$1`, `$2`... in the order they appear (so
+/// the same text runs on SQLite and PostgreSQL).
+pub(crate) fn db_text(dir: &Path, sql: &str, params: &[&str]) -> String {
+    match database_of(dir) {
+        Some(url) => {
+            let mut client = ::postgres::Client::connect(&url, ::postgres::NoTls).unwrap();
+            let params: Vec<&(dyn ::postgres::types::ToSql + Sync)> = params
+                .iter()
+                .map(|p| p as &(dyn ::postgres::types::ToSql + Sync))
+                .collect();
+            client.query_one(sql, &params).unwrap().get(0)
+        }
+        None => rusqlite::Connection::open(dir.join("dailydigest.db"))
+            .unwrap()
+            .query_row(sql, rusqlite::params_from_iter(params), |r| r.get(0))
+            .unwrap(),
+    }
+}
+
+/// Runs `sql` (parameters as for `db_text`) on `dir`'s database.
+pub(crate) fn db_execute(dir: &Path, sql: &str, params: &[&str]) {
+    match database_of(dir) {
+        Some(url) => {
+            let mut client = ::postgres::Client::connect(&url, ::postgres::NoTls).unwrap();
+            let params: Vec<&(dyn ::postgres::types::ToSql + Sync)> = params
+                .iter()
+                .map(|p| p as &(dyn ::postgres::types::ToSql + Sync))
+                .collect();
+            client.execute(sql, &params).unwrap();
+        }
+        None => {
+            rusqlite::Connection::open(dir.join("dailydigest.db"))
+                .unwrap()
+                .execute(sql, rusqlite::params_from_iter(params))
+                .unwrap();
+        }
+    }
 }
 
 /// `out`, after checking that `digest ARGS` succeeded (its stderr otherwise).

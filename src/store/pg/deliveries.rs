@@ -21,12 +21,19 @@ use crate::store::{
 /// Subscribers planned per statement.
 const PLAN_BATCH: i64 = 5000;
 
+/// The class of the advisory locks held while an edition's deliveries are
+/// planned (the other key is the edition's id).
+const PLAN_LOCK: i32 = 0x6469_6770;
+
 /// Whether `d`'s claim is free for `$me` at `$now`: unclaimed, ours, or
-/// its worker's lease is over.
+/// its worker is gone: its lease is over (a lost host), or its session is
+/// (a process killed on a live host: the server ends its session at once).
 fn claimable(me: &str, now: &str) -> String {
     format!(
-        "(d.claimed_by IS NULL OR d.claimed_by = {me} OR NOT EXISTS
-            (SELECT 1 FROM send_workers w WHERE w.name = d.claimed_by AND w.alive_until >= {now}))"
+        "(d.claimed_by IS NULL OR d.claimed_by = {me} OR d.claimed_by NOT IN
+            (SELECT w.name FROM send_workers w JOIN pg_stat_activity a
+                 ON a.pid = w.pid AND (extract(epoch FROM a.backend_start) * 1000000)::BIGINT = w.backend_start
+              WHERE w.alive_until >= {now}))"
     )
 }
 
@@ -38,7 +45,8 @@ fn claim_sql() -> String {
             SELECT d.edition_id, d.subscriber_id FROM deliveries d
              WHERE d.edition_id = $1 AND d.state IN ('pending', 'retry', 'sending')
                AND d.subscriber_id > $2
-               AND EXISTS (SELECT 1 FROM subscribers s WHERE s.id = d.subscriber_id AND s.status = 'active')
+               AND EXISTS (SELECT 1 FROM subscribers s
+                            WHERE s.id = d.subscriber_id AND s.id > $2 AND s.status = 'active')
                AND {}
              ORDER BY d.subscriber_id LIMIT $3
              FOR UPDATE OF d SKIP LOCKED)
@@ -90,7 +98,9 @@ impl Postgres {
         let until = now + chrono::Duration::from_std(self.lease).unwrap_or(chrono::Duration::MAX);
         self.client()
             .execute(
-                "INSERT INTO send_workers (name, alive_until, started_at) VALUES ($1, $2, $3)
+                "INSERT INTO send_workers (name, alive_until, started_at, pid, backend_start)
+                 SELECT $1, $2, $3, a.pid, (extract(epoch FROM a.backend_start) * 1000000)::BIGINT
+                   FROM pg_stat_activity a WHERE a.pid = pg_backend_pid()
                  ON CONFLICT (name) DO UPDATE SET alive_until = EXCLUDED.alive_until",
                 &[&self.worker, &ts(until), &ts(now)],
             )
@@ -110,10 +120,13 @@ impl Postgres {
 
 impl Deliveries for Postgres {
     /// In one transaction that holds the edition's row `FOR SHARE` (an
-    /// edit takes it `FOR UPDATE`, so the two take turns), the active
-    /// subscribers without a delivery a batch at a time, their
-    /// Message-IDs named here. Workers planning at once each insert what
-    /// the other has not (`ON CONFLICT DO NOTHING`).
+    /// edit takes it `FOR UPDATE`, so the two take turns) and an advisory
+    /// lock on planning it (workers starting at once plan one after the
+    /// other: the later ones find every delivery there), the active
+    /// subscribers a batch at a time by id, their Message-IDs named here,
+    /// inserted unless planned already (`ON CONFLICT DO NOTHING`: an index
+    /// probe a row, where an anti-join would read the edition's deliveries
+    /// again for every batch).
     fn plan_deliveries(
         &self,
         edition_id: i64,
@@ -131,11 +144,14 @@ impl Deliveries for Postgres {
             if current != Some(version) {
                 return Ok(Err(Refused::Changed));
             }
+            tx.execute(
+                "SELECT pg_advisory_xact_lock($1, $2)",
+                &[&PLAN_LOCK, &((edition_id & 0x7fff_ffff) as i32)],
+            )?;
             let select = tx.prepare(
                 "SELECT s.id, s.token FROM subscribers s
-                  WHERE s.status = 'active' AND s.id > $2
-                    AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.edition_id = $1 AND d.subscriber_id = s.id)
-                  ORDER BY s.id LIMIT $3",
+                  WHERE s.status = 'active' AND s.id > $1
+                  ORDER BY s.id LIMIT $2",
             )?;
             let insert = tx.prepare(
                 "INSERT INTO deliveries (edition_id, subscriber_id, state, message_id, created_at, updated_at)
@@ -146,7 +162,7 @@ impl Deliveries for Postgres {
             let mut planned = 0;
             let mut after = 0i64;
             loop {
-                let rows = tx.query(&select, &[&edition_id, &after, &PLAN_BATCH])?;
+                let rows = tx.query(&select, &[&after, &PLAN_BATCH])?;
                 let Some(last) = rows.last() else {
                     return Ok(Ok(planned));
                 };
@@ -389,6 +405,51 @@ mod tests {
             !a.mark_sending(edition, 2, chrono::Utc::now()).unwrap(),
             "the old worker's claim is gone"
         );
+    }
+
+    /// A worker whose session is gone (its process killed on a live host:
+    /// the server ends the session at once) is taken over without waiting
+    /// for its lease; one that ends lets go of its claims.
+    #[test]
+    fn a_killed_or_finished_workers_claims_are_free_at_once() {
+        let connect = Connect {
+            url: crate::store::test_server::fresh_url(),
+            lease: Some(Duration::from_secs(600)),
+            ..Connect::default()
+        };
+        let a = super::super::Postgres::connect(&connect, Access::Create).unwrap();
+        let a_name = a.worker().to_owned();
+        let mut a = Store::new(a);
+        let b = Store::connect(&connect, Access::Create).unwrap();
+        let edition = planned(&mut a, 4);
+        assert_eq!(a.open_deliveries(edition, 0, 2).unwrap().len(), 2);
+        assert_eq!(
+            b.open_deliveries(edition, 0, 10).unwrap().len(),
+            2,
+            "A's two are held"
+        );
+        // A's server process ends, as when A is killed with SIGKILL.
+        let mut admin = postgres::Client::connect(&connect.url, postgres::NoTls).unwrap();
+        let ended: bool = admin
+            .query_one(
+                "SELECT pg_terminate_backend(pid::INT) FROM send_workers WHERE name = $1",
+                &[&a_name],
+            )
+            .unwrap()
+            .get(0);
+        assert!(ended);
+        std::thread::sleep(Duration::from_millis(200));
+        let all = b.open_deliveries(edition, 0, 10).unwrap();
+        assert_eq!(
+            all.len(),
+            4,
+            "A's claims are B's now, long before its lease ends"
+        );
+        // B ends normally: a third worker takes them all at once.
+        drop(b);
+        let c = Store::connect(&connect, Access::Create).unwrap();
+        assert_eq!(c.open_deliveries(edition, 0, 10).unwrap().len(), 4);
+        drop(a);
     }
 
     /// An edit that lands before planning refuses the planning (read it

@@ -144,10 +144,15 @@ pub(in crate::store) const MIGRATIONS: &[(usize, &str)] = &[
     (
         8,
         "ALTER TABLE deliveries ADD COLUMN claimed_by TEXT;
+    -- A worker is alive while its lease lasts and its session (the
+    -- server process `pid`, started at `backend_start`, in microseconds)
+    -- is there: a worker killed on a live host is taken over at once.
     CREATE TABLE send_workers (
         name TEXT PRIMARY KEY,
         alive_until TEXT NOT NULL,
-        started_at TEXT NOT NULL
+        started_at TEXT NOT NULL,
+        pid BIGINT,
+        backend_start BIGINT
     );
     -- The claim's pages: the open deliveries of an edition in subscriber
     -- order, straight from the index.
