@@ -182,7 +182,10 @@ fn bad_database_settings_fail_before_anything_is_sent() {
         .local_addr()
         .unwrap()
         .port();
-    let dir = site(&format!("postgres://digest@127.0.0.1:{closed}/list"), "");
+    let dir = site(
+        &format!("postgres://digest@127.0.0.1:{closed}/list?sslmode=disable"),
+        "",
+    );
     let err = fails_before_sending(dir.path(), &server, Some("hunter2-secret"));
     assert!(err.contains(&format!("127.0.0.1:{closed}")), "{err}");
     assert!(err.contains("connecting"), "{err}");
@@ -196,8 +199,9 @@ fn bad_database_settings_fail_before_anything_is_sent() {
             "DROP ROLE IF EXISTS {role}; CREATE ROLE {role} LOGIN PASSWORD 'right-password'; CREATE SCHEMA {role} AUTHORIZATION {role};"
         ))
         .unwrap();
-    let url =
-        format!("postgres://{role}@127.0.0.1:{port}/postgres?options=-c%20search_path%3D{role}");
+    let url = format!(
+        "postgres://{role}@127.0.0.1:{port}/postgres?sslmode=disable&options=-c%20search_path%3D{role}"
+    );
     let dir = site(&url, "");
     let err = fails_before_sending(dir.path(), &server, Some("wrong-password"));
     assert!(err.contains("password authentication failed"), "{err}");
@@ -380,4 +384,46 @@ fn two_serve_hosts_share_sign_ups_unsubscribes_and_their_limit() {
         429,
         "the count holds across a restart"
     );
+}
+
+/// `sslmode=require` speaks TLS and checks the server's certificate: with
+/// the server's authority as `db_ca_file` the session is encrypted; without
+/// it the certificate is refused, before anything is done.
+#[test]
+fn tls_follows_sslmode_and_checks_the_certificate() {
+    let url = fresh_url().replace("sslmode=disable", "sslmode=require")
+        + "&application_name=digest-tls-test";
+    let ca = support::postgres::ca_file();
+    let dir = site(
+        &url,
+        &format!("db_ca_file = {:?}", ca.display().to_string()),
+    );
+    subscribe(dir.path(), 1);
+    let serve = support::Serve::start(dir.path());
+    let mut admin =
+        postgres::Client::connect(&support::postgres::server_url(), postgres::NoTls).unwrap();
+    let sessions: Vec<bool> = admin
+        .query(
+            "SELECT s.ssl FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid)
+              WHERE a.application_name = 'digest-tls-test'",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert!(
+        !sessions.is_empty() && sessions.iter().all(|&ssl| ssl),
+        "{sessions:?}"
+    );
+    drop(serve);
+
+    let untrusted = site(&url, "");
+    let out = digest(untrusted.path())
+        .args(["subscribers", "list"])
+        .output()
+        .unwrap();
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("certificate"), "{stderr}");
 }

@@ -48,6 +48,20 @@ pub(crate) fn server_url() -> String {
         })
 }
 
+/// The certificate authority of the private test server's certificate
+/// for 127.0.0.1 (for `db_ca_file`).
+pub(crate) fn ca_file() -> PathBuf {
+    assert!(
+        std::env::var("DIGEST_TEST_POSTGRES").is_err(),
+        "the TLS test needs the private test server (unset DIGEST_TEST_POSTGRES)"
+    );
+    server_url();
+    std::env::temp_dir()
+        .join(format!("digest-test-pg-{}", std::process::id()))
+        .join("data")
+        .join("ca.crt")
+}
+
 /// A new, empty schema of the test server, and the URL whose connections
 /// use it (`options=-c search_path=...`).
 pub(crate) fn fresh_url() -> String {
@@ -182,6 +196,31 @@ fn start() -> Result<String, String> {
             String::from_utf8_lossy(&out.stderr)
         ));
     }
+    // TLS on offer, with a certificate of its own for 127.0.0.1
+    // (`ca_file`): the URLs of the tests say sslmode=disable, but for the
+    // test of TLS.
+    std::fs::write(
+        data.join("server.ext"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
+    )
+    .map_err(|e| format!("writing server.ext: {e}"))?;
+    for args in [
+        // A certificate authority of the test's own (`ca_file`)...
+        "req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=digest-test-ca -keyout ca.key -out ca.crt",
+        // ...and the server's certificate for 127.0.0.1, signed by it.
+        "req -newkey rsa:2048 -nodes -subj /CN=127.0.0.1 -keyout server.key -out server.csr",
+        "x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 2 -extfile server.ext -out server.crt",
+    ] {
+        let out = command(Path::new("openssl"), user)
+            .current_dir(&data)
+            .args(args.split(' '))
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| format!("running openssl for the server's certificate: {e}"))?;
+        if !out.status.success() {
+            return Err(format!("openssl {args}: {}", String::from_utf8_lossy(&out.stderr)));
+        }
+    }
     // The superuser is trusted on loopback; every other role logs in with
     // its password (the tests of wrong credentials need a check).
     std::fs::write(
@@ -209,13 +248,15 @@ fn start() -> Result<String, String> {
             "full_page_writes=off",
             "-c",
             "max_connections=300",
+            "-c",
+            "ssl=on",
         ])
         .stdin(Stdio::null())
         .stdout(log.try_clone().map_err(|e| e.to_string())?)
         .stderr(log)
         .spawn()
         .map_err(|e| format!("starting postgres: {e}"))?;
-    let url = format!("postgres://postgres@127.0.0.1:{port}/postgres");
+    let url = format!("postgres://postgres@127.0.0.1:{port}/postgres?sslmode=disable");
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         match postgres::Client::connect(&url, postgres::NoTls) {
