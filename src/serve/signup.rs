@@ -26,10 +26,14 @@ pub(super) fn client_ip(app: &App, peer: SocketAddr, headers: &axum::http::Heade
 }
 
 /// Counts a sign-up from `ip`'s network; false when its hour's allowance
-/// is spent. Counted in the database (across processes, hosts and
-/// restarts); here, in this process's memory, when the database cannot
-/// count it now.
+/// is spent. Counted twice: in this process's memory, which alone holds
+/// this process to the limit whatever the database is doing, and in the
+/// database, which holds all processes, hosts and restarts to it together
+/// (when the database cannot count it now, the memory's count decides).
 pub(super) async fn allow_signup(app: &Arc<App>, ip: IpAddr) -> bool {
+    if !allow_signup_here(app, ip) {
+        return false;
+    }
     let network = client_network(ip).to_string();
     let limit = app.signup_limit;
     let counter = app.clone();
@@ -44,14 +48,14 @@ pub(super) async fn allow_signup(app: &Arc<App>, ip: IpAddr) -> bool {
     match counted {
         Some(Ok(allowed)) => allowed,
         Some(Err(e)) => {
-            tracing::warn!("a sign-up counted in memory: {e}");
-            allow_signup_here(app, ip)
+            tracing::warn!("a sign-up counted in this process's memory only: {e}");
+            true
         }
-        None => allow_signup_here(app, ip),
+        None => true,
     }
 }
 
-/// `allow_signup` in this process's memory.
+/// Counts a sign-up from `ip`'s network in this process's memory.
 fn allow_signup_here(app: &App, ip: IpAddr) -> bool {
     let now = std::time::Instant::now();
     let hour = Duration::from_secs(3600);
