@@ -33,8 +33,13 @@ const MAIN_REPORT_BONUS: f32 = 0.1;
 /// word cosine (TF-IDF)...
 const REDUNDANT_WORDS: f32 = 0.3;
 /// ...or by meaning, with an encoder (tuned on allsides_dev: 0.7 37.87,
-/// 0.8 38.09, 0.9 37.89 R-1).
+/// 0.8 38.09, 0.9 37.89 R-1)...
 const REDUNDANT_MEANING: f32 = 0.8;
+/// ...and, with or without one, when this share of the shorter sentence's
+/// content words (stemmed, stop words out) are in the other: two reports'
+/// wordings of one fact that the encoder, or the cosine of two sentences of
+/// unequal length, scores apart.
+const REDUNDANT_SHARE: f32 = 0.5;
 
 struct Candidate {
     text: String,
@@ -72,7 +77,7 @@ pub(crate) fn summarize(
         }
         for (position, t) in picked {
             let words = text::word_count(&t);
-            if words < 4 || !quotes_balanced(&t) {
+            if words < 4 || !quotes_balanced(&t) || bare_quotation(&t) {
                 continue;
             }
             candidates.push(Candidate {
@@ -129,10 +134,13 @@ pub(crate) fn summarize(
             .ok()
             .map(|v| top.iter().copied().zip(v).collect())
     });
-    let similar = |a: usize, b: usize| match meaning.as_ref().and_then(|m| m.get(&a).zip(m.get(&b)))
-    {
-        Some((x, y)) => crate::embed::dot(x, y) >= REDUNDANT_MEANING,
-        None => cosine(&candidates[a].vector, &candidates[b].vector) >= REDUNDANT_WORDS,
+    let similar = |a: usize, b: usize| {
+        let (x, y) = (&candidates[a].vector, &candidates[b].vector);
+        shared_share(x, y) >= REDUNDANT_SHARE
+            || match meaning.as_ref().and_then(|m| m.get(&a).zip(m.get(&b))) {
+                Some((x, y)) => crate::embed::dot(x, y) >= REDUNDANT_MEANING,
+                None => cosine(x, y) >= REDUNDANT_WORDS,
+            }
     };
     let mut chosen: Vec<usize> = Vec::new();
     let mut words = 0;
@@ -156,6 +164,37 @@ pub(crate) fn summarize(
         .into_iter()
         .map(|c| candidates[c].text.clone())
         .collect()
+}
+
+/// The share of the shorter vector's terms that the other has too (the
+/// vectors are sorted by term id).
+fn shared_share(a: &Sparse, b: &Sparse) -> f32 {
+    let shorter = a.len().min(b.len());
+    if shorter == 0 {
+        return 0.0;
+    }
+    let (mut i, mut j, mut shared) = (0, 0, 0usize);
+    while i < a.len() && j < b.len() {
+        match a[i].0.cmp(&b[j].0) {
+            std::cmp::Ordering::Less => i += 1,
+            std::cmp::Ordering::Greater => j += 1,
+            std::cmp::Ordering::Equal => {
+                shared += 1;
+                i += 1;
+                j += 1;
+            }
+        }
+    }
+    shared as f32 / shorter as f32
+}
+
+/// Whether a sentence is a quotation and nothing else (`“It is hard.”`):
+/// with no speaker it reads as the story's own narration.
+fn bare_quotation(s: &str) -> bool {
+    let body = s.trim().trim_end_matches(['.', '!', '?', ' ']);
+    body.strip_prefix(['"', '“'])
+        .and_then(|b| b.strip_suffix(['"', '”']))
+        .is_some_and(|inner| !inner.contains(['"', '“', '”']))
 }
 
 /// Whether a sentence opens and closes its quotes: one cut from the middle
@@ -187,4 +226,45 @@ pub(super) fn tfidf<'a>(texts: impl Iterator<Item = &'a str>, terms: &Terms) -> 
         })
         .collect();
     sparse::tf_idf(bags, vocab.len(), Tf::Sublinear, Idf::Plain { power: None })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_quotation_with_no_speaker_is_not_narration() {
+        assert!(bare_quotation(
+            "“Communication is being held, yet it’s hard.”"
+        ));
+        assert!(bare_quotation("\"Don't believe the propaganda.\""));
+        assert!(bare_quotation("“We will not give up”."));
+        assert!(!bare_quotation(
+            "“We will not give up,” the president said."
+        ));
+        assert!(!bare_quotation(
+            "The president said: “We will not give up.”"
+        ));
+        assert!(!bare_quotation("Talks resumed on Monday."));
+    }
+
+    /// Two wordings of one fact, from two reports, are one sentence in the
+    /// story's summary: most of the shorter one's content words are in the
+    /// other, even where their cosine is low (one is long).
+    #[test]
+    fn a_fact_told_twice_is_taken_once() {
+        let terms = Terms::new();
+        let v = tfidf(
+            [
+                "Podolyak said on Twitter that communication is ongoing, yet hard, as the delegations met again in Belarus on Monday for a fourth round.",
+                "Communication is ongoing but hard, Podolyak said.",
+                "Shelling of Kyiv's suburbs continued overnight.",
+            ]
+            .into_iter(),
+            &terms,
+        );
+        assert!(shared_share(&v[0], &v[1]) >= REDUNDANT_SHARE);
+        assert!(cosine(&v[0], &v[1]) < REDUNDANT_WORDS + 0.3);
+        assert!(shared_share(&v[0], &v[2]) < REDUNDANT_SHARE);
+    }
 }
