@@ -155,7 +155,7 @@ pub(crate) enum DbCommand {
 }
 
 fn database(s: &str) -> Result<dailydigest::config::Database, String> {
-    Ok(dailydigest::config::Database::parse(s))
+    dailydigest::config::Database::parse_checked(s)
 }
 
 /// Which stored edition: `--date` (default today).

@@ -24,6 +24,16 @@ impl Database {
         }
     }
 
+    /// `parse`, refusing a libpq string of `key=value` pairs (without
+    /// repeating it: it may hold a password).
+    pub fn parse_checked(s: &str) -> Result<Database, String> {
+        let db = Database::parse(s);
+        if matches!(db, Database::File(_)) && is_key_value_string(s) {
+            return Err("a connection string of key=value pairs is not supported: give postgres://user@host/dbname (the password in DIGEST_DB_PASSWORD or db_password_file)".into());
+        }
+        Ok(db)
+    }
+
     /// The SQLite file, if it is one.
     pub fn file(&self) -> Option<&Path> {
         match self {
@@ -37,26 +47,61 @@ impl Database {
     pub fn has_password_in_url(&self) -> bool {
         match self {
             Database::File(_) => false,
-            Database::Postgres(url) => split_password(url).1.is_some(),
+            Database::Postgres(url) => split_password(url).1,
         }
     }
 }
 
-/// The URL without its password, and the password.
-fn split_password(url: &str) -> (String, Option<&str>) {
+/// The URL without its password (in the user part, `user:pw@`, or as a
+/// `password=` parameter), and whether it had one.
+fn split_password(url: &str) -> (String, bool) {
     let Some((scheme, rest)) = url.split_once("://") else {
-        return (url.to_owned(), None);
+        return (url.to_owned(), false);
     };
-    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
-    let authority = &rest[..authority_end];
-    let Some(at) = authority.rfind('@') else {
-        return (url.to_owned(), None);
+    let (before_query, query) = match rest.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (rest, None),
     };
-    let userinfo = &authority[..at];
-    match userinfo.split_once(':') {
-        Some((user, password)) => (format!("{scheme}://{user}{}", &rest[at..]), Some(password)),
-        None => (url.to_owned(), None),
+    let authority_end = before_query.find('/').unwrap_or(before_query.len());
+    let authority = &before_query[..authority_end];
+    let mut had = false;
+    let authority = match authority.rfind('@') {
+        Some(at) => match authority[..at].split_once(':') {
+            Some((user, _)) => {
+                had = true;
+                format!("{user}{}", &authority[at..])
+            }
+            None => authority.to_owned(),
+        },
+        None => authority.to_owned(),
+    };
+    let mut shown = format!("{scheme}://{authority}{}", &before_query[authority_end..]);
+    if let Some(query) = query {
+        let kept: Vec<&str> = query
+            .split('&')
+            .filter(|pair| {
+                let secret = pair
+                    .split('=')
+                    .next()
+                    .is_some_and(|k| k.eq_ignore_ascii_case("password"));
+                had |= secret;
+                !secret
+            })
+            .collect();
+        if !kept.is_empty() {
+            shown.push('?');
+            shown.push_str(&kept.join("&"));
+        }
     }
+    (shown, had)
+}
+
+/// Whether `s` is a libpq connection string of `key=value` pairs (not
+/// supported: it could carry a password into messages as a "file name").
+fn is_key_value_string(s: &str) -> bool {
+    ["host=", "password=", "dbname=", "user=", "port="]
+        .iter()
+        .any(|k| s.contains(k))
 }
 
 impl std::fmt::Display for Database {
@@ -88,7 +133,7 @@ impl<'de> serde::Deserialize<'de> for Database {
                 "empty: give a file or a postgres:// URL",
             ));
         }
-        Ok(Database::parse(&s))
+        Database::parse_checked(&s).map_err(serde::de::Error::custom)
     }
 }
 
@@ -110,6 +155,18 @@ mod tests {
         let plain = Database::parse("postgresql://digest@db/list");
         assert!(!plain.has_password_in_url());
         assert_eq!(plain.to_string(), "postgresql://digest@db/list");
+        let query = Database::parse("postgres://digest@db/list?password=s3cret&sslmode=require");
+        assert!(query.has_password_in_url());
+        assert_eq!(
+            query.to_string(),
+            "postgres://digest@db/list?sslmode=require"
+        );
+        assert!(Database::parse_checked("host=db password=s3cret")
+            .unwrap_err()
+            .contains("not supported"));
+        assert!(!Database::parse_checked("host=db password=s3cret")
+            .unwrap_err()
+            .contains("s3cret"));
         let file = Database::parse("lists/dailydigest.db");
         assert_eq!(file.file(), Some(Path::new("lists/dailydigest.db")));
     }

@@ -53,6 +53,13 @@ pub trait Tables {
     /// How many rows the table has.
     fn row_count(&self, table: &str) -> Result<u64>;
 
+    /// Starts the one read transaction a copy reads every table in (one
+    /// point in time, while sends go on).
+    fn begin_snapshot(&self) -> Result<()>;
+
+    /// Ends `begin_snapshot`.
+    fn end_snapshot(&self) -> Result<()>;
+
     /// Starts the one transaction a copy writes in.
     fn begin_copy(&mut self) -> Result<()>;
 
@@ -95,9 +102,11 @@ pub fn copy(from: &Store, to: &mut Store) -> Result<Copied> {
             )));
         }
     }
+    from.begin_snapshot()?;
     to.begin_copy()?;
     let copied = copy_tables(from, to);
     to.end_copy(copied.is_ok())?;
+    from.end_snapshot()?;
     copied
 }
 
@@ -186,6 +195,18 @@ impl Tables for super::Sqlite {
             })
             .map(|n| n as u64)
             .map_err(self.err(format!("counting {table}")))
+    }
+
+    fn begin_snapshot(&self) -> Result<()> {
+        self.conn
+            .execute_batch("BEGIN")
+            .map_err(self.err("starting to read the copy"))
+    }
+
+    fn end_snapshot(&self) -> Result<()> {
+        self.conn
+            .execute_batch("COMMIT")
+            .map_err(self.err("ending the copy's read"))
     }
 
     fn begin_copy(&mut self) -> Result<()> {

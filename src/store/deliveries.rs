@@ -160,6 +160,13 @@ pub trait Deliveries {
     /// subscriber id: the send loop's pages (keyset pagination).
     fn open_deliveries(&self, edition_id: i64, after: i64, limit: usize) -> Result<Vec<Delivery>>;
 
+    /// Like `open_deliveries`, but only what other workers left behind:
+    /// open deliveries no live worker holds, not this one's own. A worker
+    /// reads them again from the start once its pages run out (one that
+    /// stopped left its claims behind this one's pages). None on SQLite,
+    /// where one process sends at a time.
+    fn left_behind(&self, edition_id: i64, after: i64, limit: usize) -> Result<Vec<Delivery>>;
+
     /// How many deliveries of active subscribers are open, by state.
     fn open_counts(&self, edition_id: i64) -> Result<OpenCounts>;
 
@@ -242,6 +249,10 @@ impl Deliveries for Sqlite {
             .map_err(self.err("reading deliveries"))?;
         rows.collect::<rusqlite::Result<_>>()
             .map_err(self.err("reading deliveries"))
+    }
+
+    fn left_behind(&self, _edition_id: i64, _after: i64, _limit: usize) -> Result<Vec<Delivery>> {
+        Ok(Vec::new())
     }
 
     fn open_counts(&self, edition_id: i64) -> Result<OpenCounts> {

@@ -81,7 +81,9 @@ pub trait Editions {
     ) -> Result<std::result::Result<i64, Refused>>;
 
     /// Records `user`'s approval (`approve`) or takes it back, unless
-    /// sending has started.
+    /// sending has started. The version counts it as a change: a worker on
+    /// another host that read the edition before is refused its planning
+    /// and reads it again (approved or not).
     fn set_approval(
         &self,
         id: i64,
@@ -222,7 +224,7 @@ impl Editions for Sqlite {
                 return Ok(Err(Refused::SendingStarted));
             }
             conn.execute(
-                "UPDATE editions SET approved_by = ?2, approved_at = CASE WHEN ?2 IS NULL THEN NULL ELSE ?3 END WHERE id = ?1",
+                "UPDATE editions SET approved_by = ?2, approved_at = CASE WHEN ?2 IS NULL THEN NULL ELSE ?3 END, version = version + 1 WHERE id = ?1",
                 params![id, approve.then_some(user), ts(now)],
             )?;
             conn.execute(

@@ -48,8 +48,9 @@ fn summary(out: &Output) -> serde_json::Value {
 }
 
 /// Three `digest send` processes started at once on one edition each send
-/// part of it; one killed with SIGKILL midway loses nothing: once its lease
-/// is over, a last run sends what it held, and every subscriber has
+/// part of it; one killed with SIGKILL midway loses nothing: its session
+/// ends with it, the survivors sweep up what it held once their own pages
+/// run out (a last run finds nothing left), and every subscriber has
 /// exactly one distinct Message-ID.
 #[test]
 fn three_workers_share_an_edition_and_a_killed_one_loses_nothing() {
@@ -101,7 +102,7 @@ fn three_workers_share_an_edition_and_a_killed_one_loses_nothing() {
             "each worker sends part of the edition: {sent}"
         );
     }
-    // What the killed worker held is taken over once its lease is over.
+    // A last run, after the killed worker's lease would be over anyway.
     std::thread::sleep(Duration::from_secs(4));
     let last = digest(dir.path())
         .args([
@@ -118,6 +119,9 @@ fn three_workers_share_an_edition_and_a_killed_one_loses_nothing() {
     let s = summary(&last);
     eprintln!("the last run: {s}");
     assert_eq!(s["remaining"], 0, "{s}");
+    // The survivors, once their own pages ran out, swept up what the
+    // killed one held (its session ended with it): nothing was left.
+    assert_eq!(s["sent"], 0, "{s}");
 
     let got = server.received();
     let ids = support::message_ids(&got);

@@ -229,7 +229,14 @@ pub fn deliver(
     let interrupted = AtomicUsize::new(0);
     let claimed_elsewhere = AtomicUsize::new(0);
     let shared = Mutex::new(store);
-    let fetch = |after: i64, n: usize| lock(&shared).open_deliveries(stored.id, after, n);
+    let fetch = |after: i64, n: usize, sweeping: bool| {
+        let store = lock(&shared);
+        if sweeping {
+            store.left_behind(stored.id, after, n)
+        } else {
+            store.open_deliveries(stored.id, after, n)
+        }
+    };
 
     let run = Run {
         shared: &shared,

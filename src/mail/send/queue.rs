@@ -40,6 +40,11 @@ pub(super) struct Queue {
     pub(super) read: usize,
     /// Every open delivery was read (not just up to `--limit`).
     pub(super) exhausted: bool,
+    /// Reading again from the start what other workers left behind (one
+    /// that stopped: its claims are free now), after the pages ran out.
+    pub(super) sweeping: bool,
+    /// The sweep was done (or is not needed: a `--limit`, a stop).
+    pub(super) swept: bool,
     pub(super) in_flight: usize,
     pub(super) stop: Option<StopReason>,
 }
@@ -77,18 +82,22 @@ impl RateLimit {
     }
 }
 
+/// Reads a page of open deliveries: `(after, at most, sweeping)`.
+pub(super) type Fetch<'a> = dyn Fn(i64, usize, bool) -> Result<Vec<Delivery>, StoreError> + 'a;
+
 /// The next page of open deliveries, where the one after starts
 /// (`None`: nothing more to read), and whether the pages ran out (rather
 /// than `--limit`).
 pub(super) fn read_page(
     pages: Pages,
-    fetch: &dyn Fn(i64, usize) -> Result<Vec<Delivery>, StoreError>,
+    sweeping: bool,
+    fetch: &Fetch<'_>,
 ) -> Result<(Vec<Job>, Option<Pages>, bool), StoreError> {
     if pages.left == 0 {
         return Ok((Vec::new(), None, false));
     }
     let want = pages.left.min(PAGE);
-    let page = fetch(pages.after, want)?;
+    let page = fetch(pages.after, want, sweeping)?;
     let exhausted = page.len() < want;
     let next = match page.last() {
         Some(last) if !exhausted => Some(Pages {
@@ -118,11 +127,7 @@ pub(super) fn read_page(
 /// The next job, waiting for delayed retries to come due and reading the
 /// next page of deliveries when the queue runs dry; `None` when everything
 /// is done or the run was stopped.
-pub(super) fn next_job(
-    queue: &Mutex<Queue>,
-    wake: &Condvar,
-    fetch: &dyn Fn(i64, usize) -> Result<Vec<Delivery>, StoreError>,
-) -> Option<Job> {
+pub(super) fn next_job(queue: &Mutex<Queue>, wake: &Condvar, fetch: &Fetch<'_>) -> Option<Job> {
     let mut q = queue.lock().expect("queue lock");
     loop {
         if q.stop.is_some() {
@@ -138,9 +143,28 @@ pub(super) fn next_job(
                 i += 1;
             }
         }
+        // The pages ran out and everything read is done: once, read again
+        // from the start what other workers left (with several workers on
+        // one edition, one that stopped left claims behind this one's
+        // pages, free now).
+        if q.ready.is_empty()
+            && q.pages.is_none()
+            && q.exhausted
+            && !q.swept
+            && q.delayed.is_empty()
+            && q.in_flight == 0
+        {
+            q.swept = true;
+            q.sweeping = true;
+            q.pages = Some(Pages {
+                after: 0,
+                left: usize::MAX,
+            });
+        }
         if q.ready.is_empty() {
             if let Some(pages) = q.pages {
-                match read_page(pages, fetch) {
+                let sweeping = q.sweeping;
+                match read_page(pages, sweeping, fetch) {
                     Ok((jobs, next, exhausted)) => {
                         q.read += jobs.len();
                         q.exhausted |= exhausted;

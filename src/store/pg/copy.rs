@@ -130,6 +130,18 @@ impl Tables for Postgres {
         Ok(n as u64)
     }
 
+    fn begin_snapshot(&self) -> Result<()> {
+        self.client()
+            .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            .map_err(self.err("starting to read the copy"))
+    }
+
+    fn end_snapshot(&self) -> Result<()> {
+        self.client()
+            .batch_execute("COMMIT")
+            .map_err(self.err("ending the copy's read"))
+    }
+
     fn begin_copy(&mut self) -> Result<()> {
         self.client()
             .batch_execute("BEGIN")
@@ -154,7 +166,8 @@ impl Tables for Postgres {
         for row in rows {
             let mut values: Vec<Box<dyn ToSql + Sync>> = Vec::with_capacity(row.len());
             for ((value, t), column) in row.iter().zip(&types).zip(columns) {
-                let bad = || self.mismatch(format!("{table}.{column}: {value:?}"));
+                // The value itself is never shown: it may be a token.
+                let bad = || self.mismatch(format!("{table}.{column}: a value of another type"));
                 values.push(match (value, t) {
                     (Value::Null, t) if *t == Type::INT8 => Box::new(None::<i64>),
                     (Value::Null, t) if *t == Type::BYTEA => Box::new(None::<Vec<u8>>),

@@ -29,8 +29,18 @@ const PLAN_LOCK: i32 = 0x6469_6770;
 /// its worker is gone: its lease is over (a lost host), or its session is
 /// (a process killed on a live host: the server ends its session at once).
 fn claimable(me: &str, now: &str) -> String {
+    claimable_by(me, now, true)
+}
+
+/// `claimable`, with or without this worker's own claims.
+fn claimable_by(me: &str, now: &str, own: bool) -> String {
+    let own = if own {
+        format!("d.claimed_by = {me}")
+    } else {
+        "FALSE".to_owned()
+    };
     format!(
-        "(d.claimed_by IS NULL OR d.claimed_by = {me} OR d.claimed_by NOT IN
+        "(d.claimed_by IS NULL OR {own} OR d.claimed_by <> {me} AND d.claimed_by NOT IN
             (SELECT w.name FROM send_workers w JOIN pg_stat_activity a
                  ON a.pid = w.pid AND (extract(epoch FROM a.backend_start) * 1000000)::BIGINT = w.backend_start
               WHERE w.alive_until >= {now}))"
@@ -38,8 +48,9 @@ fn claimable(me: &str, now: &str) -> String {
 }
 
 /// The claim of a page: `$1` edition, `$2` after this subscriber id, `$3`
-/// at most this many, `$4` this worker, `$5` now.
-fn claim_sql() -> String {
+/// at most this many, `$4` this worker, `$5` now; `own`: with the rows
+/// this worker holds already.
+fn claim_sql_of(own: bool) -> String {
     format!(
         "WITH picked AS (
             SELECT d.edition_id, d.subscriber_id FROM deliveries d
@@ -55,7 +66,7 @@ fn claim_sql() -> String {
           WHERE d.edition_id = $1 AND d.subscriber_id = ANY (ARRAY (SELECT subscriber_id FROM picked))
             AND s.id = d.subscriber_id
          RETURNING d.state, d.attempts, d.last_error, d.message_id, d.next_attempt_at, {COLUMNS}",
-        claimable("$4", "$5")
+        claimable_by("$4", "$5", own)
     )
 }
 
@@ -70,9 +81,11 @@ fn mark_sending_sql() -> String {
     )
 }
 
-/// `$1` edition, `$2` subscriber, then the outcome.
+/// `$1` edition, `$2` subscriber, then the outcome, `$8` this worker: a
+/// worker whose delivery was taken over (its lease ran out mid-send) does
+/// not overwrite what the worker that took it recorded.
 const MARK_DONE: &str = "UPDATE deliveries SET state = $3, last_error = $4, next_attempt_at = $5, updated_at = $6, sent_at = COALESCE($7, sent_at)
-  WHERE edition_id = $1 AND subscriber_id = $2";
+  WHERE edition_id = $1 AND subscriber_id = $2 AND (claimed_by IS NULL OR claimed_by = $8)";
 
 fn delivery_from_row(
     edition_id: i64,
@@ -107,6 +120,28 @@ impl Postgres {
             .map_err(self.err("renewing this worker's lease"))?;
         self.renewed.set(std::time::Instant::now());
         Ok(())
+    }
+
+    /// Claims a page of open deliveries for this worker (`own`: with the
+    /// ones it holds already).
+    fn claim(&self, edition_id: i64, after: i64, limit: usize, own: bool) -> Result<Vec<Delivery>> {
+        let now = chrono::Utc::now();
+        self.renew(now)?;
+        let sql = claim_sql_of(own);
+        let rows = self
+            .client()
+            .query(
+                sql.as_str(),
+                &[&edition_id, &after, &(limit as i64), &self.worker, &ts(now)],
+            )
+            .map_err(self.err("claiming deliveries"))?;
+        let mut page = rows
+            .iter()
+            .map(|r| delivery_from_row(edition_id, r))
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(self.err("claiming deliveries"))?;
+        page.sort_by_key(|d| d.subscriber.id);
+        Ok(page)
     }
 
     /// Renews the lease when a third of it has passed.
@@ -182,23 +217,11 @@ impl Deliveries for Postgres {
 
     /// Claims the page for this worker (see the module's comment).
     fn open_deliveries(&self, edition_id: i64, after: i64, limit: usize) -> Result<Vec<Delivery>> {
-        let now = chrono::Utc::now();
-        self.renew(now)?;
-        let sql = claim_sql();
-        let rows = self
-            .client()
-            .query(
-                sql.as_str(),
-                &[&edition_id, &after, &(limit as i64), &self.worker, &ts(now)],
-            )
-            .map_err(self.err("claiming deliveries"))?;
-        let mut page = rows
-            .iter()
-            .map(|r| delivery_from_row(edition_id, r))
-            .collect::<std::result::Result<Vec<_>, _>>()
-            .map_err(self.err("claiming deliveries"))?;
-        page.sort_by_key(|d| d.subscriber.id);
-        Ok(page)
+        self.claim(edition_id, after, limit, true)
+    }
+
+    fn left_behind(&self, edition_id: i64, after: i64, limit: usize) -> Result<Vec<Delivery>> {
+        self.claim(edition_id, after, limit, false)
     }
 
     fn open_counts(&self, edition_id: i64) -> Result<OpenCounts> {
@@ -306,6 +329,7 @@ impl Deliveries for Postgres {
                     &next_attempt_at.map(ts),
                     &ts(now),
                     &sent_at,
+                    &self.worker,
                 ],
             )
             .map_err(self.err("recording a delivery"))?;
@@ -317,7 +341,7 @@ impl Deliveries for Postgres {
 mod tests {
     use std::time::Duration;
 
-    use super::{claim_sql, mark_sending_sql, MARK_DONE};
+    use super::{claim_sql_of, mark_sending_sql, MARK_DONE};
     use crate::store::testing::{now, row};
     use crate::store::{Access, Connect, DeliveryState, Editions, Refused, Store};
 
@@ -452,6 +476,65 @@ mod tests {
         drop(a);
     }
 
+    /// A worker whose claim was taken over while it was still sending
+    /// (its lease ran out) does not overwrite what the new worker recorded.
+    #[test]
+    fn a_worker_that_lost_its_claim_records_nothing_over_the_new_one() {
+        let (mut a, b) = two_workers(Duration::from_secs(2));
+        let edition = planned(&mut a, 1);
+        assert_eq!(a.open_deliveries(edition, 0, 10).unwrap().len(), 1);
+        assert!(a.mark_sending(edition, 1, chrono::Utc::now()).unwrap());
+        std::thread::sleep(Duration::from_millis(2300));
+        assert_eq!(b.open_deliveries(edition, 0, 10).unwrap().len(), 1);
+        assert!(b.mark_sending(edition, 1, chrono::Utc::now()).unwrap());
+        b.mark_done(
+            edition,
+            1,
+            DeliveryState::Sent,
+            None,
+            None,
+            chrono::Utc::now(),
+        )
+        .unwrap();
+        a.mark_done(
+            edition,
+            1,
+            DeliveryState::Retry,
+            Some("timed out"),
+            None,
+            chrono::Utc::now(),
+        )
+        .unwrap();
+        assert_eq!(
+            a.delivery_counts(edition).unwrap(),
+            [(DeliveryState::Sent, 1)],
+            "the late worker's retry did not overwrite the send"
+        );
+    }
+
+    /// Approving, or withdrawing an approval, counts as a change: a worker
+    /// that read the edition before is refused its planning and reads it
+    /// again.
+    #[test]
+    fn an_approval_changed_after_reading_refuses_the_planning() {
+        let (mut a, b) = two_workers(Duration::from_secs(60));
+        a.add_subscribers(&[row("r@example.com")], now(), false)
+            .unwrap();
+        let edition = crate::render::sample_edition();
+        let e = a.store_edition(edition.date, &edition, now()).unwrap();
+        b.set_approval(e.id, false, "ed", now()).unwrap().unwrap();
+        assert_eq!(
+            a.plan_deliveries(
+                e.id,
+                e.version,
+                Box::new(|id, _| format!("<{id}@x>")),
+                now()
+            )
+            .unwrap(),
+            Err(Refused::Changed)
+        );
+    }
+
     /// An edit that lands before planning refuses the planning (read it
     /// again); once planned, edits are refused.
     #[test]
@@ -523,7 +606,7 @@ mod tests {
         let statements = [
             (
                 "claim",
-                claim_sql()
+                claim_sql_of(true)
                     .replace("$1", &e.to_string())
                     .replace("$2", "100")
                     .replace("$3", "512")
@@ -547,7 +630,8 @@ mod tests {
                     .replace("$4", "NULL")
                     .replace("$5", "NULL")
                     .replace("$6", "'now'")
-                    .replace("$7", "NULL"),
+                    .replace("$7", "NULL")
+                    .replace("$8", w),
             ),
         ];
         for (name, sql) in statements {

@@ -131,7 +131,7 @@ impl Editions for Postgres {
             let by = approve.then_some(user);
             let at = approve.then(|| ts(now));
             tx.execute(
-                "UPDATE editions SET approved_by = $2, approved_at = $3 WHERE id = $1",
+                "UPDATE editions SET approved_by = $2, approved_at = $3, version = version + 1 WHERE id = $1",
                 &[&id, &by, &at],
             )?;
             tx.execute(

@@ -12,7 +12,7 @@
 //!   the key there (`Duplicate`); if the first rolls back, the second
 //!   applies the message. The key is recorded first rather than last (as
 //!   SQLite does): the same row, in the same transaction.
-//! - Then the subscriber's row is read `FOR UPDATE`: two different
+//! - Then the subscriber's row is read `FOR NO KEY UPDATE`: two different
 //!   messages about one subscriber (a soft bounce and a delivery report,
 //!   imported on two hosts) take turns on its counts, the second starting
 //!   from what the first wrote, instead of one overwriting the other.
@@ -118,7 +118,7 @@ fn apply(
         return Ok(Applied::Duplicate);
     }
     let row = tx.query_one(
-        format!("SELECT {COLUMNS}, s.last_soft_key FROM subscribers s WHERE s.id = $1 FOR UPDATE")
+        format!("SELECT {COLUMNS}, s.last_soft_key FROM subscribers s WHERE s.id = $1 FOR NO KEY UPDATE")
             .as_str(),
         &[&id],
     )?;

@@ -4,7 +4,9 @@
 //!
 //! SQLite takes the file's write lock (`BEGIN IMMEDIATE`) for each of them;
 //! here several hosts share the tables, so each runs in one transaction
-//! that locks the rows it checks, `FOR UPDATE`, before checking them:
+//! that locks the rows it checks before checking them, `FOR NO KEY UPDATE`
+//! (which a delivery being planned, holding the row for its foreign key,
+//! does not block: a sign-up during a send is never kept waiting):
 //! - a sign-up locks its address's subscriber row, so two hosts asked for
 //!   the same address at once mail it once (the second finds the first's
 //!   sign-up: `TooSoon`). A new address has no row to lock: the insert
@@ -108,7 +110,7 @@ impl SignUps for Postgres {
         let recorded = self.transaction("recording a sign-up", |tx| {
             short_wait(tx, VISITOR_WAIT)?;
             let find = format!(
-                "SELECT {COLUMNS} FROM subscribers s WHERE lower(s.email) = lower($1) FOR UPDATE"
+                "SELECT {COLUMNS} FROM subscribers s WHERE lower(s.email) = lower($1) FOR NO KEY UPDATE"
             );
             let insert = format!(
                 "INSERT INTO subscribers AS s (email, status, topics, topics_only, token, token_hash, bounce_token, created_at, updated_at)
@@ -308,7 +310,7 @@ impl SignUps for Postgres {
                 return Ok(Confirmed::Unknown);
             };
             tx.query(
-                "SELECT 1 FROM subscribers WHERE lower(email) = lower($1) FOR UPDATE",
+                "SELECT 1 FROM subscribers WHERE lower(email) = lower($1) FOR NO KEY UPDATE",
                 &[&email],
             )?;
             tx.query(

@@ -169,3 +169,34 @@ fn postgres_purge_waits_only_a_moment_and_keeps_a_sign_up_being_recorded() {
     tx.rollback().unwrap();
     sign_up(&s, "p@example.com", Asker::Public, later + WEEK);
 }
+
+/// A sign-up for an address on the list is answered at once while a send
+/// is planning deliveries on another host (the planning holds the
+/// subscriber rows for its foreign keys; a sign-up's lock does not wait
+/// for that).
+#[test]
+fn postgres_sign_ups_do_not_wait_for_a_send_being_planned() {
+    let (url, mut stores) = hosts(1);
+    let mut s = stores.remove(0);
+    s.add_subscribers(&[row("on@example.com")], now(), false)
+        .unwrap();
+    let mut planner = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    let mut tx = planner.transaction().unwrap();
+    tx.batch_execute(
+        "INSERT INTO editions (date, content_hash, edition_json, rendered_at) VALUES ('2022-03-14', 'h', '{}', 'now');
+         INSERT INTO deliveries (edition_id, subscriber_id, state, message_id, created_at, updated_at)
+           SELECT e.id, s.id, 'pending', 'm', 'now', 'now' FROM editions e, subscribers s;",
+    )
+    .unwrap();
+    let started = std::time::Instant::now();
+    let outcome = s
+        .request_subscription("on@example.com", None, "", Asker::Public, now(), HOUR, WEEK)
+        .unwrap();
+    assert!(matches!(outcome, SignUp::AlreadyActive), "{outcome:?}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_millis(500),
+        "{:?}",
+        started.elapsed()
+    );
+    tx.rollback().unwrap();
+}
