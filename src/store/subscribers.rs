@@ -144,7 +144,16 @@ pub trait Subscribers {
         rows: &[NewSubscriber],
         now: DateTime<Utc>,
         reactivate: bool,
-    ) -> Result<Vec<std::result::Result<i64, String>>>;
+    ) -> Result<Vec<std::result::Result<i64, String>>> {
+        let mut out = Vec::with_capacity(rows.len());
+        self.add_subscribers_each(
+            &mut rows.iter().map(|r| (0, Ok(r.clone()))),
+            now,
+            reactivate,
+            &mut |_, result| out.push(result),
+        )?;
+        Ok(out)
+    }
 
     /// Adds subscribers as they come, in one transaction, holding one row
     /// at a time (an import of a million rows streams through). Each item
@@ -168,7 +177,14 @@ pub trait Subscribers {
 
     /// Every subscriber, by id. The whole list: for small lists and tests;
     /// `for_each_subscriber` streams.
-    fn subscribers(&self) -> Result<Vec<Subscriber>>;
+    fn subscribers(&self) -> Result<Vec<Subscriber>> {
+        let mut out = Vec::new();
+        self.visit_subscribers(&mut |s| {
+            out.push(s);
+            true
+        })?;
+        Ok(out)
+    }
 
     /// Calls `each` with every subscriber, by id, one row in memory at a
     /// time, until it returns false.
@@ -190,22 +206,6 @@ pub trait Subscribers {
 }
 
 impl Subscribers for Sqlite {
-    fn add_subscribers(
-        &mut self,
-        rows: &[NewSubscriber],
-        now: DateTime<Utc>,
-        reactivate: bool,
-    ) -> Result<Vec<std::result::Result<i64, String>>> {
-        let mut out = Vec::with_capacity(rows.len());
-        self.add_subscribers_each(
-            &mut rows.iter().map(|r| (0, Ok(r.clone()))),
-            now,
-            reactivate,
-            &mut |_, result| out.push(result),
-        )?;
-        Ok(out)
-    }
-
     #[tracing::instrument(skip_all)]
     fn add_subscribers_each(
         &mut self,
@@ -304,15 +304,6 @@ impl Subscribers for Sqlite {
             .execute("DELETE FROM subscribers WHERE email = ?1", [email])
             .map_err(self.err("deleting a subscriber"))?;
         Ok(n > 0)
-    }
-
-    fn subscribers(&self) -> Result<Vec<Subscriber>> {
-        let mut out = Vec::new();
-        self.visit_subscribers(&mut |s| {
-            out.push(s);
-            true
-        })?;
-        Ok(out)
     }
 
     fn visit_subscribers(&self, each: &mut dyn FnMut(Subscriber) -> bool) -> Result<()> {

@@ -32,7 +32,7 @@ use postgres::GenericClient;
 
 use super::subscribers::COLUMNS;
 use super::Postgres;
-use crate::store::signups::{retry_after, COUNT_WAIT, FIRST_TRY};
+use crate::store::signups::{purged_now, retry_after, COUNT_WAIT, FIRST_TRY};
 use crate::store::subscribers::VISITOR_WAIT;
 use crate::store::{
     bounce_token, random_token, token_hash, ts, Asker, Confirmed, ErrorKind, Result, SignUp,
@@ -381,18 +381,7 @@ impl SignUps for Postgres {
                 &[&cutoff, &ids],
             )
         });
-        let deleted = match purged {
-            Ok(n) => n as usize,
-            Err(e) if e.is_busy() => {
-                tracing::debug!("the database is busy: unconfirmed sign-ups are purged next time");
-                return Ok(0);
-            }
-            Err(e) => return Err(e),
-        };
-        if deleted > 0 {
-            tracing::info!("{deleted} unconfirmed sign-ups purged");
-        }
-        Ok(deleted)
+        purged_now(purged.map(|n| n as usize))
     }
 
     /// Under a transaction-level advisory lock on the network, so two hosts

@@ -38,22 +38,6 @@ impl Postgres {
 pub(super) const COLUMNS: &str = "s.id, s.email, s.name, s.status, s.topics, s.topics_only, s.token, s.bounces, s.soft_bounces, s.last_bounce, s.created_at, s.updated_at";
 
 impl Subscribers for Postgres {
-    fn add_subscribers(
-        &mut self,
-        rows: &[NewSubscriber],
-        now: DateTime<Utc>,
-        reactivate: bool,
-    ) -> Result<Vec<std::result::Result<i64, String>>> {
-        let mut out = Vec::with_capacity(rows.len());
-        self.add_subscribers_each(
-            &mut rows.iter().map(|r| (0, Ok(r.clone()))),
-            now,
-            reactivate,
-            &mut |_, result| out.push(result),
-        )?;
-        Ok(out)
-    }
-
     #[tracing::instrument(skip_all)]
     fn add_subscribers_each(
         &mut self,
@@ -147,15 +131,6 @@ impl Subscribers for Postgres {
             )
             .map_err(self.err("deleting a subscriber"))?;
         Ok(n > 0)
-    }
-
-    fn subscribers(&self) -> Result<Vec<Subscriber>> {
-        let mut out = Vec::new();
-        self.visit_subscribers(&mut |s| {
-            out.push(s);
-            true
-        })?;
-        Ok(out)
     }
 
     fn visit_subscribers(&self, each: &mut dyn FnMut(Subscriber) -> bool) -> Result<()> {

@@ -373,18 +373,7 @@ impl SignUps for Sqlite {
                 )
             })
         });
-        let deleted = match purged {
-            Ok(n) => n,
-            Err(e) if e.is_busy() => {
-                tracing::debug!("the database is busy: unconfirmed sign-ups are purged next time");
-                return Ok(0);
-            }
-            Err(e) => return Err(e),
-        };
-        if deleted > 0 {
-            tracing::info!("{deleted} unconfirmed sign-ups purged");
-        }
-        Ok(deleted)
+        purged_now(purged)
     }
     fn count_sign_up(&self, network: &str, limit: u32, now: DateTime<Utc>) -> Result<bool> {
         let hour_ago = ts(now - chrono::Duration::hours(1));
@@ -409,6 +398,23 @@ impl SignUps for Sqlite {
             })
         })
     }
+}
+
+/// What a purge did, as both backends report it: a busy database purges
+/// nothing now (the next call does), and is no error.
+pub(super) fn purged_now(purged: Result<usize>) -> Result<usize> {
+    let deleted = match purged {
+        Ok(n) => n,
+        Err(e) if e.is_busy() => {
+            tracing::debug!("the database is busy: unconfirmed sign-ups are purged next time");
+            return Ok(0);
+        }
+        Err(e) => return Err(e),
+    };
+    if deleted > 0 {
+        tracing::info!("{deleted} unconfirmed sign-ups purged");
+    }
+    Ok(deleted)
 }
 
 impl Sqlite {
