@@ -12,6 +12,12 @@ articles are generated from fixed seeds.
 topic), every tenth event reported by a second outlet in other words.
 `feed`: one source's items "Shares in <Company> rose <X>% on <day>", which
 share almost every word and differ in the company and the numbers.
+`copies`: real articles (the dev CNN and BBC files in ../shared/eval, 927
+originals) each filed again by several of 37 outlets, each copy with
+sentences dropped, its lead moved and words changed, until there are n
+reports; every original is one event.
+`stories_of_unrelated_events` counts stories that hold reports of more than
+one made-up event (each should hold one).
 """
 import argparse, json, os, random, resource, subprocess, sys, tempfile, time
 
@@ -74,15 +80,54 @@ def feed(n, rnd):
     return rows
 
 
+SWAPS = {"said": "told reporters", "says": "told reporters", "people": "residents", "police": "officers",
+         "government": "authorities", "company": "firm", "announced": "confirmed", "big": "large",
+         "president": "leader", "killed": "left dead", "the city": "the town", "also": "additionally"}
+
+
+def copies(n, rnd, files):
+    originals = []
+    for path in files:
+        with open(path) as f:
+            originals += [json.loads(l) for l in f if l.strip()]
+    outlets = [f"Outlet {k}" for k in range(37)]
+    split = lambda t: [x for x in __import__("re").split(r"(?<=[.!?])\s+", t.replace("\n", " ")) if x]
+    rows, k = [], 0
+    while len(rows) < n:
+        if k == len(originals):
+            sys.exit(f"{len(originals)} originals make fewer than {n} reports")
+        o = originals[k]
+        sents = split(o["text"])
+        for c in range(rnd.randint(4, 18)):
+            if len(rows) >= n:
+                break
+            kept = [x for i, x in enumerate(sents) if i == 0 or rnd.random() > 0.25]
+            if len(kept) > 3 and rnd.random() < 0.3:
+                kept = kept[1:2] + kept[:1] + kept[2:]
+            kept = kept[:rnd.randint(4, 25)]
+            text = " ".join(kept)
+            for a, b in SWAPS.items():
+                if rnd.random() < 0.5:
+                    text = text.replace(f" {a} ", f" {b} ")
+            row = {"id": f"o{k}-c{c}", "text": text, "source": rnd.choice(outlets), "date": "2022-03-14"}
+            if o.get("title") and rnd.random() < 0.7:
+                row["title"] = o["title"]
+            rows.append(row)
+        k += 1
+    return rows[:n]
+
+
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("kind", choices=["varied", "feed"])
+    ap.add_argument("kind", choices=["varied", "feed", "copies"])
     ap.add_argument("n", type=int)
     ap.add_argument("--digest", default=os.path.abspath("target/release/digest"))
     ap.add_argument("--embedder", default="auto")
     ap.add_argument("--models", default="models")
+    ap.add_argument("--originals", nargs="*", default=["../shared/eval/cnndm_dev.jsonl", "../shared/eval/bbc_dev.jsonl"])
     a = ap.parse_args()
-    rows = (varied if a.kind == "varied" else feed)(a.n, random.Random(7))
+    rnd = random.Random(7)
+    rows = copies(a.n, rnd, a.originals) if a.kind == "copies" else (varied if a.kind == "varied" else feed)(a.n, rnd)
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "edition.jsonl")
         with open(path, "w") as f:
@@ -100,11 +145,18 @@ def main():
     peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     ed = json.loads(p.stdout)
     sizes = sorted((len(s["article_ids"]) for s in ed["stories"]), reverse=True)
+    # A story may hold one event's reports only: `varied` `a7` and `a7b`,
+    # `copies` `o7-c0`, `o7-c1`, ...; `feed`: every item is its own event.
+    event = {"varied": lambda i: i.rstrip("b"), "copies": lambda i: i.split("-")[0]}.get(a.kind, lambda i: i)
+    mixed = [s for s in ed["stories"] if len({event(i) for i in s["article_ids"]}) > 1]
     longest_also = max(line.count(",") + 1 for line in text.splitlines() if "Also reported by" in line) \
         if "Also reported by" in text else 0
     print(json.dumps({"kind": a.kind, "articles": a.n, "embedder": a.embedder, "wall_s": round(wall, 1),
                       "peak_rss_mb": round(peak), "stories": len(ed["stories"]), "largest_story": sizes[0],
                       "stories_over_5": sum(1 for s in sizes if s > 5),
+                      "stories_of_unrelated_events": len(mixed),
+                      "most_events_in_a_story": max((len({event(i) for i in s["article_ids"]}) for s in ed["stories"]),
+                                                    default=0),
                       "longest_also_reported_line_names": longest_also,
                       "email_text_kb": round(len(text.encode()) / 1024)}))
 

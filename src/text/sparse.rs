@@ -102,24 +102,34 @@ pub fn idf<R: Real>(bags: &[Vec<(u32, R)>], terms: usize, formula: Idf) -> Vec<R
             df[id as usize] += R::ONE;
         }
     }
-    df.into_iter()
-        .map(|d| match formula {
+    df.into_iter().map(|d| formula.weight(n, d)).collect()
+}
+
+impl Idf {
+    /// The weight of a term found in `df` of `n` texts.
+    pub fn weight<R: Real>(self, n: R, df: R) -> R {
+        match self {
             Idf::Plain { power } => {
-                let d = if d < R::ONE { R::ONE } else { d };
+                let d = if df < R::ONE { R::ONE } else { df };
                 let w = (R::ONE + n / d).ln();
                 match power {
                     Some(p) => w.powf(p),
                     None => w,
                 }
             }
-            Idf::Smooth => ((n + R::ONE) / (d + R::ONE)).ln() + R::ONE,
-        })
-        .collect()
+            Idf::Smooth => ((n + R::ONE) / (df + R::ONE)).ln() + R::ONE,
+        }
+    }
 }
 
 /// One text's term counts as a unit-length TF-IDF vector, sorted by term
 /// id (an empty text, or one whose weights are all zero, is empty).
-pub fn weigh<R: Real>(mut bag: Vec<(u32, R)>, idf: &[R], tf: Tf) -> Sparse {
+pub fn weigh<R: Real>(bag: Vec<(u32, R)>, idf: &[R], tf: Tf) -> Sparse {
+    weigh_by(bag, |id| idf[id as usize], tf)
+}
+
+/// `weigh` with the IDF of each term id given by `idf`.
+pub fn weigh_by<R: Real>(mut bag: Vec<(u32, R)>, idf: impl Fn(u32) -> R, tf: Tf) -> Sparse {
     bag.sort_unstable_by_key(|&(id, _)| id);
     let v: Vec<(u32, R)> = bag
         .into_iter()
@@ -128,7 +138,7 @@ pub fn weigh<R: Real>(mut bag: Vec<(u32, R)>, idf: &[R], tf: Tf) -> Sparse {
                 Tf::Sublinear => R::ONE + count.ln(),
                 Tf::Raw => count,
             };
-            (id, t * idf[id as usize])
+            (id, t * idf(id))
         })
         .collect();
     let norm = v.iter().map(|&(_, w)| w * w).sum::<R>().sqrt();
