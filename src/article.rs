@@ -288,18 +288,20 @@ mod tests {
     }
 
     #[test]
-    fn a_short_lead_is_the_headline_without_its_time_phrase() {
+    fn a_short_lead_is_the_headline_with_five_words() {
+        // Without its time phrase it would be four words: the phrase stays.
         let h = derive_headline(&["Talks resume in Minsk today. More follows.".into()]);
-        assert_eq!(h, "Talks resume in Minsk");
+        assert_eq!(h, "Talks resume in Minsk today");
+        let h = derive_headline(&[
+            "Talks will resume in Minsk in the coming days, officials said. More follows.".into(),
+        ]);
+        assert_eq!(h, "Talks will resume in Minsk");
     }
 
     #[test]
     fn a_long_lead_is_compressed_not_cut() {
         let h = derive_headline(&["As Russia and Ukraine resume talks, Ukrainian presidential adviser and negotiator, Mykhailo Podolyak, said on Twitter communication is ongoing yet hard, Al Jazeera is reporting.".into()]);
-        assert_eq!(
-            h,
-            "Mykhailo Podolyak said on Twitter communication is ongoing yet hard"
-        );
+        assert_eq!(h, "Podolyak: communication is ongoing yet hard");
         let h = derive_headline(&["The quick brown fox jumped over the lazy dog again and again while the farmer watched from a distance with growing alarm and then went home.".into()]);
         let words = h.split_whitespace().count();
         assert!((5..=12).contains(&words) && !h.contains('…'), "{h}");
