@@ -77,7 +77,7 @@ pub(crate) fn summarize(
         }
         for (position, t) in picked {
             let words = text::word_count(&t);
-            if words < 4 || !quotes_balanced(&t) || bare_quotation(&t) {
+            if words < 4 || !text::quotes_balanced(&t) || text::is_bare_quotation(&t) {
                 continue;
             }
             candidates.push(Candidate {
@@ -188,22 +188,6 @@ fn shared_share(a: &Sparse, b: &Sparse) -> f32 {
     shared as f32 / shorter as f32
 }
 
-/// Whether a sentence is a quotation and nothing else (`“It is hard.”`):
-/// with no speaker it reads as the story's own narration.
-fn bare_quotation(s: &str) -> bool {
-    let body = s.trim().trim_end_matches(['.', '!', '?', ' ']);
-    body.strip_prefix(['"', '“'])
-        .and_then(|b| b.strip_suffix(['"', '”']))
-        .is_some_and(|inner| !inner.contains(['"', '“', '”']))
-}
-
-/// Whether a sentence opens and closes its quotes: one cut from the middle
-/// of a quotation (`... political systems.”`) reads as a fragment.
-fn quotes_balanced(s: &str) -> bool {
-    let count = |c: char| s.chars().filter(|&x| x == c).count();
-    count('“') == count('”') && count('"') % 2 == 0
-}
-
 /// Unit-length TF-IDF vectors of `texts` (content terms, sublinear term
 /// frequency, IDF over these texts), sorted by term id.
 pub(super) fn tfidf<'a>(texts: impl Iterator<Item = &'a str>, terms: &Terms) -> Vec<Sparse> {
@@ -234,18 +218,18 @@ mod tests {
 
     #[test]
     fn a_quotation_with_no_speaker_is_not_narration() {
-        assert!(bare_quotation(
+        assert!(text::is_bare_quotation(
             "“Communication is being held, yet it’s hard.”"
         ));
-        assert!(bare_quotation("\"Don't believe the propaganda.\""));
-        assert!(bare_quotation("“We will not give up”."));
-        assert!(!bare_quotation(
+        assert!(text::is_bare_quotation("\"Don't believe the propaganda.\""));
+        assert!(text::is_bare_quotation("“We will not give up”."));
+        assert!(!text::is_bare_quotation(
             "“We will not give up,” the president said."
         ));
-        assert!(!bare_quotation(
+        assert!(!text::is_bare_quotation(
             "The president said: “We will not give up.”"
         ));
-        assert!(!bare_quotation("Talks resumed on Monday."));
+        assert!(!text::is_bare_quotation("Talks resumed on Monday."));
     }
 
     /// Two wordings of one fact, from two reports, are one sentence in the

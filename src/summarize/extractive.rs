@@ -171,7 +171,9 @@ impl Extractive {
             .iter()
             .enumerate()
             .map(|(i, c)| {
-                if c.words < p.min_words {
+                // A quotation with no speaker reads as the article's own
+                // narration: never taken.
+                if c.words < p.min_words || text::is_bare_quotation(&c.text) {
                     return f32::NEG_INFINITY;
                 }
                 let position = 1.0 / (1.0 + i as f32).powf(p.position_decay);

@@ -8,7 +8,9 @@ pub mod sentences;
 pub mod sparse;
 pub mod tokens;
 
-pub use sentences::{split as split_sentences, split_spans as sentence_spans};
+pub use sentences::{
+    is_bare_quotation, quotes_balanced, split as split_sentences, split_spans as sentence_spans,
+};
 pub use tokens::{is_stop_word, word_count, words, Terms};
 
 /// `text` cut to at most `max` characters at a word boundary, with an

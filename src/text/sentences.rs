@@ -120,6 +120,8 @@ pub fn split_spans(text: &str) -> Vec<Range<usize>> {
     let chars: Vec<(usize, char)> = text.char_indices().collect();
     let n = chars.len();
     let byte_at = |i: usize| if i < n { chars[i].0 } else { text.len() };
+    let quoted = quotations(&chars);
+    let inside = |at: usize| quoted.iter().any(|&(open, close)| open < at && at <= close);
     let mut spans = Vec::new();
     let mut start = 0usize; // char index where the current sentence starts
     let mut i = 0usize;
@@ -151,8 +153,11 @@ pub fn split_spans(text: &str) -> Vec<Range<usize>> {
         if j >= n {
             break;
         }
-        if !chars[j].1.is_whitespace() {
-            // "U.S.", "3.5", "$10.9bn", "example.com", "Yahoo!'s": not a boundary.
+        if !chars[j].1.is_whitespace() || inside(j) {
+            // "U.S.", "3.5", "$10.9bn", "example.com", "Yahoo!'s": not a
+            // boundary; nor is one inside a quotation that closes later in
+            // the text (a poster reading "No war. Stop the war." is one
+            // sentence of the story, not three).
             i = j;
             continue;
         }
@@ -177,6 +182,51 @@ pub fn split_spans(text: &str) -> Vec<Range<usize>> {
         i = k;
     }
     push_span(text, &mut spans, byte_at(start), text.len());
+    spans
+}
+
+/// Whether a sentence is a quotation and nothing else (`“It is hard.”`):
+/// with no speaker it reads as the story's own narration.
+pub fn is_bare_quotation(s: &str) -> bool {
+    let body = s.trim().trim_end_matches(['.', '!', '?', ' ']);
+    body.strip_prefix(['"', '“'])
+        .and_then(|b| b.strip_suffix(['"', '”']))
+        .is_some_and(|inner| !inner.contains(['"', '“', '”']))
+}
+
+/// Whether a sentence opens and closes its quotes: one cut from the middle
+/// of a quotation (`... political systems.”`) reads as a fragment.
+pub fn quotes_balanced(s: &str) -> bool {
+    let count = |c: char| s.chars().filter(|&x| x == c).count();
+    count('“') == count('”') && count('"') % 2 == 0
+}
+
+/// A quotation longer than this many characters is taken for unpaired
+/// quote marks, not a quotation.
+const LONGEST_QUOTATION: usize = 600;
+
+/// The quotations of a text as (opening, closing) char indices: `“` with
+/// the next `”`, and straight `"` in pairs. An opening mark that is never
+/// closed (a quotation running into the next paragraph) makes none.
+fn quotations(chars: &[(usize, char)]) -> Vec<(usize, usize)> {
+    let mut spans = Vec::new();
+    let (mut curly, mut straight): (Option<usize>, Option<usize>) = (None, None);
+    for (k, &(_, c)) in chars.iter().enumerate() {
+        match c {
+            '“' => curly = Some(k),
+            '”' => {
+                if let Some(open) = curly.take() {
+                    spans.push((open, k));
+                }
+            }
+            '"' => match straight.take() {
+                Some(open) => spans.push((open, k)),
+                None => straight = Some(k),
+            },
+            _ => {}
+        }
+    }
+    spans.retain(|&(open, close)| close - open <= LONGEST_QUOTATION);
     spans
 }
 
@@ -414,9 +464,25 @@ mod tests {
         check(
             "Mr Podolyak said: “The parties actively express their specified positions. Communication is being held yet it’s hard.” Talks resume today.",
             &[
-                "Mr Podolyak said: “The parties actively express their specified positions.",
-                "Communication is being held yet it’s hard.”",
+                "Mr Podolyak said: “The parties actively express their specified positions. Communication is being held yet it’s hard.”",
                 "Talks resume today.",
+            ],
+        );
+        // A poster's words are one quotation, not three sentences of the
+        // story; an unpaired mark changes nothing.
+        check(
+            "She held a poster saying \"No war. Stop the war. Don't believe the propaganda\" while he read on. It was live.",
+            &[
+                "She held a poster saying \"No war. Stop the war. Don't believe the propaganda\" while he read on.",
+                "It was live.",
+            ],
+        );
+        check(
+            "He said: “We go on. Next paragraph follows. Then more.",
+            &[
+                "He said: “We go on.",
+                "Next paragraph follows.",
+                "Then more.",
             ],
         );
         check(
