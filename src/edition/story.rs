@@ -5,8 +5,12 @@
 //! same (its best similarity to each other report, averaged) and by how
 //! early it comes in its report; the best are taken greedily within the
 //! budget, skipping any too similar to one already taken (by meaning with
-//! an encoder, else by words).
+//! an encoder, else by words), or most of whose clauses one already taken
+//! says.
 
+use std::sync::LazyLock;
+
+use regex::Regex;
 use rustc_hash::FxHashMap;
 
 use crate::embed::Embed;
@@ -40,9 +44,21 @@ const REDUNDANT_MEANING: f32 = 0.8;
 /// wordings of one fact that the encoder, or the cosine of two sentences of
 /// unequal length, scores apart.
 const REDUNDANT_SHARE: f32 = 0.5;
+/// ...or when this share of its content words lies in clauses already said
+/// (each clause half in one sentence taken): "As Russia and Ukraine resume
+/// talks, Ukrainian adviser and negotiator Podolyak said communication is
+/// ongoing yet hard" after "Russian and Ukrainian negotiators resumed talks,
+/// with Kyiv's delegation saying communication was difficult": two of its
+/// three clauses restate, and so, most likely, does the third. A sentence
+/// whose new clause carries most of its words ("Talks resumed, and the
+/// death toll rose to 50") is kept.
+const SAID_SHARE: f32 = 0.6;
 
 struct Candidate {
     text: String,
+    /// Content terms of each clause that says something (attribution
+    /// clauses and clauses of fewer than three terms left out).
+    clauses: Vec<Vec<String>>,
     report: usize,
     position: usize,
     words: usize,
@@ -81,6 +97,7 @@ pub(crate) fn summarize(
                 continue;
             }
             candidates.push(Candidate {
+                clauses: clause_terms(&t, terms),
                 text: t,
                 report: r,
                 position,
@@ -152,7 +169,7 @@ pub(crate) fn summarize(
         if !chosen.is_empty() && budget.words > 0 && words + w > budget.words {
             continue;
         }
-        if chosen.iter().any(|&k| similar(k, c)) {
+        if chosen.iter().any(|&k| similar(k, c)) || mostly_said(&candidates, &chosen, c) {
             continue;
         }
         chosen.push(c);
@@ -164,6 +181,59 @@ pub(crate) fn summarize(
         .into_iter()
         .map(|c| candidates[c].text.clone())
         .collect()
+}
+
+static ATTRIBUTION: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?i)^(?:[\w'\x{2019}.-]+\s+){0,4}(?:is\s+|are\s+|was\s+|has\s+)?(?:reporting|reported|said|says|told|according\s+to|added)\b")
+        .expect("valid regex")
+});
+
+/// The content terms of each clause of `sentence` that says something.
+fn clause_terms(sentence: &str, terms: &Terms) -> Vec<Vec<String>> {
+    sentence
+        .split([',', ';', ':', '\u{2014}'])
+        .flat_map(|c| c.split(" - "))
+        .map(str::trim)
+        .filter(|c| !(c.split_whitespace().count() <= 6 && ATTRIBUTION.is_match(c)))
+        .map(|c| {
+            let mut t: Vec<String> = Vec::new();
+            terms.for_each(c, |w| t.push(w.to_owned()));
+            t.sort_unstable();
+            t.dedup();
+            t
+        })
+        .filter(|t| t.len() >= 3)
+        .collect()
+}
+
+/// Whether most of candidate `c`'s words lie in clauses that sentences
+/// already `chosen` say (`SAID_SHARE`).
+fn mostly_said(candidates: &[Candidate], chosen: &[usize], c: usize) -> bool {
+    let clauses = &candidates[c].clauses;
+    if clauses.len() < 2 || chosen.is_empty() {
+        return false;
+    }
+    let said: Vec<Vec<String>> = chosen
+        .iter()
+        .map(|&k| {
+            let mut all: Vec<String> = candidates[k].clauses.concat();
+            all.sort_unstable();
+            all.dedup();
+            all
+        })
+        .collect();
+    let total: usize = clauses.iter().map(Vec::len).sum();
+    let covered: usize = clauses
+        .iter()
+        .filter(|clause| {
+            said.iter().any(|s| {
+                let shared = clause.iter().filter(|w| s.binary_search(w).is_ok()).count();
+                2 * shared >= clause.len()
+            })
+        })
+        .map(Vec::len)
+        .sum();
+    covered as f32 >= SAID_SHARE * total as f32
 }
 
 /// The share of the shorter vector's terms that the other has too (the
@@ -250,5 +320,34 @@ mod tests {
         assert!(shared_share(&v[0], &v[1]) >= REDUNDANT_SHARE);
         assert!(cosine(&v[0], &v[1]) < REDUNDANT_WORDS + 0.3);
         assert!(shared_share(&v[0], &v[2]) < REDUNDANT_SHARE);
+    }
+
+    #[test]
+    fn a_sentence_mostly_said_already_is_not_taken() {
+        let terms = Terms::new();
+        let c = |t: &str| Candidate {
+            text: t.to_owned(),
+            clauses: clause_terms(t, &terms),
+            report: 0,
+            position: 0,
+            words: text::word_count(t),
+            vector: Vec::new(),
+        };
+        let candidates = [
+            c("Russian and Ukrainian negotiators resumed talks by video link on Monday, with Kyiv's delegation saying communication was difficult but continuing."),
+            c("As Russia and Ukraine resume talks, Ukrainian presidential adviser and negotiator, Mykhailo Podolyak, said on Twitter communication is ongoing yet hard, Al Jazeera is reporting."),
+            c("Talks resumed by video link on Monday, and the death toll in Mariupol rose to 2,500 as shelling of the port went on."),
+        ];
+        // "Al Jazeera is reporting" says nothing of its own.
+        assert_eq!(
+            candidates[1].clauses.len(),
+            3,
+            "{:?}",
+            candidates[1].clauses
+        );
+        assert!(mostly_said(&candidates, &[0], 1));
+        // Its new clause is most of it: kept.
+        assert!(!mostly_said(&candidates, &[0], 2));
+        assert!(!mostly_said(&candidates, &[], 1));
     }
 }
