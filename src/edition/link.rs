@@ -142,10 +142,22 @@ pub(crate) fn sparse_neighbours(vectors: &[Vec<(u32, f32)>], k: usize) -> Vec<Ve
         .collect()
 }
 
+/// The `k` best of `sims` (positive only), best first, ties by index. The
+/// result holds exactly what it keeps: `sims` may hold every other row, and
+/// a truncated vector keeping that capacity for each of 10,000 rows held a
+/// gigabyte.
 fn best_of(mut sims: Vec<(usize, f32)>, k: usize) -> Vec<(usize, f32)> {
+    let better = |a: &(usize, f32), b: &(usize, f32)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
     sims.retain(|&(_, s)| s > 0.0);
-    sims.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-    sims.truncate(k);
+    if sims.len() > k {
+        if k == 0 {
+            return Vec::new();
+        }
+        sims.select_nth_unstable_by(k - 1, better);
+        sims.truncate(k);
+    }
+    sims.sort_by(better);
+    sims.shrink_to_fit();
     sims
 }
 
@@ -303,6 +315,23 @@ mod tests {
             nn[300].iter().map(|x| x.0).collect::<Vec<_>>()[..2],
             [299, 301]
         );
+    }
+
+    #[test]
+    fn best_of_keeps_the_best_and_nothing_else() {
+        // Many ties: the order is score, then index, as a full sort gives.
+        let sims: Vec<(usize, f32)> = (0..5000)
+            .map(|j| (j, ((j * 7919) % 13) as f32 / 4.0))
+            .collect();
+        for k in [0, 1, 30, 4999, 6000] {
+            let mut want = sims.clone();
+            want.retain(|&(_, s)| s > 0.0);
+            want.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+            want.truncate(k);
+            let got = best_of(sims.clone(), k);
+            assert_eq!(got, want, "k = {k}");
+            assert_eq!(got.capacity(), got.len(), "k = {k}");
+        }
     }
 
     #[test]
