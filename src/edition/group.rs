@@ -174,13 +174,13 @@ static LEAD_TOKEN: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"[A-Za-z][A-Za-z'\x{2019}.-]*|[0-9]+(?:[.,][0-9]+)*|:").expect("valid regex")
 });
 
-/// The numbers among the first `LEAD_WORDS` words of `text` that state a
+/// The numbers among the first `LEAD_WORDS` words of `lines` that state a
 /// fact (a toll, an amount, an age): not years, and not the parts of a date
 /// or a time.
-fn lead_numbers(text: &str) -> BTreeSet<String> {
-    let tokens: Vec<&str> = LEAD_TOKEN
-        .find_iter(text)
-        .map(|m| m.as_str())
+fn lead_numbers<'a>(lines: impl IntoIterator<Item = &'a str>) -> BTreeSet<String> {
+    let tokens: Vec<&str> = lines
+        .into_iter()
+        .flat_map(|line| LEAD_TOKEN.find_iter(line).map(|m| m.as_str()))
         .take(LEAD_WORDS)
         .collect();
     let when = |t: &str| {
@@ -242,11 +242,6 @@ impl Features {
                 }
             }
         }
-        let lead: String = title
-            .into_iter()
-            .chain(lines(a))
-            .collect::<Vec<_>>()
-            .join(" \n ");
         let source = a
             .source
             .as_deref()
@@ -255,7 +250,7 @@ impl Features {
         Features {
             counts,
             years,
-            numbers: lead_numbers(&lead),
+            numbers: lead_numbers(title.into_iter().chain(lines(a))),
             source,
         }
     }
@@ -293,13 +288,14 @@ fn tfidf(bags: &[Vec<(u32, f64)>], terms: usize) -> Vec<Sparse> {
 }
 
 /// The word cosine of each candidate pair, IDF taken over neighbourhoods:
-/// for each report `i`, over `i` and its `local` neighbours, both texts of
+/// for each report `i`, over `i` and its first `local` `neighbours`, both texts of
 /// a pair `(i, j)` are weighed and compared; a pair's cosine is the mean of
 /// its two reports' views. Keyed like `pairs`.
 fn local_cosines(
     bags: &[Vec<(u32, f64)>],
     terms: usize,
-    local: &[Vec<(usize, f32)>],
+    neighbours: &[Vec<(usize, f32)>],
+    local: usize,
     pairs: &[(usize, usize)],
 ) -> Vec<f64> {
     let n = bags.len();
@@ -315,7 +311,7 @@ fn local_cosines(
             || vec![0u32; terms],
             |df, i| {
                 let hood: Vec<usize> = std::iter::once(i)
-                    .chain(local[i].iter().map(|&(j, _)| j))
+                    .chain(neighbours[i].iter().take(local).map(|&(j, _)| j))
                     .collect();
                 for &d in &hood {
                     for &(id, _) in &bags[d] {
@@ -413,11 +409,7 @@ pub(crate) fn group(
                 })
                 .collect();
             let pairs = pairs_of(&nn, NEIGHBOURS);
-            let local: Vec<Vec<(usize, f32)>> = nn
-                .iter()
-                .map(|l| l[..l.len().min(LOCAL)].to_vec())
-                .collect();
-            let cosines = local_cosines(&bags, terms, &local, &pairs);
+            let cosines = local_cosines(&bags, terms, &nn, LOCAL, &pairs);
             let scored: Vec<(usize, usize, f64)> = pairs
                 .into_iter()
                 .zip(cosines)
@@ -462,16 +454,18 @@ mod tests {
 
     #[test]
     fn lead_numbers_are_facts_not_dates_or_times() {
-        let n = lead_numbers(
-            "Paris hit by 2.6 million euro heist\n9 September 2013, 14: 08 GMT\n\
-             Four men rammed a car into the store on Tue Jul 2, and 24 people were hurt; \
+        let n = lead_numbers([
+            "Paris hit by 2.6 million euro heist",
+            "9 September 2013, 14: 08 GMT",
+            "Four men rammed a car into the store on Tue Jul 2, and 24 people were hurt; \
              1,200 watches were taken.",
-        );
+        ]);
         let want: BTreeSet<String> = ["2.6", "24", "1200"].map(String::from).into();
         assert_eq!(n, want);
-        // Only the lead counts.
-        let late = format!("{} 7 dead", "word ".repeat(LEAD_WORDS));
-        assert!(lead_numbers(&late).is_empty());
+        // Only the lead counts, across lines.
+        let late = "word ".repeat(LEAD_WORDS);
+        assert!(lead_numbers([late.as_str(), "7 dead"]).is_empty());
+        assert_eq!(lead_numbers(["word", "7 dead"]).len(), 1);
     }
 
     /// Two look-alike events (one topic) and unrelated reports.
@@ -530,7 +524,7 @@ mod tests {
         let global = |i: usize, j: usize| f64::from(sparse::cosine(&v[i], &v[j]));
         let nn = link::sparse_neighbours(&v, LOCAL);
         let pairs = vec![(0, 1), (0, 2)];
-        let local = local_cosines(&bags, terms, &nn, &pairs);
+        let local = local_cosines(&bags, terms, &nn, LOCAL, &pairs);
         ((global(0, 1), global(0, 2)), (local[0], local[1]))
     }
 

@@ -243,19 +243,7 @@ fn shared_share(a: &Sparse, b: &Sparse) -> f32 {
     if shorter == 0 {
         return 0.0;
     }
-    let (mut i, mut j, mut shared) = (0, 0, 0usize);
-    while i < a.len() && j < b.len() {
-        match a[i].0.cmp(&b[j].0) {
-            std::cmp::Ordering::Less => i += 1,
-            std::cmp::Ordering::Greater => j += 1,
-            std::cmp::Ordering::Equal => {
-                shared += 1;
-                i += 1;
-                j += 1;
-            }
-        }
-    }
-    shared as f32 / shorter as f32
+    sparse::shared_count(a, b, |x| x.0, |y| y.0) as f32 / shorter as f32
 }
 
 /// Unit-length TF-IDF vectors of `texts` (content terms, sublinear term

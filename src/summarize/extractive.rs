@@ -285,18 +285,7 @@ fn overlap(a: &Candidate, b: &Candidate) -> f32 {
     if la < 2.0 || lb < 2.0 {
         return 0.0;
     }
-    let (mut i, mut j, mut shared) = (0, 0, 0u32);
-    while i < a.terms.len() && j < b.terms.len() {
-        match a.terms[i].cmp(&b.terms[j]) {
-            std::cmp::Ordering::Less => i += 1,
-            std::cmp::Ordering::Greater => j += 1,
-            std::cmp::Ordering::Equal => {
-                shared += 1;
-                i += 1;
-                j += 1;
-            }
-        }
-    }
+    let shared = sparse::shared_count(&a.terms, &b.terms, |&x| x, |&y| y);
     shared as f32 / (la.ln() + lb.ln())
 }
 

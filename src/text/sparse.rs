@@ -163,6 +163,29 @@ pub fn tf_idf<R: Real>(
     bags.into_iter().map(|b| weigh(b, &weights, tf)).collect()
 }
 
+/// How many keys two lists sorted by key have in common (`key_a`, `key_b`
+/// give each entry's key).
+pub fn shared_count<A, B, K: Ord>(
+    a: &[A],
+    b: &[B],
+    key_a: impl Fn(&A) -> K,
+    key_b: impl Fn(&B) -> K,
+) -> usize {
+    let (mut i, mut j, mut shared) = (0, 0, 0usize);
+    while i < a.len() && j < b.len() {
+        match key_a(&a[i]).cmp(&key_b(&b[j])) {
+            std::cmp::Ordering::Less => i += 1,
+            std::cmp::Ordering::Greater => j += 1,
+            std::cmp::Ordering::Equal => {
+                shared += 1;
+                i += 1;
+                j += 1;
+            }
+        }
+    }
+    shared
+}
+
 /// The dot product of two vectors sorted by term id: their cosine, both
 /// being unit length.
 pub fn cosine(a: &[(u32, f32)], b: &[(u32, f32)]) -> f32 {
