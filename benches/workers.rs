@@ -118,6 +118,16 @@ fn latency_proxy(upstream: u16, delay: Duration) -> u16 {
     port
 }
 
+/// Runs `digest args` in `dir`, which must succeed.
+fn succeeds(dir: &Path, args: &[&str]) {
+    let out = digest(dir).args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 fn main() {
     if std::env::args().any(|a| a == "--list") {
         return; // `cargo test --benches` asks for the list of benchmarks
@@ -144,14 +154,9 @@ fn main() {
         writeln!(csv, "reader{i:07}@example.com,Reader {i}").unwrap();
     }
     drop(csv);
-    let out = digest(dir.path())
-        .args(["--db", "list.db", "subscribers", "import", "subs.csv"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    succeeds(
+        dir.path(),
+        &["--db", "list.db", "subscribers", "import", "subs.csv"],
     );
 
     let sink_port = TcpListener::bind("127.0.0.1:0")
@@ -187,14 +192,9 @@ fn main() {
 
     for w in workers {
         let url = test_server::fresh_url();
-        let out = digest(dir.path())
-            .args(["db", "copy", "--from", "list.db", "--to", &url])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
+        succeeds(
+            dir.path(),
+            &["db", "copy", "--from", "list.db", "--to", &url],
         );
         let started = Instant::now();
         let children: Vec<Child> = (0..w)

@@ -73,14 +73,9 @@ pub(crate) fn database_of(dir: &Path) -> Option<String> {
 /// the same text runs on SQLite and PostgreSQL).
 pub(crate) fn db_text(dir: &Path, sql: &str, params: &[&str]) -> String {
     match database_of(dir) {
-        Some(url) => {
-            let mut client = ::postgres::Client::connect(&url, ::postgres::NoTls).unwrap();
-            let params: Vec<&(dyn ::postgres::types::ToSql + Sync)> = params
-                .iter()
-                .map(|p| p as &(dyn ::postgres::types::ToSql + Sync))
-                .collect();
-            client.query_one(sql, &params).unwrap().get(0)
-        }
+        Some(url) => with_postgres(&url, params, |client, params| {
+            client.query_one(sql, params).unwrap().get(0)
+        }),
         None => rusqlite::Connection::open(dir.join("dailydigest.db"))
             .unwrap()
             .query_row(sql, rusqlite::params_from_iter(params), |r| r.get(0))
@@ -88,16 +83,27 @@ pub(crate) fn db_text(dir: &Path, sql: &str, params: &[&str]) -> String {
     }
 }
 
+/// `work` on a connection to `url`, with `params` as PostgreSQL parameters.
+fn with_postgres<T>(
+    url: &str,
+    params: &[&str],
+    work: impl FnOnce(&mut ::postgres::Client, &[&(dyn ::postgres::types::ToSql + Sync)]) -> T,
+) -> T {
+    let mut client = ::postgres::Client::connect(url, ::postgres::NoTls).unwrap();
+    let params: Vec<&(dyn ::postgres::types::ToSql + Sync)> = params
+        .iter()
+        .map(|p| p as &(dyn ::postgres::types::ToSql + Sync))
+        .collect();
+    work(&mut client, &params)
+}
+
 /// Runs `sql` (parameters as for `db_text`) on `dir`'s database.
 pub(crate) fn db_execute(dir: &Path, sql: &str, params: &[&str]) {
     match database_of(dir) {
         Some(url) => {
-            let mut client = ::postgres::Client::connect(&url, ::postgres::NoTls).unwrap();
-            let params: Vec<&(dyn ::postgres::types::ToSql + Sync)> = params
-                .iter()
-                .map(|p| p as &(dyn ::postgres::types::ToSql + Sync))
-                .collect();
-            client.execute(sql, &params).unwrap();
+            with_postgres(&url, params, |client, params| {
+                client.execute(sql, params).unwrap();
+            });
         }
         None => {
             rusqlite::Connection::open(dir.join("dailydigest.db"))

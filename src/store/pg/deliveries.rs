@@ -359,21 +359,23 @@ mod tests {
         )
     }
 
+    /// Plans `edition` at `version` with test Message-IDs.
+    fn plan(s: &Store, edition: i64, version: i64) -> std::result::Result<usize, Refused> {
+        s.plan_deliveries(
+            edition,
+            version,
+            Box::new(|id, _| format!("<{id}@x>")),
+            now(),
+        )
+        .unwrap()
+    }
+
     fn planned(s: &mut Store, n: usize) -> i64 {
         let rows: Vec<_> = (0..n).map(|i| row(&format!("r{i}@example.com"))).collect();
         s.add_subscribers(&rows, now(), false).unwrap();
         let edition = crate::render::sample_edition();
         let e = s.store_edition(edition.date, &edition, now()).unwrap();
-        assert_eq!(
-            s.plan_deliveries(
-                e.id,
-                e.version,
-                Box::new(|id, _| format!("<{id}@x>")),
-                now()
-            )
-            .unwrap(),
-            Ok(n)
-        );
+        assert_eq!(plan(s, e.id, e.version), Ok(n));
         e.id
     }
 
@@ -523,16 +525,7 @@ mod tests {
         let edition = crate::render::sample_edition();
         let e = a.store_edition(edition.date, &edition, now()).unwrap();
         b.set_approval(e.id, false, "ed", now()).unwrap().unwrap();
-        assert_eq!(
-            a.plan_deliveries(
-                e.id,
-                e.version,
-                Box::new(|id, _| format!("<{id}@x>")),
-                now()
-            )
-            .unwrap(),
-            Err(Refused::Changed)
-        );
+        assert_eq!(plan(&a, e.id, e.version), Err(Refused::Changed));
     }
 
     /// An edit that lands before planning refuses the planning (read it
@@ -550,26 +543,8 @@ mod tests {
                 .unwrap(),
             Ok(e.version + 1)
         );
-        assert_eq!(
-            a.plan_deliveries(
-                e.id,
-                e.version,
-                Box::new(|id, _| format!("<{id}@x>")),
-                now()
-            )
-            .unwrap(),
-            Err(Refused::Changed)
-        );
-        assert_eq!(
-            a.plan_deliveries(
-                e.id,
-                e.version + 1,
-                Box::new(|id, _| format!("<{id}@x>")),
-                now()
-            )
-            .unwrap(),
-            Ok(1)
-        );
+        assert_eq!(plan(&a, e.id, e.version), Err(Refused::Changed));
+        assert_eq!(plan(&a, e.id, e.version + 1), Ok(1));
         assert_eq!(
             b.change_edition_json(e.id, e.version + 1, &json, "ed", "too late", now())
                 .unwrap(),
