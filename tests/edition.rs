@@ -40,11 +40,15 @@ fn reader() -> Recipient {
         name: Some("Ada Lovelace".into()),
         email: "ada@example.com".into(),
         unsubscribe_url: "https://digest.example.com/unsubscribe/TOKEN".into(),
+        preferences_url: "https://digest.example.com/preferences/TOKEN".into(),
+        web_copy: false,
     }
 }
 
 fn renderer() -> Renderer {
-    Renderer::load(None, "Daily Digest").unwrap()
+    Renderer::load(None, "Daily Digest")
+        .unwrap()
+        .with_base_url("https://digest.example.com")
 }
 
 #[test]

@@ -122,17 +122,18 @@ fn write_list(store: &Store, format: ListFormat) -> anyhow::Result<()> {
             let (width, name_width) = (width.max(5), name_width.max(4));
             writeln!(
                 out,
-                "{:<width$}  {:<name_width$}  {:<12}  {:>7}  TOPICS",
-                "EMAIL", "NAME", "STATUS", "BOUNCES"
+                "{:<width$}  {:<name_width$}  {:<12}  {:>7}  {:<12}  TOPICS",
+                "EMAIL", "NAME", "STATUS", "BOUNCES", "PAUSED UNTIL"
             )?;
             store.for_each_subscriber(|s| -> anyhow::Result<()> {
                 writeln!(
                     out,
-                    "{:<width$}  {:<name_width$}  {:<12}  {:>7}  {}",
+                    "{:<width$}  {:<name_width$}  {:<12}  {:>7}  {:<12}  {}",
                     s.email,
                     s.name.as_deref().unwrap_or(""),
                     s.status.as_str(),
                     s.bounces,
+                    s.paused_until.map(|d| d.to_string()).unwrap_or_default(),
                     s.topics
                 )?;
                 Ok(())

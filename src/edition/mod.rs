@@ -36,7 +36,7 @@ mod story;
 pub use assemble::{assemble, belongs_to, gather, Entry, Gathered};
 pub use edit::{EditError, MAX_HEADLINE_CHARS};
 pub use group::GROUPING_TOKENS;
-pub use personalize::personalize;
+pub use personalize::{personalize, topic_matches};
 
 /// How an edition is put together.
 #[derive(Debug, Clone)]

@@ -11,22 +11,15 @@ use crate::text::Terms;
 /// headline and summary ("election" matches "elections").
 pub fn personalize(edition: &Edition, topics: &str, only: bool) -> Edition {
     let terms = Terms::new();
-    let wanted: Vec<Vec<String>> = topics
-        .split(',')
-        .map(|t| terms.terms(t))
-        .filter(|t| !t.is_empty())
-        .collect();
+    let wanted = topic_terms(&terms, topics);
     if wanted.is_empty() {
         return edition.clone();
     }
     let matches = |s: &Story| {
-        let have: BTreeSet<String> = terms
-            .terms(&format!("{} {}", s.headline, s.summary.join(" ")))
-            .into_iter()
-            .collect();
+        let have = story_terms(&terms, s);
         wanted
             .iter()
-            .any(|topic| topic.iter().all(|t| have.contains(t)))
+            .any(|(_, topic)| topic.iter().all(|t| have.contains(t)))
     };
     let (mut picked, rest): (Vec<Story>, Vec<Story>) =
         edition.stories.iter().cloned().partition(|s| matches(s));
@@ -48,6 +41,45 @@ pub fn personalize(edition: &Edition, topics: &str, only: bool) -> Edition {
         article_count: edition.article_count,
         source_count: edition.source_count,
     }
+}
+
+/// Each topic (as typed) with its stemmed words; topics without words are
+/// left out.
+fn topic_terms(terms: &Terms, topics: &str) -> Vec<(String, Vec<String>)> {
+    topics
+        .split(',')
+        .map(|t| (t.trim().to_owned(), terms.terms(t)))
+        .filter(|(_, t)| !t.is_empty())
+        .collect()
+}
+
+fn story_terms(terms: &Terms, s: &Story) -> BTreeSet<String> {
+    terms
+        .terms(&format!("{} {}", s.headline, s.summary.join(" ")))
+        .into_iter()
+        .collect()
+}
+
+/// How many of the edition's stories each topic matches (the same match as
+/// `personalize`), in the order the topics were given.
+pub fn topic_matches(edition: &Edition, topics: &str) -> Vec<(String, usize)> {
+    let terms = Terms::new();
+    let wanted = topic_terms(&terms, topics);
+    let stories: Vec<BTreeSet<String>> = edition
+        .stories
+        .iter()
+        .map(|s| story_terms(&terms, s))
+        .collect();
+    wanted
+        .into_iter()
+        .map(|(topic, words)| {
+            let n = stories
+                .iter()
+                .filter(|have| words.iter().all(|t| have.contains(t)))
+                .count();
+            (topic, n)
+        })
+        .collect()
 }
 
 #[cfg(test)]

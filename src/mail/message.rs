@@ -41,6 +41,27 @@ impl MessageSettings {
         )
     }
 
+    /// The subscriber's preferences page (topics, pause).
+    pub fn preferences_url(&self, subscriber: &Subscriber) -> String {
+        format!(
+            "{}/preferences/{}",
+            self.base_url.trim_end_matches('/'),
+            subscriber.token
+        )
+    }
+
+    /// Who the subscriber's copy is rendered for: their name, address and
+    /// links.
+    pub fn recipient(&self, subscriber: &Subscriber) -> crate::render::Recipient {
+        crate::render::Recipient {
+            name: subscriber.name.clone(),
+            email: subscriber.email.clone(),
+            unsubscribe_url: self.unsubscribe_url(subscriber),
+            preferences_url: self.preferences_url(subscriber),
+            web_copy: false,
+        }
+    }
+
     /// The subscriber's envelope sender: `bounce_address` with their VERP
     /// token after a `+`, so a bounce names them however mangled it is.
     pub fn envelope_from(&self, subscriber: &Subscriber) -> Option<Address> {
@@ -326,6 +347,7 @@ mod tests {
             bounces: 0,
             soft_bounces: 0,
             last_bounce: None,
+            paused_until: None,
             created_at: String::new(),
             updated_at: String::new(),
         }

@@ -1,4 +1,5 @@
-//! Email: one MIME message per subscriber (`message.rs`), the transports
+//! Email: one MIME message per subscriber (`message.rs`) and the welcome
+//! after confirming (`welcome.rs`), the transports
 //! that carry it (`transport.rs`), and the delivery loop that sends each
 //! subscriber exactly one copy (`send.rs`); what comes back: bounces,
 //! complaints and unsubscribe requests (`bounce/`), and the files and
@@ -11,6 +12,7 @@ pub mod message;
 pub mod message_id;
 pub mod send;
 pub mod transport;
+pub mod welcome;
 
 pub use message::{validate_address, validate_name, MessageSettings};
 pub use message_id::MessageId;

@@ -21,6 +21,7 @@ mod database;
 mod desk;
 mod fetch;
 mod init;
+mod readers;
 mod run;
 mod send;
 mod signup;
@@ -36,6 +37,10 @@ pub use build::{build_edition, load_encoder, Built, Summarized};
 pub use database::copy_database;
 pub use desk::{document, Change, Edited};
 pub use init::{init, EXAMPLE_CONFIG};
+pub use readers::{
+    ArchiveEntry, ArchivePage, Feed, PreferencesView, Welcome, ARCHIVE_PAGE, FEED_ENTRIES,
+    MAX_PAUSE_DAYS,
+};
 pub use run::{Ran, RunOutcome, RunReport, RunRequest};
 pub use send::{DryRun, SendOutcome, SendRequest, Verdict};
 pub use signup::{sign_up_line, Confirmation, SignedUp, CONFIRMATION_INTERVAL_MINUTES};
@@ -307,7 +312,8 @@ impl Pipeline {
         if let Some(renderer) = self.renderer.get() {
             return Ok(renderer);
         }
-        let renderer = Renderer::load(Some(&self.config.templates), &self.config.title)?;
+        let renderer = Renderer::load(Some(&self.config.templates), &self.config.title)?
+            .with_base_url(&self.config.base_url);
         renderer.check()?;
         Ok(self.renderer.get_or_init(|| renderer))
     }
@@ -352,11 +358,6 @@ impl Pipeline {
             .ok_or_else(|| Error::Invalid(format!("no subscriber {email}")))?;
         let copy = edition::personalize(edition, &sub.topics, sub.topics_only);
         let settings = send::message_settings(&self.config)?;
-        let recipient = Recipient {
-            name: sub.name.clone(),
-            email: sub.email.clone(),
-            unsubscribe_url: settings.unsubscribe_url(&sub),
-        };
-        Ok((copy, recipient))
+        Ok((copy, settings.recipient(&sub)))
     }
 }

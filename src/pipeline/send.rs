@@ -297,9 +297,8 @@ impl Pipeline {
         let (mut sent, mut retry) = (0, false);
         for editor in &self.config.editors {
             let recipient = crate::render::Recipient {
-                name: None,
                 email: editor.clone(),
-                unsubscribe_url: self.preview_recipient().unsubscribe_url,
+                ..self.preview_recipient()
             };
             let rendered = renderer.render(&stored.edition, &recipient)?;
             let id =

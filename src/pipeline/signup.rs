@@ -138,7 +138,11 @@ impl Pipeline {
         }
     }
 
-    fn confirmation_transport(&self) -> Result<(MessageSettings, crate::mail::Transport)> {
+    /// The message settings and transport of the mails `serve` sends on
+    /// its own (confirmations, welcomes).
+    pub(super) fn confirmation_transport(
+        &self,
+    ) -> Result<(MessageSettings, crate::mail::Transport)> {
         Ok((
             message_settings(&self.config)?,
             transport(

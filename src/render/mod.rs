@@ -55,15 +55,35 @@ pub struct Recipient {
     pub name: Option<String>,
     pub email: String,
     pub unsubscribe_url: String,
+    /// Their preferences page (topics, pause).
+    pub preferences_url: String,
+    /// The edition's web copy, for anyone: no address, no links of a
+    /// subscriber's own (templates show the archive and subscribe links
+    /// instead).
+    pub web_copy: bool,
 }
 
 impl Recipient {
     /// The stand-in reader of `digest preview`.
     pub fn preview(base_url: &str) -> Recipient {
+        let base = base_url.trim_end_matches('/');
         Recipient {
             name: None,
             email: "reader@example.com".into(),
-            unsubscribe_url: format!("{}/unsubscribe/preview", base_url.trim_end_matches('/')),
+            unsubscribe_url: format!("{base}/unsubscribe/preview"),
+            preferences_url: format!("{base}/preferences/preview"),
+            web_copy: false,
+        }
+    }
+
+    /// The reader of the web copy (`/editions/DATE`): nobody in particular.
+    pub fn web_copy() -> Recipient {
+        Recipient {
+            name: None,
+            email: String::new(),
+            unsubscribe_url: String::new(),
+            preferences_url: String::new(),
+            web_copy: true,
         }
     }
 }
@@ -82,6 +102,9 @@ pub struct Renderer {
     /// Where each template came from (`built-in` or a path), and its source.
     sources: HashMap<String, (String, String)>,
     title: String,
+    /// Where `digest serve` answers (web copies, archive, subscribe page);
+    /// empty: links are relative to the server.
+    base_url: String,
 }
 
 impl Renderer {
@@ -118,7 +141,14 @@ impl Renderer {
             tera,
             sources,
             title: title.to_owned(),
+            base_url: String::new(),
         })
+    }
+
+    /// Links to `digest serve` (web copies, the archive) start with `url`.
+    pub fn with_base_url(mut self, url: &str) -> Renderer {
+        self.base_url = url.trim_end_matches('/').to_owned();
+        self
     }
 
     /// Renders every template against a complete sample edition: a
@@ -129,9 +159,12 @@ impl Renderer {
             name: Some("Sample Reader".into()),
             email: "sample@example.com".into(),
             unsubscribe_url: "https://example.com/unsubscribe/sample".into(),
+            preferences_url: "https://example.com/preferences/sample".into(),
+            web_copy: false,
         };
         self.render(&edition, &recipient)?;
         self.render_one(MARKDOWN, &edition, &recipient)?;
+        self.render(&edition, &Recipient::web_copy())?;
         Ok(())
     }
 
@@ -174,6 +207,15 @@ impl Renderer {
         self.render_template(name, &ctx)
     }
 
+    /// The subject alone, for one recipient (the archive lists it).
+    pub fn subject_for(
+        &self,
+        edition: &Edition,
+        recipient: &Recipient,
+    ) -> Result<String, TemplateError> {
+        self.subject(&self.context(edition, recipient))
+    }
+
     /// The subject on one line, at most `MAX_SUBJECT_CHARS` characters (cut
     /// at a word): a header a server cannot refuse as too long.
     fn subject(&self, ctx: &Context) -> Result<String, TemplateError> {
@@ -209,6 +251,7 @@ impl Renderer {
                 story_count: edition.stories.len(),
                 article_count: edition.article_count,
                 source_count: edition.source_count,
+                web_url: format!("{}/editions/{}", self.base_url, edition.date),
             },
         );
         ctx.insert("top_stories", &top);
@@ -219,6 +262,10 @@ impl Renderer {
             &serde_json::json!({ "name": recipient.name, "email": recipient.email }),
         );
         ctx.insert("unsubscribe_url", &recipient.unsubscribe_url);
+        ctx.insert("preferences_url", &recipient.preferences_url);
+        ctx.insert("web_copy", &recipient.web_copy);
+        ctx.insert("archive_url", &format!("{}/editions", self.base_url));
+        ctx.insert("subscribe_url", &format!("{}/subscribe", self.base_url));
         ctx.insert(
             "generator",
             &serde_json::json!({ "name": "dailydigest", "version": env!("CARGO_PKG_VERSION") }),
@@ -236,6 +283,8 @@ struct EditionView<'a> {
     story_count: usize,
     article_count: usize,
     source_count: usize,
+    /// The edition's web copy.
+    web_url: String,
 }
 
 /// "Also reported by" lists at most this many reports; the rest are

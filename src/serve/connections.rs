@@ -36,7 +36,11 @@ pub(super) async fn security_headers(request: Request, next: Next) -> Response {
         (header::X_FRAME_OPTIONS, "DENY"),
         (header::CACHE_CONTROL, "no-store"),
     ] {
-        headers.insert(name, HeaderValue::from_static(value));
+        // A page that says how it may be cached (the feed, web copies)
+        // keeps its own Cache-Control.
+        if name != header::CACHE_CONTROL || !headers.contains_key(&name) {
+            headers.insert(name, HeaderValue::from_static(value));
+        }
     }
     response
 }

@@ -1,6 +1,7 @@
 //! `digest serve`: one-click unsubscribe (RFC 8058), the subscribe page
-//! with its confirmation links (double opt-in), and the editor's preview of
-//! stored editions, over HTTP (axum on hyper).
+//! with its confirmation links (double opt-in) and the welcome after them,
+//! the readers' pages (each published edition's web copy, the archive, its
+//! Atom feed, a subscriber's preferences), over HTTP (axum on hyper).
 //!
 //! Database work runs on tokio's blocking pool, never on the thread that
 //! answers requests: a database another process holds locked slows only the
@@ -37,6 +38,7 @@ use crate::store::{Confirmed, Status, Unsubscribed};
 mod connections;
 mod editions;
 mod pages;
+mod preferences;
 mod signup;
 mod unsubscribe;
 
@@ -150,6 +152,13 @@ pub fn serve(pipeline: Pipeline, listen: Option<String>) -> Result<()> {
             "/confirm/{token}",
             get(signup::confirm_page).post(signup::confirm),
         )
+        .route("/", get(editions::home))
+        .route("/editions", get(editions::archive))
+        .route("/editions.atom", get(editions::atom))
+        .route(
+            "/preferences/{token}",
+            get(preferences::show).post(preferences::change),
+        )
         .route("/editions/{date}", get(editions::html))
         .route("/editions/{date}/text", get(editions::text))
         .fallback(|State(app): State<Arc<App>>| async move { not_found(&app.title) })
@@ -195,6 +204,7 @@ pub fn serve(pipeline: Pipeline, listen: Option<String>) -> Result<()> {
                 })
                 .await;
                 signup::apply_sign_ups(&drainer).await;
+                signup::mail_welcomes(&drainer).await;
                 tokio::select! {
                     _ = tokio::time::sleep(Duration::from_secs(2)) => {}
                     _ = drainer.queued.notified() => {}

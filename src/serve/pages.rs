@@ -3,9 +3,14 @@
 use super::*;
 
 pub(super) fn page(title: &str, body: &str) -> Html<String> {
+    page_with_head(title, "", body)
+}
+
+/// A page with more in its head (`head` is HTML, trusted).
+pub(super) fn page_with_head(title: &str, head: &str, body: &str) -> Html<String> {
     Html(format!(
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-         <title>{t}</title></head><body style=\"font-family: system-ui, sans-serif; max-width: 36em; margin: 3em auto; padding: 0 1em; line-height: 1.5;\">\
+         <title>{t}</title>{head}</head><body style=\"font-family: system-ui, sans-serif; max-width: 36em; margin: 3em auto; padding: 0 1em; line-height: 1.5;\">\
          <h1 style=\"font-size: 1.5em;\">{t}</h1>{body}</body></html>\n",
         t = htmlize::escape_text(title)
     ))

@@ -350,3 +350,35 @@ pub(super) async fn confirm(
         None => unavailable(&app.title),
     }
 }
+
+/// Mails the welcome messages that are due, without holding the pipeline;
+/// one that fails is due again later.
+pub(super) async fn mail_welcomes(app: &Arc<App>) {
+    let due = match with_pipeline(app, |p| p.welcomes_due()).await {
+        Some(Ok(due)) => due,
+        Some(Err(e)) => {
+            tracing::warn!("welcome messages wait: {e}");
+            return;
+        }
+        None => return,
+    };
+    for welcome in due {
+        let sent = tokio::task::spawn_blocking(move || {
+            let sent = welcome.send();
+            (welcome, sent)
+        })
+        .await;
+        let Ok((welcome, sent)) = sent else {
+            continue;
+        };
+        if let Err(e) = sent {
+            tracing::error!("{e}; it is mailed again later");
+            with_pipeline(app, move |p| {
+                if let Err(e) = p.welcome_failed(&welcome) {
+                    tracing::error!("welcome: {e}");
+                }
+            })
+            .await;
+        }
+    }
+}

@@ -83,13 +83,15 @@ pub(super) const OPEN_COUNTS: &str = "
      WHERE d.edition_id = ?1 AND d.state IN ('pending', 'retry', 'sending') AND s.status = 'active'
      GROUP BY d.state";
 
-/// A pending delivery for every active subscriber who has none yet, in one
-/// statement; the Message-ID comes from the caller's function.
+/// A pending delivery for every active subscriber who has none yet and has
+/// not paused past the edition's date, in one statement; the Message-ID
+/// comes from the caller's function.
 pub(super) const PLAN: &str = "
     INSERT OR IGNORE INTO deliveries (edition_id, subscriber_id, state, message_id, created_at, updated_at)
     SELECT ?1, s.id, 'pending', digest_message_id(s.id, s.token), ?2, ?2
       FROM subscribers s INDEXED BY subscribers_status
      WHERE s.status = 'active'
+       AND (s.paused_until IS NULL OR s.paused_until <= (SELECT e.date FROM editions e WHERE e.id = ?1))
        AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.edition_id = ?1 AND d.subscriber_id = s.id)";
 
 /// Claims a delivery: only one still open, to a subscriber still active

@@ -193,6 +193,13 @@ pub(super) const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX signup_hits_network ON signup_hits (network, at);
     CREATE INDEX signup_hits_at ON signup_hits (at);",
+    // 10: the reader's side. A subscriber may pause the digest until a
+    // date (`YYYY-MM-DD`: no edition dated before it is planned for them);
+    // a confirmed subscriber is owed a welcome message from
+    // `welcome_due_at` until it is taken for sending (then NULL again).
+    "ALTER TABLE subscribers ADD COLUMN paused_until TEXT;
+    ALTER TABLE subscribers ADD COLUMN welcome_due_at TEXT;
+    CREATE INDEX subscribers_welcome ON subscribers (welcome_due_at) WHERE welcome_due_at IS NOT NULL;",
 ];
 
 #[cfg(test)]

@@ -26,6 +26,7 @@ mod mail_events;
 mod migrations;
 mod pg;
 pub mod queue;
+mod readers;
 mod signups;
 mod sqlite;
 mod subscribers;
@@ -43,6 +44,7 @@ pub use editions::{Editions, LogEntry, Refused, StoredEdition};
 pub use mail_events::{Applied, MailEvent, MailEvents};
 pub use pg::{Connect, Postgres};
 pub use queue::QueueFile;
+pub use readers::{Preferences, Published, Readers};
 pub use signups::{Asker, Confirmed, SignUp, SignUps, Waiting};
 pub use sqlite::Sqlite;
 pub use subscribers::{NewSubscriber, Status, Subscriber, Subscribers};
@@ -125,6 +127,7 @@ pub trait Backend:
     + Deliveries
     + Articles
     + Caches
+    + Readers
     + copy::Tables
     + Send
 {

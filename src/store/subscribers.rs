@@ -1,7 +1,7 @@
 //! The subscribers table: who gets the digest, their topics and unsubscribe
 //! tokens.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use rusqlite::{params, OptionalExtension};
 use serde::Serialize;
 
@@ -77,6 +77,9 @@ pub struct Subscriber {
     pub soft_bounces: u32,
     /// The last bounce: its status code and diagnostic.
     pub last_bounce: Option<String>,
+    /// Paused by the subscriber (the preferences page): no edition dated
+    /// before this day is sent to them.
+    pub paused_until: Option<NaiveDate>,
     pub created_at: String,
     pub updated_at: String,
 }
@@ -90,6 +93,7 @@ impl std::fmt::Debug for Subscriber {
             .field("status", &self.status)
             .field("topics", &self.topics)
             .field("topics_only", &self.topics_only)
+            .field("paused_until", &self.paused_until)
             .field("token", &"(hidden)")
             .finish()
     }
@@ -377,6 +381,9 @@ impl Sqlite {
             bounces: r.get("bounces")?,
             soft_bounces: r.get("soft_bounces")?,
             last_bounce: r.get("last_bounce")?,
+            paused_until: r
+                .get::<_, Option<String>>("paused_until")?
+                .and_then(|d| d.parse().ok()),
             created_at: r.get("created_at")?,
             updated_at: r.get("updated_at")?,
         })

@@ -19,6 +19,7 @@ use support::{
 mod bounces;
 mod consent;
 mod forged;
+mod readers;
 mod sign_up;
 
 fn fixture(name: &str) -> String {
@@ -195,6 +196,11 @@ fn wait_for_mail(smtp: &Smtp, n: usize) -> Vec<support::Received> {
         }
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// Whether a message is the welcome after confirming.
+fn is_welcome(m: &support::Received) -> bool {
+    m.raw.contains("\nSubject: Welcome to ")
 }
 
 /// A message to `to` from `from` with `headers` and `body`.

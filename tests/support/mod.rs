@@ -584,6 +584,37 @@ impl Browser {
         }
     }
 
+    /// Resizes the window so that the page's viewport is `width` CSS
+    /// pixels wide (a phone at 375, a laptop at 1280).
+    pub(crate) fn viewport(&self, width: i64, height: i64) {
+        self.command(
+            "window/rect",
+            serde_json::json!({"width": width, "height": height}),
+        );
+        // The window's frame takes some of it: widen by the difference.
+        let inner = self.eval("return window.innerWidth").as_i64().unwrap();
+        if inner != width {
+            self.command(
+                "window/rect",
+                serde_json::json!({"width": 2 * width - inner, "height": height}),
+            );
+        }
+    }
+
+    /// The visible page as PNG bytes.
+    pub(crate) fn screenshot(&self) -> Vec<u8> {
+        use base64::Engine;
+        let mut r = http()
+            .get(&format!("{}/session/{}/screenshot", self.url, self.session))
+            .call()
+            .unwrap();
+        let v: serde_json::Value =
+            serde_json::from_str(&r.body_mut().read_to_string().unwrap()).unwrap();
+        base64::engine::general_purpose::STANDARD
+            .decode(v["value"].as_str().expect("a screenshot"))
+            .unwrap()
+    }
+
     /// Runs `script` in the page and returns its value.
     pub(crate) fn eval(&self, script: &str) -> serde_json::Value {
         self.command(

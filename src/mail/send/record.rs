@@ -14,7 +14,7 @@ use super::{
 };
 use crate::mail::transport::{SendError, Transport};
 use crate::progress::Progress;
-use crate::render::{Recipient, Renderer};
+use crate::render::Renderer;
 use crate::store::{DeliveryState, Store, StoreError};
 
 /// What every worker of a run shares besides the queue.
@@ -166,11 +166,7 @@ impl Run<'_, '_> {
         let (store, stored, settings) = (self.shared, self.stored, self.settings);
         let d = &job.delivery;
         let sub = &d.subscriber;
-        let recipient = Recipient {
-            name: sub.name.clone(),
-            email: sub.email.clone(),
-            unsubscribe_url: settings.unsubscribe_url(sub),
-        };
+        let recipient = settings.recipient(sub);
         let personal;
         let edition = if sub.topics.is_empty() {
             &stored.edition

@@ -186,6 +186,8 @@ impl Deliveries for Postgres {
             let select = tx.prepare(
                 "SELECT s.id, s.token FROM subscribers s
                   WHERE s.status = 'active' AND s.id > $1
+                    AND (s.paused_until IS NULL
+                         OR s.paused_until <= (SELECT e.date FROM editions e WHERE e.id = $3))
                   ORDER BY s.id LIMIT $2",
             )?;
             let insert = tx.prepare(
@@ -197,7 +199,7 @@ impl Deliveries for Postgres {
             let mut planned = 0;
             let mut after = 0i64;
             loop {
-                let rows = tx.query(&select, &[&after, &PLAN_BATCH])?;
+                let rows = tx.query(&select, &[&after, &PLAN_BATCH, &edition_id])?;
                 let Some(last) = rows.last() else {
                     return Ok(Ok(planned));
                 };

@@ -10,7 +10,7 @@ use postgres::Transaction;
 pub(in crate::store) const LOCK: i64 = 0x6469_6765_7374_0001;
 
 /// The schema version this build knows.
-pub(in crate::store) const VERSION: usize = 9;
+pub(in crate::store) const VERSION: usize = 10;
 
 /// `(version reached, statements)`, in order. Never edit one that has
 /// shipped: add another.
@@ -167,6 +167,12 @@ pub(in crate::store) const MIGRATIONS: &[(usize, &str)] = &[
     );
     CREATE INDEX signup_hits_network ON signup_hits (network, at);
     CREATE INDEX signup_hits_at ON signup_hits (at);",
+    ),
+    (
+        10,
+        "ALTER TABLE subscribers ADD COLUMN paused_until TEXT;
+    ALTER TABLE subscribers ADD COLUMN welcome_due_at TEXT;
+    CREATE INDEX subscribers_welcome ON subscribers (welcome_due_at) WHERE welcome_due_at IS NOT NULL;",
     ),
 ];
 

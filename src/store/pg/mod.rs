@@ -22,6 +22,7 @@ mod deliveries;
 mod editions;
 mod mail_events;
 pub(super) mod migrations;
+mod readers;
 mod signups;
 mod subscribers;
 mod unsubscribes;

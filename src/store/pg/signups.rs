@@ -324,7 +324,7 @@ impl SignUps for Postgres {
             let name = name.unwrap_or(waiting.name.as_deref());
             let topics = topics.unwrap_or(&waiting.topics);
             let updated = tx.execute(
-                "UPDATE subscribers SET status = 'active', name = $2, topics = $3, soft_bounces = 0, updated_at = $4
+                "UPDATE subscribers SET status = 'active', name = $2, topics = $3, soft_bounces = 0, updated_at = $4, welcome_due_at = $4
                   WHERE lower(email) = lower($1)",
                 &[&waiting.email, &name, &topics, &ts(now)],
             )?;
@@ -332,8 +332,8 @@ impl SignUps for Postgres {
                 // Deleted by an operator since: the owner asked again.
                 let unsubscribe = random_token();
                 tx.execute(
-                    "INSERT INTO subscribers (email, name, status, topics, topics_only, token, token_hash, bounce_token, created_at, updated_at)
-                     VALUES ($1, $2, 'active', $3, 0, $4, $5, $6, $7, $7)",
+                    "INSERT INTO subscribers (email, name, status, topics, topics_only, token, token_hash, bounce_token, created_at, updated_at, welcome_due_at)
+                     VALUES ($1, $2, 'active', $3, 0, $4, $5, $6, $7, $7, $7)",
                     &[
                         &waiting.email,
                         &name,

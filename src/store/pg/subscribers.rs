@@ -28,6 +28,9 @@ impl Postgres {
             bounces: count(r, "bounces")?,
             soft_bounces: count(r, "soft_bounces")?,
             last_bounce: r.try_get("last_bounce")?,
+            paused_until: r
+                .try_get::<_, Option<String>>("paused_until")?
+                .and_then(|d| d.parse().ok()),
             created_at: r.try_get("created_at")?,
             updated_at: r.try_get("updated_at")?,
         })
@@ -35,7 +38,7 @@ impl Postgres {
 }
 
 /// The subscriber columns, as `subscriber_from_row` reads them.
-pub(super) const COLUMNS: &str = "s.id, s.email, s.name, s.status, s.topics, s.topics_only, s.token, s.bounces, s.soft_bounces, s.last_bounce, s.created_at, s.updated_at";
+pub(super) const COLUMNS: &str = "s.id, s.email, s.name, s.status, s.topics, s.topics_only, s.token, s.bounces, s.soft_bounces, s.last_bounce, s.paused_until, s.created_at, s.updated_at";
 
 impl Subscribers for Postgres {
     #[tracing::instrument(skip_all)]
