@@ -200,6 +200,19 @@ impl Pipeline {
             > 0)
     }
 
+    /// What the feed is built from (the sent editions it lists, and their
+    /// versions): a feed built from the same key is the same feed.
+    pub fn feed_key(&self) -> Result<String> {
+        let (rows, _) = self
+            .store
+            .published_editions(Published::Sent, FEED_ENTRIES, 0)?;
+        Ok(rows
+            .iter()
+            .map(|r| format!("{}:{}", r.id, r.version))
+            .collect::<Vec<_>>()
+            .join(","))
+    }
+
     /// The Atom feed (RFC 4287) of the last `FEED_ENTRIES` sent editions,
     /// each with its web copy's HTML as content.
     pub fn atom_feed(&self) -> Result<Feed> {

@@ -140,11 +140,32 @@ pub(super) async fn archive(
         .into_response()
 }
 
+/// The feed, built again only when the editions it lists change.
+async fn current_feed(
+    app: &Arc<App>,
+) -> Option<crate::pipeline::Result<Arc<crate::pipeline::Feed>>> {
+    let kept = app.feed.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let built = with_pipeline(app, move |p| {
+        let key = p.feed_key()?;
+        match kept {
+            Some((k, feed)) if k == key => Ok((key, feed, false)),
+            _ => Ok((key, Arc::new(p.atom_feed()?), true)),
+        }
+    })
+    .await?;
+    Some(built.map(|(key, feed, new)| {
+        if new {
+            *app.feed.lock().unwrap_or_else(|p| p.into_inner()) = Some((key, feed.clone()));
+        }
+        feed
+    }))
+}
+
 /// `/editions.atom`: the last 20 sent editions (RFC 4287), answered 304
 /// when the reader's copy is current (`If-None-Match`, or
 /// `If-Modified-Since` without it).
 pub(super) async fn atom(State(app): State<Arc<App>>, headers: axum::http::HeaderMap) -> Response {
-    let feed = match with_pipeline(&app, |p| p.atom_feed()).await {
+    let feed = match current_feed(&app).await {
         Some(Ok(feed)) => feed,
         Some(Err(e)) => {
             tracing::error!("the feed: {e}");
@@ -182,7 +203,7 @@ pub(super) async fn atom(State(app): State<Arc<App>>, headers: axum::http::Heade
     (
         validators,
         [(header::CONTENT_TYPE, "application/atom+xml; charset=utf-8")],
-        feed.xml,
+        feed.xml.clone(),
     )
         .into_response()
 }

@@ -80,6 +80,10 @@ struct App {
     signup_limit: u32,
     trust_forwarded_for: bool,
     confirm_days: u32,
+    /// The Atom feed as last built, with the key of the editions it was
+    /// built from: a client asking for it again and again costs a read of
+    /// the key, not twenty editions rendered each time.
+    feed: Mutex<Option<(String, Arc<crate::pipeline::Feed>)>>,
 }
 
 tokio::task_local! {
@@ -137,6 +141,7 @@ pub fn serve(pipeline: Pipeline, listen: Option<String>) -> Result<()> {
         signup_limit: pipeline.config().subscribe_limit_per_hour,
         trust_forwarded_for: pipeline.config().trust_forwarded_for,
         confirm_days: pipeline.config().confirm_days,
+        feed: Mutex::new(None),
         pipeline: Mutex::new(pipeline),
     });
     let router = Router::new()
