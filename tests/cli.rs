@@ -35,7 +35,7 @@ fn seed_article_gets_a_headline_and_a_short_summary() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     let stdout = text(&out.stdout);
     let lines: Vec<&str> = stdout.lines().collect();
-    assert_eq!(lines[0], "Podolyak: communication is ongoing yet hard");
+    assert_eq!(lines[0], "Podolyak: communication ongoing yet hard");
     assert!(lines[1].starts_with("2022-03-14"));
     let summary: Vec<&str> = lines[3..]
         .iter()
@@ -79,11 +79,11 @@ fn every_format_in_a_folder_in_stable_order() {
             "Manchester City moved back to top of Premier League table",
             "Heatwaves now 30 times more likely, scientists say",
             "Oil prices fall as traders watch peace talks",
-            "Foxconn halted production at plants in Shenzhen after city",
+            "Foxconn halted production at plants in Shenzhen",
             "China locks down Shenzhen as Covid cases climb",
             "Protester with \"No war\" poster appears live on Russia's main news show",
             "Russian TV editor interrupts evening news with anti-war sign",
-            "Podolyak: communication is ongoing yet hard",
+            "Podolyak: communication ongoing yet hard",
             "Russia and Ukraine hold fresh talks by video link",
             "First",
             "Second article reports that storm moved inland",
