@@ -112,6 +112,7 @@ fn write_list(store: &Store, format: ListFormat) -> anyhow::Result<()> {
                     s.status.as_str(),
                     &s.bounces.to_string(),
                     csv_cell(s.last_bounce.as_deref().unwrap_or("")).as_ref(),
+                    &s.paused_until.map(|d| d.to_string()).unwrap_or_default(),
                 ])?;
                 Ok(())
             })?;

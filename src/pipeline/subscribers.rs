@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use chrono::Utc;
+use chrono::{NaiveDate, Utc};
 
 use super::{Error, Pipeline, Result};
 use crate::mail::{validate_address, validate_name};
@@ -72,6 +72,7 @@ pub fn check_subscriber(
         status: Status::Active,
         bounces: 0,
         last_bounce: None,
+        paused_until: None,
     })
 }
 
@@ -89,8 +90,9 @@ pub(super) fn check_row(
 pub const CSV_COLUMNS: [&str; 5] = ["email", "name", "topics", "topics_only", "status"];
 
 /// Columns `export` adds after `CSV_COLUMNS` for the record (bounce reports
-/// received, and the last one's status); `import` restores them.
-pub const CSV_RECORD_COLUMNS: [&str; 2] = ["bounces", "last_bounce"];
+/// received, the last one's status, and a pause the subscriber set);
+/// `import` restores them.
+pub const CSV_RECORD_COLUMNS: [&str; 3] = ["bounces", "last_bounce", "paused_until"];
 
 /// A cell as written to CSV: one that a spreadsheet would run as a formula
 /// (`=`, `+`, `-`, `@`, also after a tab or carriage return) gets a leading
@@ -298,12 +300,19 @@ impl Pipeline {
                 }
                 b => Ok(Some(b.to_owned())),
             };
+            let paused_until = match cell(7) {
+                "" => Ok(None),
+                d => NaiveDate::parse_from_str(d, "%Y-%m-%d")
+                    .map(Some)
+                    .map_err(|_| format!("invalid paused_until {d:?} (a date, YYYY-MM-DD)")),
+            };
             let row = check_row(cell(0), name, cell(2)).and_then(|row| {
                 Ok(NewSubscriber {
                     topics_only: yes_no(cell(3))?,
                     status: status?,
                     bounces: bounces?,
                     last_bounce: last_bounce?,
+                    paused_until: paused_until?,
                     ..row
                 })
             });

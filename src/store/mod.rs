@@ -304,6 +304,7 @@ pub(crate) mod testing {
             status: Status::Active,
             bounces: 0,
             last_bounce: None,
+            paused_until: None,
         }
     }
 }

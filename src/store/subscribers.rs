@@ -114,6 +114,9 @@ pub struct NewSubscriber {
     /// restores what an export recorded).
     pub bounces: u32,
     pub last_bounce: Option<String>,
+    /// A pause the subscriber set (an import restores what an export
+    /// recorded).
+    pub paused_until: Option<NaiveDate>,
 }
 
 /// What an import does with a row: its address is `existing` (that
@@ -231,7 +234,7 @@ impl Subscribers for Sqlite {
                 .prepare("SELECT id FROM subscribers WHERE email = ?1")
                 .map_err(e("adding subscribers"))?;
             let mut insert = tx
-                .prepare("INSERT INTO subscribers (email, name, status, topics, topics_only, token, token_hash, bounce_token, created_at, updated_at, bounces, last_bounce) VALUES (?1, ?2, ?8, ?3, ?4, ?5, ?6, ?9, ?7, ?7, ?10, ?11)")
+                .prepare("INSERT INTO subscribers (email, name, status, topics, topics_only, token, token_hash, bounce_token, created_at, updated_at, bounces, last_bounce, paused_until) VALUES (?1, ?2, ?8, ?3, ?4, ?5, ?6, ?9, ?7, ?7, ?10, ?11, ?12)")
                 .map_err(e("adding subscribers"))?;
             let mut update = tx
                 .prepare("UPDATE subscribers SET status = 'active', name = COALESCE(?2, name), topics = ?3, topics_only = ?4, updated_at = ?5 WHERE id = ?1")
@@ -245,6 +248,7 @@ impl Subscribers for Sqlite {
                     status,
                     bounces,
                     last_bounce,
+                    paused_until,
                 } = match row {
                     Ok(row) => row,
                     Err(reason) => {
@@ -278,7 +282,8 @@ impl Subscribers for Sqlite {
                                 status.as_str(),
                                 bounce_token(&token),
                                 bounces,
-                                last_bounce
+                                last_bounce,
+                                paused_until.map(|d| d.to_string())
                             ])
                             .map_err(e("adding subscribers"))?;
                         Ok(tx.last_insert_rowid())

@@ -41,7 +41,7 @@ fn export_then_import_round_trips_every_field_and_neutralises_formulas() {
     let mut lines = exported.lines();
     assert_eq!(
         lines.next(),
-        Some("email,name,topics,topics_only,status,bounces,last_bounce")
+        Some("email,name,topics,topics_only,status,bounces,last_bounce,paused_until")
     );
     assert!(
         exported.contains("'=HYPERLINK")

@@ -258,7 +258,7 @@ fn bounces_complaints_and_unsubscribes_are_imported_once_and_the_rest_left_in_pl
     let args = ["subscribers", "export", "--format", "csv"];
     let csv = text(&succeeded(digest(d).args(args).output().unwrap(), &args).stdout);
     assert!(
-        csv.starts_with("email,name,topics,topics_only,status,bounces,last_bounce\n"),
+        csv.starts_with("email,name,topics,topics_only,status,bounces,last_bounce,paused_until\n"),
         "{csv}"
     );
     let postfix = csv.lines().find(|l| l.starts_with("postfix@")).unwrap();

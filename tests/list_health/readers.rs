@@ -257,6 +257,17 @@ fn a_sent_message_opens_its_web_copy_and_preferences_and_the_archive_shows_only_
         .find(|l| l.starts_with("ann@example.org"))
         .unwrap();
     assert!(row.contains(&pause), "{table}");
+    // An export carries the pause, and an import restores it.
+    let args = ["subscribers", "export", "--format", "csv"];
+    let csv = text(&succeeded(digest(d).args(args).output().unwrap(), &args).stdout);
+    let copy = tempfile::tempdir().unwrap();
+    std::fs::write(copy.path().join("list.csv"), &csv).unwrap();
+    let args = ["subscribers", "import", "list.csv"];
+    succeeded(digest(copy.path()).args(args).output().unwrap(), &args);
+    assert_eq!(
+        list(copy.path())["ann@example.org"]["paused_until"],
+        pause.as_str()
+    );
 
     // The change shows in her preview: only the climate story.
     let args = [

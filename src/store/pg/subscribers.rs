@@ -55,8 +55,8 @@ impl Subscribers for Postgres {
                 .get(0);
             let find = tx.prepare("SELECT id FROM subscribers WHERE lower(email) = lower($1)")?;
             let insert = tx.prepare(
-                "INSERT INTO subscribers (email, name, status, topics, topics_only, token, token_hash, bounce_token, created_at, updated_at, bounces, last_bounce)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $10, $11) RETURNING id",
+                "INSERT INTO subscribers (email, name, status, topics, topics_only, token, token_hash, bounce_token, created_at, updated_at, bounces, last_bounce, paused_until)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $10, $11, $12) RETURNING id",
             )?;
             let update = tx.prepare(
                 "UPDATE subscribers SET status = 'active', name = COALESCE($2, name), topics = $3, topics_only = $4, updated_at = $5 WHERE id = $1",
@@ -70,6 +70,7 @@ impl Subscribers for Postgres {
                     status,
                     bounces,
                     last_bounce,
+                    paused_until,
                 } = match row {
                     Ok(row) => row,
                     Err(reason) => {
@@ -102,6 +103,7 @@ impl Subscribers for Postgres {
                                     &ts(now),
                                     &i64::from(bounces),
                                     &last_bounce,
+                                    &paused_until.map(|d| d.to_string()),
                                 ],
                             )?
                             .get(0);
