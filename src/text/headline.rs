@@ -501,6 +501,12 @@ fn stem_counts(text: &str, starts: &[String]) -> HashMap<String, usize> {
     counts
 }
 
+/// A verb's look: an auxiliary, "said", or a lowercase word in "-ed".
+fn verbish(w: &str) -> bool {
+    VERBISH.contains(bare(w).as_str())
+        || (w.ends_with("ed") && w.chars().all(|c| c.is_ascii_lowercase()))
+}
+
 /// Whether the article calls someone by `name` alone, as people are
 /// called: "Mr Blair", "Dr Smith", "Blair said", "Smith told".
 fn called_by(text: &str, name: &str) -> bool {
@@ -591,10 +597,6 @@ pub fn headline(paragraphs: &[String]) -> String {
     let mut best: Option<(f32, Vec<String>)> = None;
     for start in &starts {
         let w0 = headline_tense(headline_words(start));
-        let verbish = |w: &str| {
-            VERBISH.contains(bare(w).as_str())
-                || (w.ends_with("ed") && w.chars().all(|c| c.is_ascii_lowercase()))
-        };
         let mut offsets = vec![0];
         // "Russian oil firm Yukos ..." may start at "Yukos" (not "... named
         // best Scottish band" at "Scottish": the sentence has its verb).
@@ -648,16 +650,22 @@ pub fn headline(paragraphs: &[String]) -> String {
         }
         offsets.sort_unstable();
         offsets.dedup();
+        // Each word's weight and recurrence, once: the cuts share words.
+        let weights: Vec<f32> = w0.iter().map(|w| weight(w, &counts)).collect();
+        let recurrence: Vec<f32> = w0
+            .iter()
+            .map(|w| match count(w) {
+                n if n > 0 && !FUNC.contains(bare(w).as_str()) => (n as f32).ln(),
+                _ => 0.0,
+            })
+            .collect();
         for off in offsets {
             let w = &w0[off..];
             let (mut sum, mut ntok, mut recurring) = (0f32, 0usize, 0f32);
             for j in 0..w.len().min(12) {
-                sum += weight(&w[j], &counts);
+                sum += weights[off + j];
                 ntok += tokens(&w[j]);
-                let n = count(&w[j]);
-                if n > 0 && !FUNC.contains(bare(&w[j]).as_str()) {
-                    recurring += (n as f32).ln();
-                }
+                recurring += recurrence[off + j];
                 if j + 1 < 5 || !ends_phrase(w, j) {
                     continue;
                 }
