@@ -9,7 +9,6 @@ use chrono::{DateTime, Utc};
 use lettre::message::header::{HeaderName, HeaderValue};
 use lettre::message::{Mailbox, MultiPart};
 use lettre::{Address, Message};
-use sha2::{Digest, Sha256};
 
 use crate::render::Rendered;
 use crate::store::Subscriber;
@@ -265,13 +264,6 @@ pub fn confirmation(
         t = htmlize::escape_text(title),
         l = htmlize::escape_attribute(&link),
     );
-    let mut h = Sha256::new();
-    h.update(b"dailydigest confirmation\0");
-    h.update(token.as_bytes());
-    let id: String = h.finalize()[..12]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
     with_envelope(Message::builder(), settings, subscriber, &to)
         .from(settings.from.clone())
         .to(to)
@@ -280,7 +272,9 @@ pub fn confirmation(
             120,
         ))
         .date(date.into())
-        .message_id(Some(format!("<confirm.{id}@{}>", settings.domain())))
+        .message_id(Some(
+            super::MessageId::confirmation(token, settings.domain()).into_string(),
+        ))
         .raw_header(header("Auto-Submitted", "auto-generated".into()))
         .multipart(MultiPart::alternative_plain_html(text, html))
         .map(|message| signed(message, settings))

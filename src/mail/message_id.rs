@@ -2,7 +2,8 @@
 //! back. One place knows the format: the digest's `<digest.DATE.HASH@DOMAIN>`
 //! (fixed per edition and subscriber, so a copy re-sent after a crash
 //! carries the same one) and the approval request's
-//! `<digest.DATE.approval.vN.HASH@DOMAIN>`.
+//! `<digest.DATE.approval.vN.HASH@DOMAIN>`; the confirmation's and the
+//! welcome's `<confirm.HASH@DOMAIN>` and `<welcome.HASH@DOMAIN>`.
 
 use std::sync::LazyLock;
 
@@ -44,6 +45,22 @@ impl MessageId {
         ))
     }
 
+    /// The confirmation mail of the sign-up token `token`.
+    pub fn confirmation(token: &str, domain: &str) -> MessageId {
+        MessageId(format!(
+            "<confirm.{}@{domain}>",
+            keyed(b"dailydigest confirmation\0", token)
+        ))
+    }
+
+    /// The welcome to the subscriber whose unsubscribe token is `token`.
+    pub fn welcome(token: &str, domain: &str) -> MessageId {
+        MessageId(format!(
+            "<welcome.{}@{domain}>",
+            keyed(b"dailydigest welcome\0", token)
+        ))
+    }
+
     /// Every digest Message-ID in `text`, each once, in order of first
     /// appearance (a bounce quotes the one it is about in its headers, its
     /// report or its copy of the message).
@@ -64,6 +81,18 @@ impl MessageId {
     pub fn into_string(self) -> String {
         self.0
     }
+}
+
+/// 96 bits of SHA-256 over `kind` and `token`, hex: names a message after a
+/// token without revealing it.
+fn keyed(kind: &[u8], token: &str) -> String {
+    let mut h = Sha256::new();
+    h.update(kind);
+    h.update(token.as_bytes());
+    h.finalize()[..12]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 impl std::fmt::Display for MessageId {

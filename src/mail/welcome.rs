@@ -4,7 +4,6 @@
 
 use chrono::{DateTime, NaiveDate, Utc};
 use lettre::Message;
-use sha2::{Digest, Sha256};
 
 use super::message::{build, MessageSettings};
 use crate::render::Rendered;
@@ -59,13 +58,6 @@ pub fn welcome(
         p = htmlize::escape_attribute(&preferences),
         u = htmlize::escape_attribute(&unsubscribe),
     );
-    let mut h = Sha256::new();
-    h.update(b"dailydigest welcome\0");
-    h.update(subscriber.token.as_bytes());
-    let id: String = h.finalize()[..12]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
     let rendered = Rendered {
         subject: crate::text::shorten(&format!("Welcome to {title}"), 120),
         text,
@@ -75,7 +67,7 @@ pub fn welcome(
         &rendered,
         subscriber,
         settings,
-        &format!("<welcome.{id}@{}>", settings.domain()),
+        super::MessageId::welcome(&subscriber.token, settings.domain()).as_str(),
         date,
     )
 }
