@@ -17,9 +17,7 @@ pub fn personalize(edition: &Edition, topics: &str, only: bool) -> Edition {
     }
     let matches = |s: &Story| {
         let have = story_terms(&terms, s);
-        wanted
-            .iter()
-            .any(|(_, topic)| topic.iter().all(|t| have.contains(t)))
+        wanted.iter().any(|(_, topic)| matches_topic(&have, topic))
     };
     let (mut picked, rest): (Vec<Story>, Vec<Story>) =
         edition.stories.iter().cloned().partition(|s| matches(s));
@@ -53,6 +51,11 @@ fn topic_terms(terms: &Terms, topics: &str) -> Vec<(String, Vec<String>)> {
         .collect()
 }
 
+/// A story matches a topic when it has every one of the topic's words.
+fn matches_topic(story: &BTreeSet<String>, topic: &[String]) -> bool {
+    topic.iter().all(|t| story.contains(t))
+}
+
 fn story_terms(terms: &Terms, s: &Story) -> BTreeSet<String> {
     terms
         .terms(&format!("{} {}", s.headline, s.summary.join(" ")))
@@ -75,7 +78,7 @@ pub fn topic_matches(edition: &Edition, topics: &str) -> Vec<(String, usize)> {
         .map(|(topic, words)| {
             let n = stories
                 .iter()
-                .filter(|have| words.iter().all(|t| have.contains(t)))
+                .filter(|have| matches_topic(have, &words))
                 .count();
             (topic, n)
         })

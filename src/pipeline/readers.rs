@@ -5,6 +5,8 @@
 //! Published means sent (its deliveries are planned) or approved; a draft,
 //! or an edition held for approval, is reachable by no reader's URL.
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 
 use super::send::message_settings;
@@ -52,6 +54,9 @@ pub struct Feed {
     pub etag: String,
     /// When the newest entry last changed.
     pub updated: DateTime<Utc>,
+    /// What it was built from (the ids and versions of the editions it
+    /// lists): a feed of the same key is the same feed.
+    key: String,
 }
 
 /// What a subscriber's preferences page shows.
@@ -141,8 +146,10 @@ impl Pipeline {
         let Some(stored) = self.stored_edition(date)? else {
             return Ok(None);
         };
-        let public = stored.approved.is_some() || self.store.sending_started(stored.id)?;
-        if !public {
+        if !self
+            .store
+            .is_published(stored.id, Published::SentOrApproved)?
+        {
             return Ok(None);
         }
         Ok(Some(
@@ -200,25 +207,27 @@ impl Pipeline {
             > 0)
     }
 
-    /// What the feed is built from (the sent editions it lists, and their
-    /// versions): a feed built from the same key is the same feed.
-    pub fn feed_key(&self) -> Result<String> {
+    /// The Atom feed (RFC 4287) of the last `FEED_ENTRIES` sent editions,
+    /// each with its web copy's HTML as content. `kept`, the feed built
+    /// before, is returned as it is when it lists the same editions:
+    /// nothing is rendered then.
+    pub fn atom_feed(&self, kept: Option<Arc<Feed>>) -> Result<Arc<Feed>> {
+        use atom_syndication::{Content, Entry, FixedDateTime, Link};
         let (rows, _) = self
             .store
             .published_editions(Published::Sent, FEED_ENTRIES, 0)?;
-        Ok(rows
+        let key = rows
             .iter()
             .map(|r| format!("{}:{}", r.id, r.version))
             .collect::<Vec<_>>()
-            .join(","))
-    }
-
-    /// The Atom feed (RFC 4287) of the last `FEED_ENTRIES` sent editions,
-    /// each with its web copy's HTML as content.
-    pub fn atom_feed(&self) -> Result<Feed> {
-        use atom_syndication::{Content, Entry, FixedDateTime, Link};
+            .join(",");
+        if let Some(kept) = kept.filter(|k| k.key == key) {
+            return Ok(kept);
+        }
+        // An edition that no longer reads (a schema change) is left out.
+        let editions: Vec<StoredEdition<Edition>> =
+            rows.into_iter().filter_map(|r| r.parse()).collect();
         let settings = message_settings(&self.config)?;
-        let (editions, _) = self.published(Published::Sent, FEED_ENTRIES, 0)?;
         let renderer = self.renderer()?;
         let base = self.base_url();
         let link = |href: String, rel: &str, mime: Option<&str>| Link {
@@ -271,13 +280,13 @@ impl Pipeline {
             ..Default::default()
         };
         let xml = feed.to_string();
-        let etag = {
-            use sha2::{Digest, Sha256};
-            let d = Sha256::digest(xml.as_bytes());
-            let hex: String = d[..12].iter().map(|b| format!("{b:02x}")).collect();
-            format!("\"{hex}\"")
-        };
-        Ok(Feed { xml, etag, updated })
+        let etag = format!("\"{}\"", crate::article::short_hash(&[&xml]));
+        Ok(Arc::new(Feed {
+            xml,
+            etag,
+            updated,
+            key,
+        }))
     }
 
     /// The preferences page of the subscriber holding `token`: None when

@@ -145,20 +145,11 @@ async fn current_feed(
     app: &Arc<App>,
 ) -> Option<crate::pipeline::Result<Arc<crate::pipeline::Feed>>> {
     let kept = app.feed.lock().unwrap_or_else(|p| p.into_inner()).clone();
-    let built = with_pipeline(app, move |p| {
-        let key = p.feed_key()?;
-        match kept {
-            Some((k, feed)) if k == key => Ok((key, feed, false)),
-            _ => Ok((key, Arc::new(p.atom_feed()?), true)),
-        }
-    })
-    .await?;
-    Some(built.map(|(key, feed, new)| {
-        if new {
-            *app.feed.lock().unwrap_or_else(|p| p.into_inner()) = Some((key, feed.clone()));
-        }
-        feed
-    }))
+    let built = with_pipeline(app, move |p| p.atom_feed(kept)).await?;
+    if let Ok(feed) = &built {
+        *app.feed.lock().unwrap_or_else(|p| p.into_inner()) = Some(feed.clone());
+    }
+    Some(built)
 }
 
 /// `/editions.atom`: the last 20 sent editions (RFC 4287), answered 304

@@ -80,10 +80,9 @@ struct App {
     signup_limit: u32,
     trust_forwarded_for: bool,
     confirm_days: u32,
-    /// The Atom feed as last built, with the key of the editions it was
-    /// built from: a client asking for it again and again costs a read of
-    /// the key, not twenty editions rendered each time.
-    feed: Mutex<Option<(String, Arc<crate::pipeline::Feed>)>>,
+    /// The Atom feed as last built: a client asking for it again and again
+    /// costs a read of the editions it lists, not twenty rendered each time.
+    feed: Mutex<Option<Arc<crate::pipeline::Feed>>>,
 }
 
 tokio::task_local! {

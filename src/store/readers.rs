@@ -40,6 +40,10 @@ pub trait Readers {
         offset: usize,
     ) -> Result<(Vec<StoredEdition<String>>, usize)>;
 
+    /// Whether the edition `edition_id` is published as `which` says (the
+    /// same condition as the listing's).
+    fn is_published(&self, edition_id: i64, which: Published) -> Result<bool>;
+
     /// Sets the preferences of the active subscriber holding `token`;
     /// false when no active subscriber holds it.
     fn set_preferences(&self, token: &str, prefs: &Preferences, now: DateTime<Utc>)
@@ -118,6 +122,19 @@ impl Readers for Sqlite {
             out.push(stored);
         }
         Ok((out, total as usize))
+    }
+
+    fn is_published(&self, edition_id: i64, which: Published) -> Result<bool> {
+        self.conn
+            .query_row(
+                &format!(
+                    "SELECT EXISTS (SELECT 1 FROM editions e WHERE e.id = ?1 AND {})",
+                    published_where(which)
+                ),
+                [edition_id],
+                |r| r.get(0),
+            )
+            .map_err(self.err("reading an edition"))
     }
 
     fn set_preferences(
@@ -269,6 +286,21 @@ mod tests {
                 (vec!["2022-03-14".to_owned()], 2),
                 "pages"
             );
+            let draft = s
+                .edition_json("2022-03-15".parse().unwrap())
+                .unwrap()
+                .unwrap();
+            for (id, sent, public) in [
+                (sent.id, true, true),
+                (draft.id, false, false),
+                (approved.id, false, true),
+            ] {
+                assert_eq!(s.is_published(id, Published::Sent).unwrap(), sent);
+                assert_eq!(
+                    s.is_published(id, Published::SentOrApproved).unwrap(),
+                    public
+                );
+            }
         }
     }
 

@@ -55,6 +55,20 @@ impl Readers for Postgres {
         Ok((out, total as usize))
     }
 
+    fn is_published(&self, edition_id: i64, which: Published) -> Result<bool> {
+        Ok(self
+            .client()
+            .query_one(
+                &format!(
+                    "SELECT EXISTS (SELECT 1 FROM editions e WHERE e.id = $1 AND {})",
+                    published_where(which)
+                ),
+                &[&edition_id],
+            )
+            .map_err(self.err("reading an edition"))?
+            .get(0))
+    }
+
     fn set_preferences(
         &self,
         token: &str,
