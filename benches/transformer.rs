@@ -40,6 +40,31 @@ fn peak_rss_mb() -> u64 {
         .map_or(0, |kb| kb / 1024)
 }
 
+/// One decoder step (at position 30) for 1 to 16 rows, in ms: what
+/// batching several inputs (or beams) per forward pass costs.
+fn steps_by_rows(net: &dyn generate::Seq2Seq, ids: &[u32]) -> Vec<(usize, f64)> {
+    let encoded = net.encode(ids).unwrap();
+    [1usize, 4, 8, 16]
+        .iter()
+        .map(|&rows| {
+            let mut state = net.start(&encoded).unwrap();
+            let tokens = vec![5u32; rows];
+            for _ in 0..30 {
+                net.step(&mut state, &tokens).unwrap();
+            }
+            let t = Instant::now();
+            let n = 10;
+            for _ in 0..n {
+                net.step(&mut state, &tokens).unwrap();
+            }
+            (
+                rows,
+                (t.elapsed().as_secs_f64() / n as f64 * 10000.0).round() / 10.0,
+            )
+        })
+        .collect()
+}
+
 fn main() {
     let Some(dir) = std::env::args()
         .skip(1)
@@ -68,6 +93,11 @@ fn main() {
         println!("encoder_ms {:.1}", encoder * 1000.0);
         return;
     }
+    // `ONLY=step`: just one decoder step by rows (for profiling).
+    if std::env::var("ONLY").as_deref() == Ok("step") {
+        println!("step_ms_by_rows {:?}", steps_by_rows(net, &ids));
+        return;
+    }
     let beam_cfg: GenerationConfig = t.checkpoint().generation.clone();
     assert_eq!(beam_cfg.max_length, NEW_TOKENS + 1);
     let greedy_cfg = GenerationConfig {
@@ -85,28 +115,7 @@ fn main() {
     let beam = median(reps, || {
         beam_ids = generate::beam_search(net, &ids, &beam_cfg).unwrap();
     });
-    // One decoder step (at position 30) for 1 to 16 rows: what batching
-    // several inputs per forward pass could gain.
-    let encoded = net.encode(&ids).unwrap();
-    let step_ms: Vec<(usize, f64)> = [1usize, 4, 8, 16]
-        .iter()
-        .map(|&rows| {
-            let mut state = net.start(&encoded).unwrap();
-            let tokens = vec![5u32; rows];
-            for _ in 0..30 {
-                net.step(&mut state, &tokens).unwrap();
-            }
-            let t = Instant::now();
-            let n = 10;
-            for _ in 0..n {
-                net.step(&mut state, &tokens).unwrap();
-            }
-            (
-                rows,
-                (t.elapsed().as_secs_f64() / n as f64 * 10000.0).round() / 10.0,
-            )
-        })
-        .collect();
+    let step_ms = steps_by_rows(net, &ids);
     // Four articles of 512, 448, 384 and 320 tokens, beam 4: one by one,
     // then in one batch.
     let articles: Vec<Vec<u32>> = [512usize, 448, 384, 320]

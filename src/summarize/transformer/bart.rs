@@ -8,11 +8,12 @@
 //! cross-attention keys and values are computed once per input.
 
 use candle_core::{DType, Device, Module, Result, Tensor, D};
-use candle_nn::{embedding, layer_norm, linear, Embedding, LayerNorm, Linear, VarBuilder};
+use candle_nn::{embedding, layer_norm, Embedding, LayerNorm, VarBuilder};
 use serde::Deserialize;
 
 pub use super::attention::DecoderState;
 use super::attention::{attend, split_heads};
+use super::linear::{self, linear, Linear};
 
 /// The `config.json` fields this module reads.
 #[derive(Debug, Clone, Deserialize)]
@@ -386,7 +387,7 @@ impl Model {
         }
         state.len += 1;
         let h = h.squeeze(1)?;
-        h.matmul(&self.shared.embeddings().t()?)?
+        linear::product(&h, self.shared.embeddings())?
             .broadcast_add(&self.final_logits_bias)?
             .to_dtype(DType::F32)
     }

@@ -21,6 +21,7 @@ pub mod attention;
 pub mod bart;
 mod checkpoint;
 pub mod generate;
+pub mod linear;
 pub mod t5;
 
 use std::path::{Path, PathBuf};

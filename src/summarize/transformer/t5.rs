@@ -7,11 +7,12 @@
 //! cross-attention keys and values once per input, not at every step.
 
 use candle_core::{DType, Device, Module, Result, Tensor};
-use candle_nn::{embedding, linear_no_bias, rms_norm, Embedding, Linear, RmsNorm, VarBuilder};
+use candle_nn::{embedding, rms_norm, Embedding, RmsNorm, VarBuilder};
 use serde::Deserialize;
 
 use super::attention::DecoderState;
 use super::attention::{attend, gelu, split_heads};
+use super::linear::{self, linear_no_bias, Linear};
 
 /// The `config.json` fields this module reads.
 #[derive(Debug, Clone, Deserialize)]
@@ -336,8 +337,10 @@ impl Model {
         let h = self.decoder_norm.forward(&h)?.squeeze(1)?;
         let logits = match &self.lm_head {
             Some(head) => head.forward(&h)?,
-            None => (h * (self.cfg.d_model as f64).powf(-0.5))?
-                .matmul(&self.shared.embeddings().t()?)?,
+            None => linear::product(
+                &(h * (self.cfg.d_model as f64).powf(-0.5))?,
+                self.shared.embeddings(),
+            )?,
         };
         logits.to_dtype(DType::F32)
     }
