@@ -172,7 +172,7 @@ pub fn assemble(
         .map(|b| (sparse::dot_dense(b, &total) - 1.0).max(0.0))
         .collect();
     let body_sim = |i: usize, j: usize| cosine(&bodies[i], &bodies[j]);
-    let mut stories: Vec<Story> = groups
+    let (mut stories, drawn_from): (Vec<Story>, Vec<Option<Vec<usize>>>) = groups
         .into_values()
         .map(|members| {
             let main = *members
@@ -236,7 +236,9 @@ pub fn assemble(
             // A model's summary of the best report stands for the story
             // (the model read the best-written report whole); extractive
             // stories of several reports draw from all of them.
-            let summary = if members.len() > 1 && !entries[main].summary.abstractive {
+            // Its report order (the best first), when several reports'
+            // sentences make its summary: `story::summarize_all` below.
+            let drawn_from = (members.len() > 1 && !entries[main].summary.abstractive).then(|| {
                 let mut ordered = vec![main];
                 let mut rest: Vec<usize> = members.iter().copied().filter(|&i| i != main).collect();
                 rest.sort_by(|&a, &b| {
@@ -245,16 +247,10 @@ pub fn assemble(
                         .then(a.cmp(&b))
                 });
                 ordered.extend(rest);
-                let lines = story::summarize(&entries, &ordered, opts.budget, &terms, embedder);
-                if lines.is_empty() {
-                    summary_lines(&entries[main].summary)
-                } else {
-                    lines
-                }
-            } else {
-                summary_lines(&entries[main].summary)
-            };
-            Story {
+                ordered
+            });
+            let summary = summary_lines(&entries[main].summary);
+            let story = Story {
                 rank: 0,
                 headline: main_article.title.clone(),
                 headline_derived: main_article.title_derived,
@@ -271,9 +267,26 @@ pub fn assemble(
                     .iter()
                     .map(|&i| entries[i].article.id.clone())
                     .collect(),
-            }
+            };
+            (story, drawn_from)
         })
+        .unzip();
+    // A story of several reports (extractive) draws its summary from all
+    // of them; all such stories' sentences are embedded together.
+    let plans: Vec<(usize, story::Plan)> = drawn_from
+        .iter()
+        .enumerate()
+        .filter_map(|(s, ordered)| Some((s, story::plan(&entries, ordered.as_ref()?, &terms)?)))
         .collect();
+    let (which, plans): (Vec<usize>, Vec<story::Plan>) = plans.into_iter().unzip();
+    for (s, lines) in which
+        .into_iter()
+        .zip(story::summarize_all(&plans, opts.budget, embedder))
+    {
+        if !lines.is_empty() {
+            stories[s].summary = lines;
+        }
+    }
     stories.sort_by(|a, b| {
         b.importance
             .total_cmp(&a.importance)
@@ -341,7 +354,7 @@ pub(super) mod tests {
     use crate::article::RawArticle;
     use crate::summarize::Extractive;
 
-    fn entry(title: Option<&str>, source: &str, text: &str) -> Entry {
+    pub(crate) fn entry(title: Option<&str>, source: &str, text: &str) -> Entry {
         let raw = RawArticle {
             title: title.map(Into::into),
             source: Some(source.into()),

@@ -65,14 +65,15 @@ struct Candidate {
     vector: Vec<(u32, f32)>,
 }
 
-/// The story summary of the reports `members` (best report first).
-pub(crate) fn summarize(
-    entries: &[Entry],
-    members: &[usize],
-    budget: Budget,
-    terms: &Terms,
-    embedder: Option<&dyn Embed>,
-) -> Vec<String> {
+/// A story's candidates, in the order they are tried.
+pub(crate) struct Plan {
+    candidates: Vec<Candidate>,
+    order: Vec<usize>,
+}
+
+/// The candidates of the reports `members` (best report first), scored
+/// and ordered; `None` when there is none.
+pub(crate) fn plan(entries: &[Entry], members: &[usize], terms: &Terms) -> Option<Plan> {
     let mut candidates: Vec<Candidate> = Vec::new();
     let members = &members[..members.len().min(MAX_REPORTS)];
     for (r, &i) in members.iter().enumerate() {
@@ -107,7 +108,7 @@ pub(crate) fn summarize(
         }
     }
     if candidates.is_empty() {
-        return Vec::new();
+        return None;
     }
     let vectors = tfidf(candidates.iter().map(|c| c.text.as_str()), terms);
     for (c, v) in candidates.iter_mut().zip(vectors) {
@@ -142,45 +143,129 @@ pub(crate) fn summarize(
             .then(candidates[a].report.cmp(&candidates[b].report))
             .then(candidates[a].position.cmp(&candidates[b].position))
     });
-    // Only the best candidates can be taken: only they are embedded (the
-    // rest compare by words).
-    let top: Vec<usize> = order.iter().copied().take(EMBEDDED).collect();
-    let meaning: Option<FxHashMap<usize, Vec<f32>>> = embedder.and_then(|e| {
-        let texts: Vec<&str> = top.iter().map(|&c| candidates[c].text.as_str()).collect();
-        e.embed(&texts)
-            .ok()
-            .map(|v| top.iter().copied().zip(v).collect())
-    });
-    let similar = |a: usize, b: usize| {
-        let (x, y) = (&candidates[a].vector, &candidates[b].vector);
-        shared_share(x, y) >= REDUNDANT_SHARE
-            || match meaning.as_ref().and_then(|m| m.get(&a).zip(m.get(&b))) {
-                Some((x, y)) => crate::embed::dot(x, y) >= REDUNDANT_MEANING,
-                None => cosine(x, y) >= REDUNDANT_WORDS,
+    Some(Plan { candidates, order })
+}
+
+/// Candidate vectors by meaning, where known.
+type Meaning = FxHashMap<usize, Vec<f32>>;
+
+impl Plan {
+    /// The sentences taken greedily within the budget, in reading order.
+    ///
+    /// Two of the best [`EMBEDDED`] candidates compare by meaning (with
+    /// `meaning`), any other pair by words. A pair that should compare by
+    /// meaning but lacks a vector counts as not alike, and its candidates
+    /// are returned in the second list: the choice is final when that list
+    /// is empty.
+    fn choose(&self, budget: Budget, meaning: Option<&Meaning>) -> (Vec<usize>, Vec<usize>) {
+        let candidates = &self.candidates;
+        let top = &self.order[..self.order.len().min(EMBEDDED)];
+        let mut missing: Vec<usize> = Vec::new();
+        let mut similar = |a: usize, b: usize| {
+            let (x, y) = (&candidates[a].vector, &candidates[b].vector);
+            if shared_share(x, y) >= REDUNDANT_SHARE {
+                return true;
             }
-    };
-    let mut chosen: Vec<usize> = Vec::new();
-    let mut words = 0;
-    for &c in &order {
-        if chosen.len() >= budget.sentences.max(1) {
-            break;
+            let Some(meaning) = meaning.filter(|_| top.contains(&a) && top.contains(&b)) else {
+                return cosine(x, y) >= REDUNDANT_WORDS;
+            };
+            match (meaning.get(&a), meaning.get(&b)) {
+                (Some(x), Some(y)) => crate::embed::dot(x, y) >= REDUNDANT_MEANING,
+                _ => {
+                    for c in [a, b] {
+                        if !meaning.contains_key(&c) && !missing.contains(&c) {
+                            missing.push(c);
+                        }
+                    }
+                    false
+                }
+            }
+        };
+        let mut chosen: Vec<usize> = Vec::new();
+        let mut words = 0;
+        for &c in &self.order {
+            if chosen.len() >= budget.sentences.max(1) {
+                break;
+            }
+            let w = candidates[c].words;
+            if !chosen.is_empty() && budget.words > 0 && words + w > budget.words {
+                continue;
+            }
+            if chosen.iter().any(|&k| similar(k, c)) || mostly_said(candidates, &chosen, c) {
+                continue;
+            }
+            chosen.push(c);
+            words += w;
         }
-        let w = candidates[c].words;
-        if !chosen.is_empty() && budget.words > 0 && words + w > budget.words {
-            continue;
-        }
-        if chosen.iter().any(|&k| similar(k, c)) || mostly_said(&candidates, &chosen, c) {
-            continue;
-        }
-        chosen.push(c);
-        words += w;
+        // Reading order: by report (the best first), then as each report has it.
+        chosen.sort_by_key(|&c| (candidates[c].report, candidates[c].position));
+        (chosen, missing)
     }
-    // Reading order: by report (the best first), then as each report has it.
-    chosen.sort_by_key(|&c| (candidates[c].report, candidates[c].position));
-    chosen
-        .into_iter()
-        .map(|c| candidates[c].text.clone())
-        .collect()
+
+    fn lines(&self, chosen: &[usize]) -> Vec<String> {
+        chosen
+            .iter()
+            .map(|&c| self.candidates[c].text.clone())
+            .collect()
+    }
+}
+
+/// The story summaries of several stories' plans.
+///
+/// With an encoder, only the candidates a choice compares by meaning are
+/// embedded, for all stories in one call (batched by length, on all
+/// cores): first those the choice would compare if meaning found nothing
+/// alike, then, for the few stories where it did, those the changed path
+/// compares. The summaries are those of embedding every story's best
+/// candidates; a story of one wire copy's sentences embeds each text once.
+pub(crate) fn summarize_all(
+    plans: &[Plan],
+    budget: Budget,
+    embedder: Option<&dyn Embed>,
+) -> Vec<Vec<String>> {
+    let by_words = || -> Vec<Vec<String>> {
+        plans
+            .iter()
+            .map(|p| p.lines(&p.choose(budget, None).0))
+            .collect()
+    };
+    let Some(embedder) = embedder else {
+        return by_words();
+    };
+    let mut meaning: Vec<Meaning> = vec![Meaning::default(); plans.len()];
+    loop {
+        let mut wanted: Vec<(usize, usize)> = Vec::new();
+        let mut chosen: Vec<Vec<usize>> = Vec::with_capacity(plans.len());
+        for (s, p) in plans.iter().enumerate() {
+            let (c, missing) = p.choose(budget, Some(&meaning[s]));
+            wanted.extend(missing.into_iter().map(|m| (s, m)));
+            chosen.push(c);
+        }
+        if wanted.is_empty() {
+            return plans.iter().zip(&chosen).map(|(p, c)| p.lines(c)).collect();
+        }
+        let mut texts: Vec<&str> = wanted
+            .iter()
+            .map(|&(s, c)| plans[s].candidates[c].text.as_str())
+            .collect();
+        texts.sort_unstable();
+        texts.dedup();
+        let vectors = match embedder.embed(&texts) {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::warn!(
+                    "sentence encoder {} failed ({e}): story summaries compare by words",
+                    embedder.name()
+                );
+                return by_words();
+            }
+        };
+        for (s, c) in wanted {
+            let text = plans[s].candidates[c].text.as_str();
+            let i = texts.binary_search(&text).expect("embedded");
+            meaning[s].insert(c, vectors[i].clone());
+        }
+    }
 }
 
 static ATTRIBUTION: LazyLock<Regex> = LazyLock::new(|| {
@@ -273,6 +358,89 @@ pub(super) fn tfidf<'a>(texts: impl Iterator<Item = &'a str>, terms: &Terms) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::cell::RefCell;
+
+    /// A stand-in encoder: hashed bags of lower-cased words, unit length
+    /// (sentences sharing most words are alike). Records each call's size.
+    struct Bags(RefCell<Vec<usize>>);
+    impl Embed for Bags {
+        fn name(&self) -> &str {
+            "bags"
+        }
+        fn settings(&self) -> String {
+            "bags".into()
+        }
+        fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, String> {
+            self.0.borrow_mut().push(texts.len());
+            Ok(texts
+                .iter()
+                .map(|t| {
+                    let mut v = vec![0f32; 64];
+                    for w in t
+                        .split(|c: char| !c.is_alphanumeric())
+                        .filter(|w| !w.is_empty())
+                    {
+                        let h = w
+                            .to_lowercase()
+                            .bytes()
+                            .fold(7u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)));
+                        v[h as usize % 64] += 1.0;
+                    }
+                    let n = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-6);
+                    v.iter().map(|x| x / n).collect()
+                })
+                .collect())
+        }
+    }
+
+    #[test]
+    fn only_what_a_choice_compares_is_embedded_and_it_chooses_as_embedding_all_would() {
+        use crate::edition::assemble::tests::entry;
+        let entries = vec![
+            entry(Some("Storm hits coast"), "A", "A storm hit the northern coast on Monday, cutting power to 40,000 homes. Winds reached 120 km/h near the harbour. Schools in three towns stayed closed. The weather service expects the storm to weaken by Wednesday. Crews worked through the night to restore power."),
+            entry(Some("Storm cuts power"), "B", "The storm cut power to 40,000 homes on the northern coast on Monday. Winds of 120 km/h were measured near the harbour. Repair crews worked overnight to restore power to the homes. Three towns closed their schools for the day."),
+            entry(None, "C", "Forty thousand homes lost power when a storm hit the northern coast on Monday. The storm is expected to weaken by Wednesday, the weather service said. Ferries between the islands were cancelled until Tuesday."),
+            entry(Some("Council approves budget"), "D", "The city council approved a budget of 2.1 billion on Tuesday after a six-hour debate. Spending on buses rises by a tenth. The mayor said the budget keeps taxes flat for a third year. Opposition members voted against the plan."),
+            entry(Some("Budget passes"), "E", "After six hours of debate the council approved the city budget of 2.1 billion on Tuesday. Bus spending rises by ten percent under the plan. Opposition councillors voted against it, saying it cut parks."),
+        ];
+        let terms = Terms::new();
+        let plans: Vec<Plan> = [vec![0, 1, 2], vec![3, 4]]
+            .iter()
+            .map(|m| plan(&entries, m, &terms).expect("candidates"))
+            .collect();
+        let budget = Budget::default();
+        let bags = Bags(RefCell::new(Vec::new()));
+        let got = summarize_all(&plans, budget, Some(&bags));
+        let calls = bags.0.borrow().clone();
+        // The old way: each story's best EMBEDDED candidates, all embedded.
+        let plain = Bags(RefCell::new(Vec::new()));
+        let mut tops = 0;
+        for (p, lines) in plans.iter().zip(&got) {
+            let top = &p.order[..p.order.len().min(EMBEDDED)];
+            tops += top.len();
+            let texts: Vec<&str> = top.iter().map(|&c| p.candidates[c].text.as_str()).collect();
+            let all: Meaning = top
+                .iter()
+                .copied()
+                .zip(plain.embed(&texts).unwrap())
+                .collect();
+            let (chosen, missing) = p.choose(budget, Some(&all));
+            assert!(missing.is_empty());
+            assert_eq!(&p.lines(&chosen), lines);
+            assert!(!lines.is_empty());
+        }
+        let embedded: usize = calls.iter().sum();
+        assert!(
+            embedded < tops,
+            "embedded {embedded} of the {tops} best candidates ({calls:?})"
+        );
+        // One call serves both stories at first.
+        let first_story = plans[0].choose(budget, Some(&Meaning::default())).1.len();
+        assert!(calls[0] > first_story, "{calls:?}");
+        // Without an encoder: by words, nothing embedded.
+        let by_words = summarize_all(&plans, budget, None);
+        assert_eq!(by_words.len(), 2);
+    }
 
     #[test]
     fn a_quotation_with_no_speaker_is_not_narration() {

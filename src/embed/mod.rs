@@ -20,6 +20,7 @@ use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device};
 use candle_nn::VarBuilder;
+use rustc_hash::FxHashMap;
 use serde_json::Value;
 use tokenizers::Tokenizer;
 
@@ -372,7 +373,11 @@ impl Embed for Cached<'_> {
                 tracing::warn!("embedding cache: {e}");
                 vec![None; texts.len()]
             });
-        let missing: Vec<usize> = (0..texts.len()).filter(|&i| found[i].is_none()).collect();
+        // Each text not cached, once (wire copies repeat texts).
+        let mut seen: FxHashMap<&str, usize> = FxHashMap::default();
+        let missing: Vec<usize> = (0..texts.len())
+            .filter(|&i| found[i].is_none() && *seen.entry(keys[i].as_str()).or_insert(i) == i)
+            .collect();
         tracing::debug!(
             "embeddings: {} cached, {} computed",
             texts.len() - missing.len(),
@@ -389,8 +394,13 @@ impl Embed for Cached<'_> {
             if let Err(e) = self.cache.put_many(&items, &self.settings) {
                 tracing::warn!("embedding cache: {e}");
             }
-            for (&i, v) in missing.iter().zip(made) {
-                found[i] = Some(v);
+            for (i, v) in missing.iter().zip(made) {
+                found[*i] = Some(v);
+            }
+            for i in 0..texts.len() {
+                if found[i].is_none() {
+                    found[i] = found[seen[keys[i].as_str()]].clone();
+                }
             }
         }
         Ok(found.into_iter().map(Option::unwrap_or_default).collect())
@@ -525,9 +535,10 @@ mod tests {
         let cache = Memory::default();
         let cached = Cached::new(&inner, &cache);
         let first = cached.embed(&["a", "bb", "a"]).unwrap();
-        assert_eq!(*inner.0.borrow(), 3);
+        assert_eq!(*inner.0.borrow(), 2, "a text given twice is embedded once");
+        assert_eq!(first[0], first[2]);
         let second = cached.embed(&["bb", "ccc", "a"]).unwrap();
-        assert_eq!(*inner.0.borrow(), 4, "only the new text is embedded");
+        assert_eq!(*inner.0.borrow(), 3, "only the new text is embedded");
         assert_eq!(first[1], second[0]);
         assert_eq!(second[1], vec![3.0, 1.0]);
     }
