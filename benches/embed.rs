@@ -16,18 +16,19 @@ use std::time::Instant;
 use dailydigest::embed::Encoder;
 
 pub(crate) const BATCH: usize = 32;
+/// Tokens an input (`--tokens=N` to change: grouping embeds 32).
 pub(crate) const TOKENS: usize = 64;
 pub(crate) const BATCHES: usize = 20;
 pub(crate) const REPEATS: usize = 3;
 
-/// The token ids both sides embed: `[CLS]`, 62 ids from a fixed
+/// The token ids both sides embed: `[CLS]`, `tokens - 2` ids from a fixed
 /// pseudo-random sequence over the ordinary vocabulary, `[SEP]`.
-fn inputs() -> Vec<Vec<u32>> {
+fn inputs(tokens: usize) -> Vec<Vec<u32>> {
     let mut x: u64 = 12345;
     (0..BATCH)
         .map(|_| {
             let mut row = vec![101u32];
-            for _ in 0..TOKENS - 2 {
+            for _ in 0..tokens - 2 {
                 x = x
                     .wrapping_mul(6364136223846793005)
                     .wrapping_add(1442695040888963407);
@@ -45,8 +46,11 @@ fn main() {
         .find(|a| !a.starts_with('-'))
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("models/all-MiniLM-L6-v2"));
+    let tokens: usize = std::env::args()
+        .find_map(|a| a.strip_prefix("--tokens=").map(str::to_owned))
+        .map_or(TOKENS, |n| n.parse().expect("--tokens=N"));
     let encoder = Encoder::load(&dir).expect("the encoder loads");
-    let batches: Vec<Vec<Vec<u32>>> = (0..BATCHES).map(|_| inputs()).collect();
+    let batches: Vec<Vec<Vec<u32>>> = (0..BATCHES).map(|_| inputs(tokens)).collect();
     encoder.embed_batches(&batches[..2]).expect("warm-up");
     let mut times = Vec::new();
     for _ in 0..REPEATS {
@@ -57,7 +61,7 @@ fn main() {
     times.sort_by(f64::total_cmp);
     let median = times[REPEATS / 2];
     println!(
-        "{{\"side\": \"dailydigest\", \"threads\": {}, \"batch\": {BATCH}, \"tokens\": {TOKENS}, \"batches\": {BATCHES}, \"median_s\": {median:.3}, \"sentences_per_s\": {:.1}}}",
+        "{{\"side\": \"dailydigest\", \"threads\": {}, \"batch\": {BATCH}, \"tokens\": {tokens}, \"batches\": {BATCHES}, \"median_s\": {median:.3}, \"sentences_per_s\": {:.1}}}",
         rayon::current_num_threads(),
         (BATCH * BATCHES) as f64 / median
     );

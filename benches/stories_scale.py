@@ -13,9 +13,12 @@ topic), every tenth event reported by a second outlet in other words.
 `feed`: one source's items "Shares in <Company> rose <X>% on <day>", which
 share almost every word and differ in the company and the numbers.
 `copies`: real articles (the dev CNN and BBC files in ../shared/eval, 927
-originals) each filed again by several of 37 outlets, each copy with
-sentences dropped, its lead moved and words changed, until there are n
-reports; every original is one event.
+originals, then the 684 dev reports of ../shared/eval/stories) each filed
+again by several of 37 outlets, each copy with sentences dropped, its lead
+moved and words changed, until there are n reports (all originals once
+make about 17,700; beyond that they are filed again); every original is
+one event (an AllSides roundup's reports count as separate events here). The
+first 10,000 reports are those of the CNN and BBC files.
 `stories_of_unrelated_events` counts stories that hold reports of more than
 one made-up event (each should hold one).
 """
@@ -92,10 +95,12 @@ def copies(n, rnd, files):
             originals += [json.loads(l) for l in f if l.strip()]
     outlets = [f"Outlet {k}" for k in range(37)]
     split = lambda t: [x for x in __import__("re").split(r"(?<=[.!?])\s+", t.replace("\n", " ")) if x]
-    rows, k = [], 0
+    rows, k, again = [], 0, 0
     while len(rows) < n:
         if k == len(originals):
-            sys.exit(f"{len(originals)} originals make fewer than {n} reports")
+            # Every original filed: file them all again (more reports of
+            # the same events, under ids of the same event).
+            k, again = 0, again + 1
         o = originals[k]
         sents = split(o["text"])
         for c in range(rnd.randint(4, 18)):
@@ -109,7 +114,8 @@ def copies(n, rnd, files):
             for a, b in SWAPS.items():
                 if rnd.random() < 0.5:
                     text = text.replace(f" {a} ", f" {b} ")
-            row = {"id": f"o{k}-c{c}", "text": text, "source": rnd.choice(outlets), "date": "2022-03-14"}
+            copy = f"c{c}" if again == 0 else f"r{again}c{c}"
+            row = {"id": f"o{k}-{copy}", "text": text, "source": rnd.choice(outlets), "date": "2022-03-14"}
             if o.get("title") and rnd.random() < 0.7:
                 row["title"] = o["title"]
             rows.append(row)
@@ -124,7 +130,9 @@ def main():
     ap.add_argument("--digest", default=os.path.abspath("target/release/digest"))
     ap.add_argument("--embedder", default="auto")
     ap.add_argument("--models", default="models")
-    ap.add_argument("--originals", nargs="*", default=["../shared/eval/cnndm_dev.jsonl", "../shared/eval/bbc_dev.jsonl"])
+    ap.add_argument("--originals", nargs="*", default=["../shared/eval/cnndm_dev.jsonl", "../shared/eval/bbc_dev.jsonl",
+                                                        "../shared/eval/stories/allsides_dev.jsonl",
+                                                        "../shared/eval/stories/ecb_dev.jsonl"])
     a = ap.parse_args()
     rnd = random.Random(7)
     rows = copies(a.n, rnd, a.originals) if a.kind == "copies" else (varied if a.kind == "varied" else feed)(a.n, rnd)
