@@ -41,6 +41,7 @@ fn inputs(tokens: usize) -> Vec<Vec<u32>> {
 }
 
 fn main() {
+    dailydigest::models::keep_freed_memory();
     let dir = std::env::args()
         .skip(1)
         .find(|a| !a.starts_with('-'))

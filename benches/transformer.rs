@@ -66,6 +66,7 @@ fn steps_by_rows(net: &dyn generate::Seq2Seq, ids: &[u32]) -> Vec<(usize, f64)> 
 }
 
 fn main() {
+    dailydigest::models::keep_freed_memory();
     let Some(dir) = std::env::args()
         .skip(1)
         .find(|a| !a.starts_with("--"))

@@ -7,6 +7,7 @@ use clap::Parser;
 mod cli;
 
 fn main() -> ExitCode {
+    dailydigest::models::keep_freed_memory();
     let cli = cli::Cli::parse();
     cli::init_logging(&cli);
     match cli::run(cli) {

@@ -19,6 +19,24 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
+/// Keeps the large blocks a model frees in the process for its next
+/// allocation. Without this, glibc returns each freed activation (8 MB
+/// and more) to the kernel and the next one faults its pages back in,
+/// zeroed: a quarter of the summarizer's encoder time went to the kernel
+/// clearing pages (BENCHMARKS.md, "Faster days"). Blocks up to 32 MB (the
+/// most glibc allows) come from the heap, and the heap keeps up to 256 MB
+/// of free memory before giving it back. Call once, at start; a no-op
+/// other than on glibc.
+pub fn keep_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only changes the allocator's thresholds; it is
+    // called before the process allocates from other threads.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 256 << 20);
+    }
+}
+
 /// What a model folder is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {

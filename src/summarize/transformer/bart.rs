@@ -141,6 +141,28 @@ impl Attention {
         })
     }
 
+    /// Every product over whole inputs (`Linear::for_many_rows`): the
+    /// encoder's attention.
+    fn for_many_rows(self) -> Result<Attention> {
+        Ok(Attention {
+            q: self.q.for_many_rows()?,
+            k: self.k.for_many_rows()?,
+            v: self.v.for_many_rows()?,
+            out: self.out.for_many_rows()?,
+            ..self
+        })
+    }
+
+    /// Keys and values over whole inputs: the decoder's cross-attention,
+    /// whose queries come one position a row.
+    fn keys_values_for_many_rows(self) -> Result<Attention> {
+        Ok(Attention {
+            k: self.k.for_many_rows()?,
+            v: self.v.for_many_rows()?,
+            ..self
+        })
+    }
+
     fn keys_values(&self, x: &Tensor) -> Result<(Tensor, Tensor)> {
         Ok((
             split_heads(&self.k.forward(x)?, self.heads)?,
@@ -177,6 +199,13 @@ impl Ffn {
         Ok(Ffn {
             fc1: linear(d, ffn, vb.pp("fc1"))?,
             fc2: linear(ffn, d, vb.pp("fc2"))?,
+        })
+    }
+
+    fn for_many_rows(self) -> Result<Ffn> {
+        Ok(Ffn {
+            fc1: self.fc1.for_many_rows()?,
+            fc2: self.fc2.for_many_rows()?,
         })
     }
 
@@ -234,9 +263,10 @@ impl Model {
         for i in 0..cfg.encoder_layers {
             let l = enc.pp(format!("layers.{i}"));
             encoder.push(EncoderLayer {
-                attn: Attention::new(d, cfg.encoder_attention_heads, l.pp("self_attn"))?,
+                attn: Attention::new(d, cfg.encoder_attention_heads, l.pp("self_attn"))?
+                    .for_many_rows()?,
                 attn_norm: norm(l.pp("self_attn_layer_norm"))?,
-                ffn: Ffn::new(d, cfg.encoder_ffn_dim, &l)?,
+                ffn: Ffn::new(d, cfg.encoder_ffn_dim, &l)?.for_many_rows()?,
                 ffn_norm: norm(l.pp("final_layer_norm"))?,
             });
         }
@@ -246,7 +276,8 @@ impl Model {
             decoder.push(DecoderLayer {
                 self_attn: Attention::new(d, cfg.decoder_attention_heads, l.pp("self_attn"))?,
                 self_norm: norm(l.pp("self_attn_layer_norm"))?,
-                cross_attn: Attention::new(d, cfg.decoder_attention_heads, l.pp("encoder_attn"))?,
+                cross_attn: Attention::new(d, cfg.decoder_attention_heads, l.pp("encoder_attn"))?
+                    .keys_values_for_many_rows()?,
                 cross_norm: norm(l.pp("encoder_attn_layer_norm"))?,
                 ffn: Ffn::new(d, cfg.decoder_ffn_dim, &l)?,
                 ffn_norm: norm(l.pp("final_layer_norm"))?,

@@ -13,8 +13,11 @@
 //! the rows after them prefetched), and multiplies them into four input
 //! rows at once while they are in cache, on all cores; more rows
 //! (encoding: hundreds of positions) take one `matmul` (gemm, packed and
-//! blocked, compute-bound). The results differ from gemm's only in the
-//! order of the sums (the parity fixtures are unchanged).
+//! blocked, compute-bound). Layers that only ever see whole inputs (the
+//! encoder; the cross-attention keys and values) store their weight
+//! `(in, out)` (`Linear::for_many_rows`), which gemm packs faster. The
+//! results differ from gemm's only in the order of the sums (the parity
+//! fixtures are unchanged).
 
 use candle_core::{DType, Device, Module, Result, Storage, Tensor};
 use candle_nn::VarBuilder;
@@ -29,17 +32,21 @@ pub const SKINNY: usize = 16;
 /// 1,024 inputs, an L2's worth).
 const BLOCK: usize = 64;
 
-/// `y = x Wᵀ + b`, the weight as checkpoints store it: `(out, in)`.
+/// `y = x Wᵀ + b`, the weight as checkpoints store it: `(out, in)`, or
+/// transposed, `(in, out)`, for layers that only see many rows.
 #[derive(Clone, Debug)]
 pub struct Linear {
     weight: Tensor,
     bias: Option<Tensor>,
+    /// `weight` is `(in, out)`.
+    transposed: bool,
 }
 
 pub fn linear(inputs: usize, outputs: usize, vb: VarBuilder) -> Result<Linear> {
     Ok(Linear {
         weight: vb.get((outputs, inputs), "weight")?,
         bias: Some(vb.get(outputs, "bias")?),
+        transposed: false,
     })
 }
 
@@ -47,13 +54,33 @@ pub fn linear_no_bias(inputs: usize, outputs: usize, vb: VarBuilder) -> Result<L
     Ok(Linear {
         weight: vb.get((outputs, inputs), "weight")?,
         bias: None,
+        transposed: false,
     })
 }
 
 impl Linear {
     /// A layer over an existing weight `(out, in)`: the tied LM head.
     pub fn new(weight: Tensor, bias: Option<Tensor>) -> Linear {
-        Linear { weight, bias }
+        Linear {
+            weight,
+            bias,
+            transposed: false,
+        }
+    }
+
+    /// The layer with its weight stored `(in, out)`, for layers that see
+    /// whole inputs (the encoder, the cross-attention keys and values):
+    /// gemm then reads the weight along its rows and packs it faster.
+    /// Memory is the same (the weight is moved, not copied).
+    pub fn for_many_rows(self) -> Result<Linear> {
+        if self.transposed || !matches!(self.weight.device(), Device::Cpu) {
+            return Ok(self);
+        }
+        Ok(Linear {
+            weight: self.weight.t()?.contiguous()?,
+            bias: self.bias,
+            transposed: true,
+        })
     }
 }
 
@@ -63,13 +90,17 @@ impl Module for Linear {
         let inputs = *dims.last().unwrap_or(&0);
         let rows = x.elem_count() / inputs.max(1);
         let flat = x.reshape((rows, inputs))?;
-        let y = product(&flat, &self.weight)?;
+        let y = if self.transposed {
+            flat.matmul(&self.weight)?
+        } else {
+            product(&flat, &self.weight)?
+        };
         let y = match &self.bias {
             Some(b) => y.broadcast_add(b)?,
             None => y,
         };
         let mut out = dims;
-        *out.last_mut().expect("an input has dimensions") = self.weight.dim(0)?;
+        *out.last_mut().expect("an input has dimensions") = y.dim(1)?;
         y.reshape(out)
     }
 }
@@ -244,6 +275,7 @@ mod avx2 {
 
 #[cfg(test)]
 mod tests {
+    use super::super::attention::tests::max_diff;
     use super::*;
 
     #[test]
@@ -263,6 +295,10 @@ mod tests {
                     .broadcast_add(&b)
                     .unwrap();
                 let got = layer.forward(&x).unwrap();
+                // Stored (in, out), the same products.
+                let many = layer.clone().for_many_rows().unwrap().forward(&x).unwrap();
+                let diff = max_diff(&many, &got);
+                assert!(diff < 1e-3, "transposed, {rows} rows: {diff}");
                 // The portable kernel (other CPUs) gives the same.
                 let xs: Vec<f32> = x.flatten_all().unwrap().to_vec1().unwrap();
                 let ws: Vec<f32> = w.flatten_all().unwrap().to_vec1().unwrap();
@@ -286,14 +322,7 @@ mod tests {
                     .fold(0f32, f32::max);
                 assert!(worst < 1e-3, "portable, {rows} rows: {worst}");
                 assert_eq!(got.dims(), [rows, 1, outputs]);
-                let diff = (got.squeeze(1).unwrap() - want)
-                    .unwrap()
-                    .abs()
-                    .unwrap()
-                    .max_all()
-                    .unwrap()
-                    .to_scalar::<f32>()
-                    .unwrap();
+                let diff = max_diff(&got.squeeze(1).unwrap(), &want);
                 assert!(diff < 1e-3, "{rows} rows, {inputs} in: {diff}");
             }
         }
