@@ -118,6 +118,26 @@ impl Attention {
         })
     }
 
+    /// Every product over whole inputs (`Linear::for_many_rows`): the
+    /// encoder's attention.
+    fn for_many_rows(self) -> Result<Attention> {
+        let a = self.keys_values_for_many_rows()?;
+        Ok(Attention {
+            q: a.q.for_many_rows()?,
+            o: a.o.for_many_rows()?,
+            ..a
+        })
+    }
+
+    /// Keys and values over whole inputs: the decoder's cross-attention.
+    fn keys_values_for_many_rows(self) -> Result<Attention> {
+        Ok(Attention {
+            k: self.k.for_many_rows()?,
+            v: self.v.for_many_rows()?,
+            ..self
+        })
+    }
+
     fn keys_values(&self, x: &Tensor) -> Result<(Tensor, Tensor)> {
         Ok((
             split_heads(&self.k.forward(x)?, self.heads)?,
@@ -187,6 +207,16 @@ impl Ffn {
         })
     }
 
+    fn for_many_rows(self) -> Result<Ffn> {
+        let many = |l: Option<Linear>| l.map(Linear::for_many_rows).transpose();
+        Ok(Ffn {
+            wi: many(self.wi)?,
+            wi_0: many(self.wi_0)?,
+            wi_1: many(self.wi_1)?,
+            wo: self.wo.for_many_rows()?,
+        })
+    }
+
     fn forward(&self, cfg: &Config, x: &Tensor) -> Result<Tensor> {
         let h = match (&self.wi, &self.wi_0, &self.wi_1) {
             (Some(wi), _, _) => cfg.act(&wi.forward(x)?)?,
@@ -233,9 +263,9 @@ impl Model {
         for i in 0..cfg.num_layers {
             let b = vb.pp(format!("encoder.block.{i}.layer"));
             encoder.push(EncoderBlock {
-                attn: Attention::new(&cfg, i == 0, b.pp("0.SelfAttention"))?,
+                attn: Attention::new(&cfg, i == 0, b.pp("0.SelfAttention"))?.for_many_rows()?,
                 attn_norm: norm(b.pp("0.layer_norm"))?,
-                ffn: Ffn::new(&cfg, b.pp("1.DenseReluDense"))?,
+                ffn: Ffn::new(&cfg, b.pp("1.DenseReluDense"))?.for_many_rows()?,
                 ffn_norm: norm(b.pp("1.layer_norm"))?,
             });
         }
@@ -245,7 +275,8 @@ impl Model {
             decoder.push(DecoderBlock {
                 self_attn: Attention::new(&cfg, i == 0, b.pp("0.SelfAttention"))?,
                 self_norm: norm(b.pp("0.layer_norm"))?,
-                cross: Attention::new(&cfg, false, b.pp("1.EncDecAttention"))?,
+                cross: Attention::new(&cfg, false, b.pp("1.EncDecAttention"))?
+                    .keys_values_for_many_rows()?,
                 cross_norm: norm(b.pp("1.layer_norm"))?,
                 ffn: Ffn::new(&cfg, b.pp("2.DenseReluDense"))?,
                 ffn_norm: norm(b.pp("2.layer_norm"))?,
