@@ -233,16 +233,23 @@ pub(crate) fn summarize_all(
         return by_words();
     };
     let mut meaning: Vec<Meaning> = vec![Meaning::default(); plans.len()];
-    loop {
+    let mut lines: Vec<Vec<String>> = vec![Vec::new(); plans.len()];
+    // Stories whose choice still lacks a vector; a choice that lacks none
+    // is final (its vectors do not change again).
+    let mut pending: Vec<usize> = (0..plans.len()).collect();
+    while !pending.is_empty() {
         let mut wanted: Vec<(usize, usize)> = Vec::new();
-        let mut chosen: Vec<Vec<usize>> = Vec::with_capacity(plans.len());
-        for (s, p) in plans.iter().enumerate() {
-            let (c, missing) = p.choose(budget, Some(&meaning[s]));
+        pending.retain(|&s| {
+            let (chosen, missing) = plans[s].choose(budget, Some(&meaning[s]));
+            if missing.is_empty() {
+                lines[s] = plans[s].lines(&chosen);
+                return false;
+            }
             wanted.extend(missing.into_iter().map(|m| (s, m)));
-            chosen.push(c);
-        }
+            true
+        });
         if wanted.is_empty() {
-            return plans.iter().zip(&chosen).map(|(p, c)| p.lines(c)).collect();
+            break;
         }
         let mut texts: Vec<&str> = wanted
             .iter()
@@ -266,6 +273,7 @@ pub(crate) fn summarize_all(
             meaning[s].insert(c, vectors[i].clone());
         }
     }
+    lines
 }
 
 static ATTRIBUTION: LazyLock<Regex> = LazyLock::new(|| {

@@ -380,7 +380,7 @@ impl Embed for Cached<'_> {
             .collect();
         tracing::debug!(
             "embeddings: {} cached, {} computed",
-            texts.len() - missing.len(),
+            found.iter().filter(|v| v.is_some()).count(),
             missing.len()
         );
         if !missing.is_empty() {

@@ -24,8 +24,9 @@ use candle_nn::VarBuilder;
 use rayon::prelude::*;
 
 /// Products of at most this many input rows take the streaming kernel:
-/// four articles of four beams. Measured (BENCHMARKS.md, "Decoder steps"):
-/// at 16 rows it is still faster than gemm, which packs the weights first.
+/// four articles of four beams. Measured (BENCHMARKS.md, "Faster days"):
+/// at 16 rows it is still faster than one gemm product, which packs the
+/// weights first.
 pub const SKINNY: usize = 16;
 
 /// Output columns one task computes (weights of 64 outputs: 256 KB at
