@@ -100,6 +100,32 @@ fn main() {
         return;
     }
     let beam_cfg: GenerationConfig = t.checkpoint().generation.clone();
+    // `ONLY=beam`: just beam-4 summaries of exactly `LENGTH` tokens (the
+    // checkpoint's length unless given), of `BATCH` copies of the input
+    // decoded together (1 unless given): where the decoder's self-attention
+    // cache costs the most, as it grows.
+    if std::env::var("ONLY").as_deref() == Ok("beam") {
+        let number = |name: &str, default: usize| {
+            std::env::var(name)
+                .ok()
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(default)
+        };
+        let length = number("LENGTH", beam_cfg.max_length);
+        let cfg = GenerationConfig {
+            max_length: length,
+            min_length: length,
+            ..beam_cfg.clone()
+        };
+        let inputs = vec![ids.as_slice(); number("BATCH", 1)];
+        let mut out = Vec::new();
+        let beam = median(reps, || {
+            out = generate::generate_batch(net, &inputs, &cfg).unwrap();
+        });
+        let lengths: Vec<usize> = out.iter().map(Vec::len).collect();
+        println!("beam4_s {beam:.3} lengths {lengths:?}");
+        return;
+    }
     assert_eq!(beam_cfg.max_length, NEW_TOKENS + 1);
     let greedy_cfg = GenerationConfig {
         num_beams: 1,

@@ -4,6 +4,8 @@
 use candle_core::{DType, Device, Result, Tensor};
 use rayon::prelude::*;
 
+use super::self_cache::SelfCache;
+
 /// GELU, exact (erf) or tanh-approximated, with candle's own per-value
 /// formulas (so results are bit for bit candle's) but spread over the rayon
 /// threads: candle computes unary ops on one thread, which made GELU a fifth
@@ -32,18 +34,16 @@ pub fn gelu(x: &Tensor, exact: bool) -> Result<Tensor> {
 
 /// The decoder's state for a batch of inputs: each input's cross-attention
 /// keys and values (computed once, padded to the longest input, with a
-/// mask over the padding) and the growing self-attention cache, one row per
-/// beam.
+/// mask over the padding) and the self-attention cache, one row per beam.
 pub struct DecoderState {
     /// Per layer: (inputs, heads, keys, head_dim).
     pub(super) cross: Vec<(Tensor, Tensor)>,
     /// (inputs, 1, 1, keys): 0 for a key, -inf for padding; `None` when no
     /// input is padded.
     pub(super) mask: Option<Tensor>,
-    /// Per layer: (rows, heads, positions, head_dim).
-    pub(super) cache: Vec<Option<(Tensor, Tensor)>>,
-    /// Positions decoded so far.
-    pub len: usize,
+    /// Every layer's self-attention keys and values, and each row's path
+    /// through them.
+    pub(super) cache: SelfCache,
 }
 
 impl DecoderState {
@@ -51,9 +51,24 @@ impl DecoderState {
         DecoderState {
             cross,
             mask: None,
-            cache: vec![None; layers],
-            len: 0,
+            cache: SelfCache::new(layers),
         }
+    }
+
+    /// Positions decoded so far.
+    pub fn len(&self) -> usize {
+        self.cache.len()
+    }
+
+    /// Whether nothing is decoded yet.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Reserves the self-attention cache for this many positions, so it
+    /// never grows while decoding.
+    pub fn plan(&mut self, positions: usize) {
+        self.cache.plan(positions);
     }
 
     /// The states of several inputs (not yet decoding) as one batch.
@@ -100,20 +115,16 @@ impl DecoderState {
         Ok(DecoderState {
             cross,
             mask,
-            cache: vec![None; layers],
-            len: 0,
+            cache: SelfCache::new(layers),
         })
     }
 
-    /// Reorders (and duplicates) the rows of the self-attention cache, for
-    /// beam search. The cross-attention keys and values are shared by all
-    /// rows of an input and stay as they are.
-    pub fn select(&mut self, rows: &Tensor) -> Result<()> {
-        for (k, v) in self.cache.iter_mut().flatten() {
-            *k = k.index_select(rows, 0)?;
-            *v = v.index_select(rows, 0)?;
-        }
-        Ok(())
+    /// Reorders (and duplicates) the rows, for beam search: row `i` goes on
+    /// from row `parents[i]`. Only the rows' paths through the
+    /// self-attention cache move; the cross-attention keys and values are
+    /// shared by all rows of an input and stay as they are.
+    pub fn select(&mut self, parents: &[u32]) -> Result<()> {
+        self.cache.select(parents)
     }
 
     /// Keeps only the given inputs' keys and values (the others are done);

@@ -14,6 +14,7 @@ use serde::Deserialize;
 pub use super::attention::DecoderState;
 use super::attention::{attend, split_heads};
 use super::linear::{self, linear, Linear};
+use super::self_cache::SelfCache;
 
 /// The `config.json` fields this module reads.
 #[derive(Debug, Clone, Deserialize)]
@@ -173,6 +174,16 @@ impl Attention {
     /// Attention of `x` over the given keys and values.
     fn attend(&self, x: &Tensor, k: &Tensor, v: &Tensor) -> Result<Tensor> {
         self.attend_masked(x, k, v, None)
+    }
+
+    /// Self-attention of a decoding step's `x` (rows, 1, d): its keys and
+    /// values go into layer `layer` of the cache, and its queries attend to
+    /// every position so far.
+    fn attend_cached(&self, x: &Tensor, cache: &mut SelfCache, layer: usize) -> Result<Tensor> {
+        cache.append(layer, &self.k.forward(x)?, &self.v.forward(x)?)?;
+        let q = (self.q.forward(x)? * (self.head_dim as f64).powf(-0.5))?;
+        self.out
+            .forward(&cache.attend(layer, &q, self.heads, None)?)
     }
 
     /// `attend` with an additive mask over the keys (padding).
@@ -364,9 +375,10 @@ impl Model {
 
     /// One decoding step: the last token of each row -> logits (rows, vocab).
     pub fn step(&self, state: &mut DecoderState, tokens: &[u32]) -> Result<Tensor> {
+        let position = state.cache.begin(tokens.len())?;
         let input = Tensor::new(tokens, &self.device)?.unsqueeze(1)?;
         let mut h = (self.shared.forward(&input)? * self.cfg.embed_scale())?;
-        h = h.broadcast_add(&self.dec_pos.forward(state.len, 1, &self.device)?)?;
+        h = h.broadcast_add(&self.dec_pos.forward(position, 1, &self.device)?)?;
         if let Some(ln) = &self.dec_ln_emb {
             h = ln.forward(&h)?;
         }
@@ -379,13 +391,7 @@ impl Model {
             } else {
                 h.clone()
             };
-            let (k, v) = l.self_attn.keys_values(&x)?;
-            let (k, v) = match &state.cache[i] {
-                Some((pk, pv)) => (Tensor::cat(&[pk, &k], 2)?, Tensor::cat(&[pv, &v], 2)?),
-                None => (k, v),
-            };
-            let a = l.self_attn.attend(&x, &k, &v)?;
-            state.cache[i] = Some((k, v));
+            let a = l.self_attn.attend_cached(&x, &mut state.cache, i)?;
             h = if pre {
                 (&h + a)?
             } else {
@@ -416,7 +422,6 @@ impl Model {
         if let Some(ln) = &self.dec_final {
             h = ln.forward(&h)?;
         }
-        state.len += 1;
         let h = h.squeeze(1)?;
         linear::product(&h, self.shared.embeddings())?
             .broadcast_add(&self.final_logits_bias)?

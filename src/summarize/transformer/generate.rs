@@ -308,13 +308,19 @@ pub fn generate_batch(
 }
 
 /// Encodes each input on its own (no padding in the encoder) and stacks
-/// their decoder states.
-fn start_batch(model: &(impl Seq2Seq + ?Sized), inputs: &[&[u32]]) -> Result<DecoderState> {
+/// their decoder states, with room for `cfg.max_length` positions.
+fn start_batch(
+    model: &(impl Seq2Seq + ?Sized),
+    inputs: &[&[u32]],
+    cfg: &GenerationConfig,
+) -> Result<DecoderState> {
     let states = inputs
         .iter()
         .map(|ids| model.start(&model.encode(ids)?))
         .collect::<Result<Vec<_>>>()?;
-    DecoderState::stack(states)
+    let mut state = DecoderState::stack(states)?;
+    state.plan(cfg.max_length);
+    Ok(state)
 }
 
 /// Drops the inputs that are done from the state: `keep` lists, for each
@@ -330,7 +336,7 @@ fn narrow(
     if keep.len() < current {
         state.keep_inputs(&Tensor::new(keep, model.device())?)?;
     }
-    state.select(&Tensor::new(rows, model.device())?)
+    state.select(rows)
 }
 
 fn greedy_batch(
@@ -338,7 +344,7 @@ fn greedy_batch(
     inputs: &[&[u32]],
     cfg: &GenerationConfig,
 ) -> Result<Vec<Vec<u32>>> {
-    let mut state = start_batch(model, inputs)?;
+    let mut state = start_batch(model, inputs, cfg)?;
     let mut seqs = vec![vec![cfg.decoder_start_token_id]; inputs.len()];
     let mut active: Vec<usize> = (0..inputs.len()).collect();
     while !active.is_empty() && seqs[active[0]].len() < cfg.max_length {
@@ -493,7 +499,7 @@ fn beam_search_batch(
     cfg: &GenerationConfig,
 ) -> Result<Vec<Vec<u32>>> {
     let k = cfg.num_beams.max(1);
-    let mut state = start_batch(model, inputs)?;
+    let mut state = start_batch(model, inputs, cfg)?;
     let mut searches: Vec<Beams> = (0..inputs.len())
         .map(|_| Beams::new(k, cfg.decoder_start_token_id))
         .collect();

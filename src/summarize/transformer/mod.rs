@@ -22,6 +22,7 @@ pub mod bart;
 mod checkpoint;
 pub mod generate;
 pub mod linear;
+mod self_cache;
 pub mod t5;
 
 use std::path::{Path, PathBuf};

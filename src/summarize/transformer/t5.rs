@@ -13,6 +13,7 @@ use serde::Deserialize;
 use super::attention::DecoderState;
 use super::attention::{attend, gelu, split_heads};
 use super::linear::{self, linear_no_bias, Linear};
+use super::self_cache::SelfCache;
 
 /// The `config.json` fields this module reads.
 #[derive(Debug, Clone, Deserialize)]
@@ -174,6 +175,22 @@ impl Attention {
     }
 
     /// Attention of `x` over keys and values, with T5's unscaled scores.
+    /// Self-attention of a decoding step's `x` (rows, 1, d) with the
+    /// position `bias`: its keys and values go into layer `layer` of the
+    /// cache, and its queries attend to every position so far.
+    fn attend_cached(
+        &self,
+        x: &Tensor,
+        cache: &mut SelfCache,
+        layer: usize,
+        bias: &Tensor,
+    ) -> Result<Tensor> {
+        cache.append(layer, &self.k.forward(x)?, &self.v.forward(x)?)?;
+        let q = self.q.forward(x)?;
+        self.o
+            .forward(&cache.attend(layer, &q, self.heads, Some(bias))?)
+    }
+
     fn attend(&self, x: &Tensor, k: &Tensor, v: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
         let q = split_heads(&self.q.forward(x)?, self.heads)?;
         self.o.forward(&attend(&q, k, v, bias)?)
@@ -339,9 +356,9 @@ impl Model {
     }
 
     pub fn step(&self, state: &mut DecoderState, tokens: &[u32]) -> Result<Tensor> {
+        let pos = state.cache.begin(tokens.len())?;
         let input = Tensor::new(tokens, &self.device)?.unsqueeze(1)?;
         let mut h = self.shared.forward(&input)?;
-        let pos = state.len;
         let bias = self.decoder[0].self_attn.position_bias(
             &self.cfg,
             pos,
@@ -352,19 +369,12 @@ impl Model {
         )?;
         for (i, b) in self.decoder.iter().enumerate() {
             let x = b.self_norm.forward(&h)?;
-            let (k, v) = b.self_attn.keys_values(&x)?;
-            let (k, v) = match &state.cache[i] {
-                Some((pk, pv)) => (Tensor::cat(&[pk, &k], 2)?, Tensor::cat(&[pv, &v], 2)?),
-                None => (k, v),
-            };
-            h = (&h + b.self_attn.attend(&x, &k, &v, Some(&bias))?)?;
-            state.cache[i] = Some((k, v));
+            h = (&h + b.self_attn.attend_cached(&x, &mut state.cache, i, &bias)?)?;
             let x = b.cross_norm.forward(&h)?;
             let (ck, cv) = &state.cross[i];
             h = (&h + b.cross.attend(&x, ck, cv, state.mask.as_ref())?)?;
             h = (&h + b.ffn.forward(&self.cfg, &b.ffn_norm.forward(&h)?)?)?;
         }
-        state.len += 1;
         let h = self.decoder_norm.forward(&h)?.squeeze(1)?;
         let logits = match &self.lm_head {
             Some(head) => head.forward(&h)?,
