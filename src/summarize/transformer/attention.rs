@@ -55,16 +55,6 @@ impl DecoderState {
         }
     }
 
-    /// Positions decoded so far.
-    pub fn len(&self) -> usize {
-        self.cache.len()
-    }
-
-    /// Whether nothing is decoded yet.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
     /// Reserves the self-attention cache for this many positions, so it
     /// never grows while decoding.
     pub fn plan(&mut self, positions: usize) {

@@ -50,11 +50,6 @@ impl SelfCache {
         }
     }
 
-    /// Positions decoded so far (the current one included once begun).
-    pub(super) fn len(&self) -> usize {
-        self.starts.len()
-    }
-
     /// Reserves room for this many positions when the first one is
     /// written, so the buffers never grow (and move) while decoding.
     pub(super) fn plan(&mut self, positions: usize) {
